@@ -1,0 +1,137 @@
+"""Every attention of the project, each written once, beside its equation.
+
+The ladder climbs from the simplest form to the one the Transformer uses; additive attention
+(Bahdanau et al. 2014) stands beside it. Each returns (output, weights) and keeps no state.
+
+Masks are boolean and True where a key may be attended to. Shapes: B batch, T queries,
+S keys, d model size, nh heads, hs head size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def simplified_self_attention(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Rung 1. scores = x x^T, weights = softmax(scores), context = weights x. No parameters."""
+    scores = x @ x.transpose(-2, -1)  # (B, T, d) @ (B, d, T) -> (B, T, T)
+    weights = torch.softmax(scores, dim=-1)  # (B, T, T)
+    return weights @ x, weights  # (B, T, d), (B, T, T)
+
+
+def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
+                                 dropout: float = 0.0) -> tuple[Tensor, Tensor]:
+    """softmax(Q K^T / sqrt(d_k)) V, with masked keys at -inf (weight 0) and dropout on the weights.
+
+    q (..., T, d_k), k (..., S, d_k), v (..., S, d_v), mask broadcastable to (..., T, S).
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., T, S)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores, dim=-1)  # (..., T, S)
+    return F.dropout(weights, dropout) @ v, weights  # (..., T, d_v), (..., T, S)
+
+
+def causal_mask(T: int, device: torch.device | None = None) -> Tensor:
+    """(T, T) True on and below the diagonal: position t sees positions <= t."""
+    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+
+
+class SelfAttention(nn.Module):
+    """Rung 2. Q = x W_q, K = x W_k, V = x W_v; softmax(Q K^T / sqrt(d_k)) V."""
+
+    def __init__(self, d_in: int, d_k: int, bias: bool = False):
+        super().__init__()
+        self.W_q = nn.Linear(d_in, d_k, bias=bias)
+        self.W_k = nn.Linear(d_in, d_k, bias=bias)
+        self.W_v = nn.Linear(d_in, d_k, bias=bias)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        q, k, v = self.W_q(x), self.W_k(x), self.W_v(x)  # (B, T, d_k) each
+        return scaled_dot_product_attention(q, k, v, mask)
+
+
+class CausalAttention(SelfAttention):
+    """Rung 3. Rung 2 with future positions masked and dropout on the weights."""
+
+    def __init__(self, d_in: int, d_k: int, dropout: float = 0.0, bias: bool = False):
+        super().__init__(d_in, d_k, bias)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        q, k, v = self.W_q(x), self.W_k(x), self.W_v(x)  # (B, T, d_k) each
+        causal = causal_mask(x.size(1), x.device)  # (T, T)
+        mask = causal if mask is None else causal & mask
+        return scaled_dot_product_attention(q, k, v, mask, self.dropout if self.training else 0.0)
+
+
+class MultiHeadAttention(nn.Module):
+    """Rung 4 (Vaswani et al. 2017, section 3.2.2). MultiHead(Q, K, V) = Concat(head_1..head_h) W_O,
+    head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V), the heads computed in parallel subspaces.
+
+    With need_weights=False the fused torch.nn.functional.scaled_dot_product_attention does the
+    same arithmetic without materialising the weights; a test checks that both paths agree.
+    """
+
+    def __init__(self, d_model: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        assert d_model % heads == 0
+        self.heads, self.dropout = heads, dropout
+        self.W_q = nn.Linear(d_model, d_model)
+        self.W_k = nn.Linear(d_model, d_model)
+        self.W_v = nn.Linear(d_model, d_model)
+        self.W_o = nn.Linear(d_model, d_model)
+
+    def split_heads(self, x: Tensor) -> Tensor:
+        B, T, d = x.shape
+        return x.view(B, T, self.heads, d // self.heads).transpose(1, 2)  # (B, nh, T, hs)
+
+    def project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values in head form: (B, S, d) -> (B, nh, S, hs) each. Cached by decoders."""
+        return self.split_heads(self.W_k(key)), self.split_heads(self.W_v(value))
+
+    def attend(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
+               need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """query (B, T, d) against projected k, v (B, nh, S, hs); mask broadcastable to (B, nh, T, S)."""
+        q = self.split_heads(self.W_q(query))  # (B, nh, T, hs)
+        p = self.dropout if self.training else 0.0
+        if need_weights:
+            out, weights = scaled_dot_product_attention(q, k, v, mask, p)  # (B, nh, T, hs), (B, nh, T, S)
+        else:
+            out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
+        B, _, T, _ = out.shape
+        out = out.transpose(1, 2).reshape(B, T, -1)  # (B, T, d)
+        return self.W_o(out), weights
+
+    def forward(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        return self.attend(query, *self.project_kv(key, value), mask, need_weights)
+
+
+class AdditiveAttention(nn.Module):
+    """Rung 5, Bahdanau, Cho & Bengio 2014, appendix A.1.2: the alignment model
+    e_ij = v_a^T tanh(W_a s_{i-1} + U_a h_j), alpha_ij = softmax_j(e_ij), c_i = sum_j alpha_ij h_j.
+
+    U_a h_j does not depend on the decoder step, so it is computed once per sentence
+    (project_keys) and reused at every step.
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, attn_dim: int):
+        super().__init__()
+        self.W_a = nn.Linear(query_dim, attn_dim, bias=False)
+        self.U_a = nn.Linear(key_dim, attn_dim)
+        self.v_a = nn.Linear(attn_dim, 1, bias=False)
+
+    def project_keys(self, h: Tensor) -> Tensor:
+        return self.U_a(h)  # (B, S, 2H) -> (B, S, A)
+
+    def forward(self, s: Tensor, U_h: Tensor, h: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """s (B, Hd) decoder state, U_h (B, S, A) projected keys, h (B, S, 2H) annotations, mask (B, S)."""
+        e = self.v_a(torch.tanh(self.W_a(s).unsqueeze(1) + U_h)).squeeze(-1)  # (B, S)
+        alpha = torch.softmax(e.masked_fill(~mask, float("-inf")), dim=-1)  # (B, S)
+        c = torch.bmm(alpha.unsqueeze(1), h).squeeze(1)  # (B, 1, S) @ (B, S, 2H) -> (B, 2H)
+        return c, alpha

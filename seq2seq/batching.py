@@ -1,0 +1,80 @@
+"""Length-bucketed batches bounded by a token count, and their collation into tensors.
+
+Each epoch the pairs are shuffled with a generator seeded by (seed, epoch), sorted by length
+inside pools of a few hundred batches (so a batch holds pairs of similar length and little
+padding), cut into batches of at most `batch_tokens` padded target tokens, and the batches
+shuffled again. The same seed and epoch give the same batches, and every pair lands in
+exactly one batch.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from seq2seq.tokenizer import BOS, EOS, PAD
+
+POOL_BATCHES = 100  # sort within pools of about this many batches
+
+
+@dataclass
+class Batch:
+    src: torch.Tensor  # (B, S) token ids, EOS-terminated, PAD after
+    src_mask: torch.Tensor  # (B, S) True at real tokens
+    tgt_in: torch.Tensor  # (B, T) BOS y_1 .. y_n, PAD after
+    tgt_out: torch.Tensor  # (B, T) y_1 .. y_n EOS, PAD after
+    n_tokens: int  # real target tokens (EOS included): what the loss is averaged over
+
+    def to(self, device: torch.device) -> Batch:
+        move = dict(device=device, non_blocking=True)
+        return Batch(self.src.to(**move), self.src_mask.to(**move), self.tgt_in.to(**move),
+                     self.tgt_out.to(**move), self.n_tokens)
+
+
+def token_batches(src_lens: list[int], tgt_lens: list[int], batch_tokens: int,
+                  seed: int | None = None, epoch: int = 0) -> list[list[int]]:
+    """Indices grouped into batches of at most batch_tokens padded tokens (the longer side
+    counts; a single over-long pair still gets a batch of its own). seed=None: no shuffling,
+    batches in length order (for decoding)."""
+    n = len(src_lens)
+    order = list(range(n))
+    rng = random.Random(seed * 1_000_003 + epoch) if seed is not None else None
+    if rng:
+        rng.shuffle(order)
+    length = [max(s, t) for s, t in zip(src_lens, tgt_lens)]
+    mean = max(1, sum(length) // max(1, n))
+    pool = max(1, POOL_BATCHES * batch_tokens // mean)
+    batches: list[list[int]] = []
+    for start in range(0, n, pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: length[i])
+        batch: list[int] = []
+        longest = 0
+        for i in chunk:
+            if batch and max(longest, length[i]) * (len(batch) + 1) > batch_tokens:
+                batches.append(batch)
+                batch, longest = [], 0
+            batch.append(i)
+            longest = max(longest, length[i])
+        if batch:
+            batches.append(batch)
+    if rng:
+        rng.shuffle(batches)
+    return batches
+
+
+def collate(src: list[list[int]], tgt: list[list[int]]) -> Batch:
+    """Token id lists (no specials) -> padded tensors with EOS/BOS added."""
+    B = len(src)
+    S = max(len(s) for s in src) + 1
+    T = max(len(t) for t in tgt) + 1
+    src_t = torch.full((B, S), PAD, dtype=torch.long)
+    tgt_in = torch.full((B, T), PAD, dtype=torch.long)
+    tgt_out = torch.full((B, T), PAD, dtype=torch.long)
+    for b, (s, t) in enumerate(zip(src, tgt)):
+        src_t[b, :len(s) + 1] = torch.tensor(s + [EOS])
+        tgt_in[b, :len(t) + 1] = torch.tensor([BOS] + t)
+        tgt_out[b, :len(t) + 1] = torch.tensor(t + [EOS])
+    n_tokens = sum(len(t) + 1 for t in tgt)
+    return Batch(src_t, src_t != PAD, tgt_in, tgt_out, n_tokens)

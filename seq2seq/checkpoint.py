@@ -1,0 +1,57 @@
+"""One save/load pair for self-describing checkpoints.
+
+A checkpoint holds the model's weights, the resolved config, a fingerprint of the vocabulary
+and, for `last`, everything exact resumption needs (optimizer, schedule, counters, RNG states).
+Saves are atomic; loads use weights_only=True, so a checkpoint can hold tensors and plain
+values only, never arbitrary pickled objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from seq2seq.errors import UserError
+from seq2seq.files import atomic_write
+
+FORMAT = 1
+
+
+def save(path: Path, checkpoint: dict) -> None:
+    atomic_write(path, lambda f: torch.save({"format": FORMAT, **checkpoint}, f))
+
+
+def load(path: Path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as e:
+        raise UserError(f"checkpoint {path} is truncated or corrupt ({_first_line(e)})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"{path} is not a seq2seq checkpoint (format {FORMAT})")
+    return ckpt
+
+
+def vocab_fingerprint(model_proto: bytes) -> str:
+    return hashlib.sha256(model_proto).hexdigest()[:16]
+
+
+def load_weights(model: torch.nn.Module, state_dict: dict, where: Path) -> None:
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as e:
+        raise UserError(f"checkpoint {where} does not fit this model ({_first_line(e)})") from None
+
+
+def _first_line(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(e).__name__
+
+
+__all__ = ["save", "load", "vocab_fingerprint", "load_weights"]

@@ -1,0 +1,289 @@
+"""Typed, validated configuration.
+
+A Config is four frozen dataclasses. YAML files and `--set section.key=value` only override
+the defaults below; an unknown key, a wrong type or an out-of-range value raises UserError
+naming the key. The resolved config is written into every run dir and every checkpoint, so
+`eval` and `translate` need nothing but the run dir.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from seq2seq.errors import UserError
+
+DEFAULT_DATASET = "bentrevett/multi30k"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = DEFAULT_DATASET  # hub id or local directory in the same layout
+    dataset_config: str | None = None  # e.g. "de-en" for wmt/wmt14
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    max_words: int = 100  # cleaning: pairs with a longer side (in words) are dropped
+    max_train_pairs: int | None = None  # keep only the first N training pairs
+    concat_k: int = 1  # augment training with pairs made of up to k consecutive pairs
+    vocab_size: int = 8000  # joint de+en sentencepiece vocabulary
+    spm_model_type: str = "unigram"  # unigram | bpe
+
+    def check(self) -> None:
+        _positive(self, "max_words", "concat_k", "vocab_size")
+        if self.max_train_pairs is not None:
+            _positive(self, "max_train_pairs")
+        _one_of(self, "spm_model_type", ("unigram", "bpe"))
+        if self.src_lang == self.tgt_lang:
+            raise UserError(f"data.src_lang and data.tgt_lang are both {self.src_lang!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One flat set of sizes; each model reads the fields its paper has."""
+
+    name: str = "bahdanau"  # rnn | lstm | bahdanau | transformer
+    emb_dim: int = 256  # recurrent models: word embedding size
+    hidden_dim: int = 512  # recurrent models: hidden size (per direction in the encoder)
+    attn_dim: int = 512  # bahdanau: size of the alignment model's hidden layer
+    layers: int = 1  # rnn / lstm: stacked layers in encoder and decoder
+    reverse_source: bool = False  # rnn / lstm: feed the source backwards (Sutskever et al.)
+    d_model: int = 256  # transformer
+    heads: int = 8
+    ff_dim: int = 1024
+    enc_layers: int = 3
+    dec_layers: int = 3
+    pre_norm: bool = True  # LayerNorm before (True) or after (False) each sublayer
+    tie_embeddings: bool = True  # share source, target and output embeddings
+    dropout: float = 0.2
+    max_positions: int = 1024  # transformer: longest sequence the positions cover
+
+    def check(self) -> None:
+        from seq2seq.models import MODELS  # the registry is the one list of names
+
+        _one_of(self, "name", tuple(MODELS))
+        _positive(self, "emb_dim", "hidden_dim", "attn_dim", "layers", "d_model", "heads",
+                  "ff_dim", "enc_layers", "dec_layers", "max_positions")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"model.dropout must be in [0, 1), got {self.dropout}")
+        if self.d_model % self.heads:
+            raise UserError(f"model.d_model ({self.d_model}) must be divisible by model.heads ({self.heads})")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    max_steps: int | None = None  # stop after this many updates
+    time_budget: float | None = None  # seconds; stop cleanly (checkpoint + validation) at it
+    batch_tokens: int = 4096  # target tokens per batch (the bound of the length buckets)
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    weight_decay: float = 0.0
+    warmup_steps: int = 500
+    schedule: str = "inverse_sqrt"  # inverse_sqrt | cosine | constant (all after warmup)
+    min_lr: float = 1e-5  # cosine ends here
+    label_smoothing: float = 0.1
+    clip_norm: float = 1.0
+    patience: int = 5  # validations without a better BLEU before stopping
+    eval_every: int = 0  # validate every N steps; 0 = once per epoch
+    checkpoint_every: int = 0  # also save `last` every N steps; 0 = at validations only
+    checkpoint_seconds: float = 600.0  # and at least this often (0 = off)
+    max_nonfinite: int = 0  # batches with a NaN/inf loss skipped before training stops
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    compile: bool = False  # torch.compile the model (CUDA only)
+    log_every: int = 50
+
+    def check(self) -> None:
+        _positive(self, "epochs", "batch_tokens", "lr", "log_every")
+        for name in ("max_steps", "time_budget"):
+            if getattr(self, name) is not None:
+                _positive(self, name)
+        _non_negative(self, "warmup_steps", "weight_decay", "min_lr", "clip_norm", "patience",
+                      "eval_every", "checkpoint_every", "checkpoint_seconds", "max_nonfinite")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UserError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise UserError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
+        _one_of(self, "schedule", ("inverse_sqrt", "cosine", "constant"))
+        _one_of(self, "device", ("auto", "cpu", "cuda"))
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    beam: int = 1  # 1 = greedy
+    length_penalty: float = 1.0  # beam: score / length**alpha
+    max_len_a: float = 1.5  # longest output = a * source length + b tokens
+    max_len_b: int = 10
+    buckets: list[int] = field(default_factory=lambda: [10, 15, 20])  # upper edges in words
+    concat: list[int] = field(default_factory=lambda: [1])  # probe: k consecutive pairs
+    bootstrap: int = 1000  # resamples for the 95% intervals (0 = none)
+    batch_tokens: int = 8000  # source tokens per decoding batch
+
+    def check(self) -> None:
+        _positive(self, "beam", "max_len_a", "batch_tokens")
+        _non_negative(self, "length_penalty", "max_len_b", "bootstrap")
+        if not self.buckets or sorted(set(self.buckets)) != self.buckets or self.buckets[0] < 1:
+            raise UserError(f"eval.buckets must be increasing positive word counts, got {self.buckets}")
+        if not self.concat or min(self.concat) < 1:
+            raise UserError(f"eval.concat must be positive integers, got {self.concat}")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @staticmethod
+    def from_dict(raw: object, where: str = "config") -> Config:
+        """Build and validate a Config from nested dicts; unknown keys and bad types raise."""
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise UserError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
+        sections = {name: _build(cls, raw.get(name) or {}, f"{where}: {name}")
+                    for name, cls in SECTIONS.items()}
+        for key in raw:
+            if key not in sections:
+                raise UserError(f"{where}: unknown section {key!r} (expected one of {', '.join(sections)})")
+        config = Config(**sections)
+        for section in sections.values():
+            section.check()
+        return config
+
+    def replace(self, overrides: dict[str, object]) -> Config:
+        """A new Config with `section.key` overrides applied, validated."""
+        raw = self.to_dict()
+        for dotted, value in overrides.items():
+            section, _, key = dotted.partition(".")
+            if section not in raw or not key:
+                raise UserError(f"unknown config key {dotted!r}: expected section.key, "
+                                f"section one of {', '.join(raw)}")
+            if key not in raw[section]:
+                raise UserError(f"unknown config key {dotted!r}")
+            raw[section][key] = value
+        return Config.from_dict(raw)
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, object] | None = None,
+                model: str | None = None) -> Config:
+    """Defaults <- YAML file (or configs/<model>.yaml) <- overrides."""
+    raw: object = {}
+    if path is None and model is not None:
+        path = config_path(model)
+    if path is not None:
+        raw = read_yaml(Path(path))
+    config = Config.from_dict(raw, where=str(path) if path else "config")
+    return config.replace(overrides or {})
+
+
+def config_path(model: str) -> Path:
+    """The shipped config of a model: configs/<model>.yaml beside the package."""
+    from seq2seq.models import MODELS
+
+    if model not in MODELS:
+        raise UserError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
+    path = Path(__file__).resolve().parent / "configs" / f"{model}.yaml"
+    if not path.exists():
+        raise UserError(f"no shipped config for model {model!r} at {path}")
+    return path
+
+
+def read_yaml(path: Path) -> object:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read config file {path}: {e}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark else ""
+        raise UserError(f"malformed YAML in {path}{at}: {getattr(e, 'problem', e)}") from None
+
+
+def parse_set(items: list[str]) -> dict[str, object]:
+    """`--set section.key=value` items -> {"section.key": value}; values parsed as YAML."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects section.key=value, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
+def _build(cls: type, raw: object, where: str):
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise UserError(f"{where}: unknown key {key!r}")
+    values = {key: _coerce(hints[key], value, f"{where}.{key}") for key, value in raw.items()}
+    return cls(**values)
+
+
+def _coerce(hint: object, value: object, where: str) -> object:
+    """Check `value` against a field's type; ints and numeric strings are accepted for floats,
+    nothing else converts."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, where)
+    if typing.get_origin(hint) is list:
+        if not isinstance(value, list):
+            raise UserError(f"{where} must be a list, got {value!r}")
+        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):  # PyYAML reads "3e-4" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if hint in (int, float, str, bool) and type(value) is hint:
+        return value
+    raise UserError(f"{where} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _positive(section: object, *names: str) -> None:
+    for name in names:
+        if getattr(section, name) <= 0:
+            raise UserError(f"{_section_name(section)}.{name} must be positive, got {getattr(section, name)}")
+
+
+def _non_negative(section: object, *names: str) -> None:
+    for name in names:
+        if getattr(section, name) < 0:
+            raise UserError(f"{_section_name(section)}.{name} must be >= 0, got {getattr(section, name)}")
+
+
+def _one_of(section: object, name: str, choices: tuple[str, ...]) -> None:
+    if getattr(section, name) not in choices:
+        raise UserError(f"{_section_name(section)}.{name} must be one of {', '.join(choices)}, "
+                        f"got {getattr(section, name)!r}")
+
+
+def _section_name(section: object) -> str:
+    return type(section).__name__.removesuffix("Config").lower()

@@ -1,0 +1,104 @@
+"""Run dir -> decode a split -> sacreBLEU/chrF overall, by source length and by concatenation k
+-> RUN_DIR/eval/<split>.json and the hypotheses beside it."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from seq2seq import checkpoint
+from seq2seq.config import Config
+from seq2seq.data import clean, concatenate, load_split
+from seq2seq.errors import UserError
+from seq2seq.files import atomic_write_json, atomic_write_text
+from seq2seq.metrics import by_length, corpus_scores, score_subset, sentence_stats
+from seq2seq.models import build_model
+from seq2seq.models.base import Seq2Seq, count_parameters
+from seq2seq.rundir import RunDir
+from seq2seq.search import translate
+from seq2seq.tokenizer import Tokenizer
+from seq2seq.train import pick_device
+
+NO_LIMIT = 10**9  # evaluation keeps every non-empty pair, however long
+
+
+@dataclass
+class Loaded:
+    run: RunDir
+    cfg: Config
+    model: Seq2Seq
+    tok: Tokenizer
+    device: torch.device
+    step: int
+
+
+def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> Loaded:
+    """The model of a run dir, from its checkpoint, on `device`, in eval mode."""
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise UserError(f"run dir not found: {run.path}")
+    run.require()
+    path = run.checkpoint(which)
+    if not path.exists():
+        other = "last" if which == "best" else "best"
+        hint = f" (try --checkpoint {other})" if run.checkpoint(other).exists() else ""
+        raise UserError(f"run {run.path} has no {which} checkpoint{hint}")
+    ckpt = checkpoint.load(path)
+    cfg = Config.from_dict(ckpt["config"], where=str(path))
+    tok = Tokenizer.load(run.spm)
+    if ckpt.get("vocab") != checkpoint.vocab_fingerprint(tok.proto):
+        raise UserError(f"checkpoint {path} belongs to another run: its vocabulary differs from {run.spm}")
+    dev = pick_device(device)
+    model = build_model(cfg.model, tok.vocab_size)
+    checkpoint.load_weights(model, ckpt["model"], path)
+    return Loaded(run, cfg, model.to(dev).eval(), tok, dev, ckpt["progress"]["step"])
+
+
+def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, concat: list[int] | None = None,
+             bootstrap: int | None = None, dataset: str | None = None, which: str = "best") -> dict:
+    cfg = loaded.cfg
+    asked = {"beam": beam, "concat": concat, "bootstrap": bootstrap}
+    e = dataclasses.replace(cfg.eval, **{k: v for k, v in asked.items() if v is not None})
+    e.check()
+    data_cfg = dataclasses.replace(cfg.data, dataset=dataset or cfg.data.dataset)
+    pairs = clean(load_split(data_cfg, split), NO_LIMIT).pairs
+    if not pairs:
+        raise UserError(f"dataset {data_cfg.dataset} has no {split} pairs")
+
+    def decode(sources: list[str]) -> list[str]:
+        return translate(loaded.model, loaded.tok, sources, loaded.device, e.beam, e.length_penalty,
+                         e.max_len_a, e.max_len_b, e.batch_tokens)
+
+    started = time.perf_counter()
+    srcs, refs = [s for s, _ in pairs], [t for _, t in pairs]
+    hyps = decode(srcs)
+    decode_seconds = time.perf_counter() - started
+    stats = sentence_stats(hyps, refs)
+    overall = score_subset(stats, e.bootstrap)
+    report = {"run": str(loaded.run.path), "model": cfg.model.name, "params": count_parameters(loaded.model),
+              "split": split, "checkpoint": which, "step": loaded.step, "beam": e.beam, "n": len(pairs),
+              **corpus_scores(hyps, refs), "ci_low": overall["ci_low"], "ci_high": overall["ci_high"],
+              "decode_seconds": round(decode_seconds, 2), "bootstrap": e.bootstrap,
+              "buckets": by_length(stats, [len(s.split()) for s in srcs], e.buckets, e.bootstrap),
+              "concat": []}
+    out = report_path(loaded.run, split, e.beam)
+    loaded.run.eval.mkdir(exist_ok=True)
+    atomic_write_text(out.with_suffix(".hyp.txt"), "\n".join(hyps) + "\n")
+    for k in e.concat:
+        joined = concatenate(pairs, k)
+        k_hyps = hyps if k == 1 else decode([s for s, _ in joined])
+        k_stats = sentence_stats(k_hyps, [t for _, t in joined])
+        words = sum(len(s.split()) for s, _ in joined) / len(joined)
+        report["concat"].append({"k": k, "src_words": round(words, 1), **score_subset(k_stats, e.bootstrap)})
+        if k > 1:
+            atomic_write_text(out.with_suffix(f".concat{k}.hyp.txt"), "\n".join(k_hyps) + "\n")
+    atomic_write_json(out, report)
+    return report
+
+
+def report_path(run: RunDir, split: str = "test", beam: int = 1) -> Path:
+    return run.eval / (f"{split}.json" if beam == 1 else f"{split}.beam{beam}.json")

@@ -1,0 +1,75 @@
+"""RNNsearch: Bahdanau, Cho & Bengio 2014, "Neural machine translation by jointly learning to
+align and translate" (section 3 and appendix A).
+
+Encoder: a bidirectional GRU; the annotation of word j is h_j = [h->_j ; h<-_j] (section 3.2).
+Decoder: at step i the alignment model scores every annotation against the previous state
+s_{i-1}, giving the context c_i = sum_j alpha_ij h_j (eq. 5-6); the GRU then computes
+s_i = f(s_{i-1}, y_{i-1}, c_i) (eq. 4), and the readout predicts y_i from s_i, y_{i-1} and c_i
+through maxout units (A.2.2). The decoder starts from s_0 = tanh(W_s h<-_1) (A.2.2).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seq2seq.attention import AdditiveAttention
+from seq2seq.config import ModelConfig
+from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths
+from seq2seq.tokenizer import PAD
+
+
+class Bahdanau(Seq2Seq):
+    def __init__(self, cfg: ModelConfig, vocab_size: int):
+        super().__init__()
+        E, H, A = cfg.emb_dim, cfg.hidden_dim, cfg.attn_dim
+        self.H = H
+        self.src_emb = nn.Embedding(vocab_size, E, padding_idx=PAD)
+        self.tgt_emb = nn.Embedding(vocab_size, E, padding_idx=PAD)
+        self.encoder = nn.GRU(E, H, batch_first=True, bidirectional=True)
+        self.W_s = nn.Linear(H, H)
+        self.attention = AdditiveAttention(query_dim=H, key_dim=2 * H, attn_dim=A)
+        self.decoder = nn.GRUCell(E + 2 * H, H)
+        self.readout = Maxout(H + 2 * H + E, E)
+        self.W_o = nn.Linear(E, vocab_size)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def encode(self, src: Tensor, src_mask: Tensor) -> Memory:
+        S = src.size(1)
+        x = self.dropout(self.src_emb(src))  # (B, S, E)
+        packed = pack_padded_sequence(x, lengths(src_mask).cpu(), batch_first=True, enforce_sorted=False)
+        h, _ = self.encoder(packed)
+        h, _ = pad_packed_sequence(h, batch_first=True, total_length=S)  # (B, S, 2H) annotations
+        return {"h": h, "U_h": self.attention.project_keys(h), "src_mask": src_mask}
+
+    def init_state(self, memory: Memory) -> State:
+        h_back_1 = memory["h"][:, 0, self.H:]  # (B, H) the backward RNN's state at the first word
+        return {"s": torch.tanh(self.W_s(h_back_1))}  # s_0 (B, H)
+
+    def _step(self, memory: Memory, s: Tensor, Ey: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """s_{i-1} (B, H), E y_{i-1} (B, E) -> s_i (B, H), c_i (B, 2H), alpha_i (B, S)."""
+        c, alpha = self.attention(s, memory["U_h"], memory["h"], memory["src_mask"])
+        s = self.decoder(torch.cat([Ey, c], dim=-1), s)  # (B, E + 2H) -> (B, H)
+        return s, c, alpha
+
+    def _logits(self, s: Tensor, c: Tensor, Ey: Tensor) -> Tensor:
+        t = self.readout(torch.cat([s, c, Ey], dim=-1))  # (..., H + 2H + E) -> (..., E)
+        return self.W_o(self.dropout(t))  # (..., V)
+
+    def decode_step(self, memory: Memory, state: State, prev: Tensor,
+                    need_weights: bool = False) -> tuple[Tensor, State, Tensor | None]:
+        Ey = self.dropout(self.tgt_emb(prev))  # (B, E)
+        s, c, alpha = self._step(memory, state["s"], Ey)
+        return self._logits(s, c, Ey), {"s": s}, alpha
+
+    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+        memory = self.encode(src, src_mask)
+        s = self.init_state(memory)["s"]
+        Ey = self.dropout(self.tgt_emb(tgt_in))  # (B, T, E)
+        states, contexts = [], []
+        for i in range(tgt_in.size(1)):  # the recurrence; the readout is batched over all steps below
+            s, c, _ = self._step(memory, s, Ey[:, i])
+            states.append(s)
+            contexts.append(c)
+        return self._logits(torch.stack(states, 1), torch.stack(contexts, 1), Ey)  # (B, T, V)

@@ -1,0 +1,74 @@
+"""The one interface every translator implements, so that training, search and evaluation
+never ask which model they hold.
+
+Memory is what the decoder may look at of the source; State is what it carries from one step
+to the next. Both are dicts of tensors with the batch in dimension 0, so search can reorder
+and repeat them without knowing what they hold.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable
+
+from torch import Tensor, nn
+
+Memory = dict[str, Tensor]
+State = dict[str, Tensor]
+
+
+class Seq2Seq(nn.Module, ABC):
+    @abstractmethod
+    def encode(self, src: Tensor, src_mask: Tensor) -> Memory:
+        """src (B, S) token ids, src_mask (B, S) True at real tokens."""
+
+    @abstractmethod
+    def init_state(self, memory: Memory) -> State:
+        """The decoder's state before its first step."""
+
+    @abstractmethod
+    def decode_step(self, memory: Memory, state: State, prev: Tensor,
+                    need_weights: bool = False) -> tuple[Tensor, State, Tensor | None]:
+        """One step: prev (B,) the previous target token -> logits (B, V), the new state, and
+        (when asked for) the attention weights over the source (B, S); None for a model
+        without attention."""
+
+    @abstractmethod
+    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced logits (B, T, V); equal to T calls of decode_step."""
+
+
+class Maxout(nn.Module):
+    """Maxout units (Goodfellow et al. 2013), the readout of Bahdanau et al. 2014, A.2.2:
+    t_i = max over pairs of (U_o s_i + V_o E y_{i-1} + C_o c_i)."""
+
+    def __init__(self, d_in: int, d_out: int, pool: int = 2):
+        super().__init__()
+        self.pool = pool
+        self.linear = nn.Linear(d_in, d_out * pool)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = self.linear(x)  # (..., d_out * pool)
+        return t.view(*t.shape[:-1], -1, self.pool).amax(-1)  # (..., d_out)
+
+
+def map_tensors(fn: Callable[[Tensor], Tensor], tree: dict) -> dict:
+    """Apply fn to every tensor of a Memory or State (nested dicts allowed)."""
+    return {k: map_tensors(fn, v) if isinstance(v, dict) else fn(v) for k, v in tree.items()}
+
+
+def select(tree: dict, index: Tensor) -> dict:
+    """Rows `index` of every tensor: reorders or repeats batch entries (beams)."""
+    return map_tensors(lambda t: t.index_select(0, index), tree)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def lengths(mask: Tensor) -> Tensor:
+    """(B, S) mask -> (B,) number of real tokens."""
+    return mask.sum(dim=1)
+
+
+__all__ = ["Seq2Seq", "Memory", "State", "Maxout", "select", "map_tensors", "count_parameters", "lengths"]

@@ -1,0 +1,75 @@
+"""The run directory: everything a run writes lives here, and nothing elsewhere.
+
+    config.yaml        the resolved config
+    spm.model          the sentencepiece model
+    run.json           model, parameter count, device, and when training ends its summary
+    metrics.jsonl      one line per validation
+    train.log          the log
+    checkpoints/       last.pt (resumable) and best.pt (by validation BLEU)
+    eval/              <split>.json reports and <split>.hyp.txt hypotheses
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from seq2seq.config import Config, read_yaml
+from seq2seq.errors import UserError
+from seq2seq.files import atomic_write_json, atomic_write_text
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = self.path / "config.yaml"
+        self.spm = self.path / "spm.model"
+        self.info = self.path / "run.json"
+        self.metrics = self.path / "metrics.jsonl"
+        self.log = self.path / "train.log"
+        self.checkpoints = self.path / "checkpoints"
+        self.eval = self.path / "eval"
+
+    def checkpoint(self, which: str) -> Path:
+        if which not in ("best", "last"):
+            raise UserError(f"--checkpoint must be best or last, got {which!r}")
+        return self.checkpoints / f"{which}.pt"
+
+    def create(self, overwrite: bool) -> None:
+        """Make a fresh run dir; an existing non-empty one is kept unless overwrite."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"run dir {self.path} exists and is not a directory")
+        if self.path.exists() and any(self.path.iterdir()):
+            if not overwrite:
+                raise UserError(f"run dir {self.path} already exists: use --resume to continue it "
+                                "or --overwrite to replace it")
+            shutil.rmtree(self.path)
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create run dir {self.path}: {e.strerror}") from None
+
+    def require(self) -> None:
+        if not self.config.exists():
+            raise UserError(f"{self.path} is not a run dir (no config.yaml)")
+
+    def write_config(self, config: Config) -> None:
+        atomic_write_text(self.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+    def read_config(self) -> Config:
+        self.require()
+        return Config.from_dict(read_yaml(self.config), where=str(self.config))
+
+    def read_info(self) -> dict:
+        return json.loads(self.info.read_text()) if self.info.exists() else {}
+
+    def update_info(self, **fields) -> None:
+        atomic_write_json(self.info, self.read_info() | fields)
+
+    def read_metrics(self) -> list[dict]:
+        if not self.metrics.exists():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]

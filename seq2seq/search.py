@@ -1,0 +1,112 @@
+"""Greedy and beam search, written once against the Seq2Seq interface, and the loop that
+translates a whole corpus in length-sorted batches."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from seq2seq.batching import collate, token_batches
+from seq2seq.models.base import Seq2Seq, select
+from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer
+
+
+@torch.no_grad()
+def greedy(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor,
+           need_weights: bool = False) -> tuple[list[list[int]], list[Tensor] | None]:
+    """Batched greedy search. max_len (B,) output tokens per sentence, EOS excluded.
+    Returns token lists and, when asked, each sentence's attention (T_out, S)."""
+    B = src.size(0)
+    memory = model.encode(src, src_mask)
+    state = model.init_state(memory)
+    prev = torch.full((B,), BOS, dtype=torch.long, device=src.device)
+    finished = torch.zeros(B, dtype=torch.bool, device=src.device)
+    steps, weights = [], []
+    for t in range(int(max_len.max()) + 1):
+        logits, state, attn = model.decode_step(memory, state, prev, need_weights)
+        prev = logits.index_fill(1, torch.tensor([PAD], device=src.device), float("-inf")).argmax(-1)  # (B,)
+        prev = torch.where(t >= max_len, torch.full_like(prev, EOS), prev)
+        prev = prev.masked_fill(finished, PAD)
+        steps.append(prev)
+        if need_weights and attn is not None:
+            weights.append(attn)
+        finished |= prev == EOS
+        if bool(finished.all()):
+            break
+    out = torch.stack(steps, 1).tolist()  # (B, T_out)
+    tokens = [_strip(row) for row in out]
+    if not need_weights or not weights:
+        return tokens, None
+    attn_all = torch.stack(weights, 1)  # (B, T_out, S)
+    return tokens, [attn_all[b, :len(tokens[b]) + 1] for b in range(B)]
+
+
+@torch.no_grad()
+def beam_search(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor, beam: int,
+                length_penalty: float = 1.0) -> list[list[int]]:
+    """Batched beam search. Each step keeps the `beam` best unfinished prefixes per sentence; a
+    prefix ending in EOS among the top `beam` candidates is finished, scored log p / len^alpha
+    (alpha = length_penalty), and a sentence is done when it holds `beam` finished hypotheses.
+    At max_len only EOS is allowed, so every sentence ends. beam=1 is greedy search."""
+    B, K, device = src.size(0), beam, src.device
+    memory = model.encode(src, src_mask)
+    memory = select(memory, torch.arange(B, device=device).repeat_interleave(K))  # (B*K, ...)
+    state = model.init_state(memory)
+    scores = torch.zeros(B, K, device=device)  # cumulative log-probabilities of the live prefixes
+    scores[:, 1:] = float("-inf")  # at the start all K beams are the same prefix: keep one
+    prefixes = torch.empty(B * K, 0, dtype=torch.long, device=device)
+    prev = torch.full((B * K,), BOS, dtype=torch.long, device=device)
+    limit = max_len.repeat_interleave(K)  # (B*K,)
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    for t in range(int(max_len.max()) + 1):
+        logits, state, _ = model.decode_step(memory, state, prev)
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (B*K, V)
+        V = logp.size(-1)
+        logp[:, PAD] = float("-inf")
+        at_limit = t >= limit  # (B*K,)
+        logp[at_limit] = torch.where(torch.arange(V, device=device) == EOS, 0.0, float("-inf"))
+        cand = (scores.view(-1, 1) + logp).view(B, K * V)  # (B, K*V)
+        top, idx = cand.topk(2 * K, dim=1)  # (B, 2K): enough to keep K unfinished
+        origin, token = idx // V, idx % V  # (B, 2K) beam index and token
+        is_eos = (token == EOS) & torch.isfinite(top)
+        for b, j in (is_eos[:, :K]).nonzero().tolist():  # finished hypotheses among the top K
+            if len(finished[b]) < K:
+                words = prefixes[b * K + origin[b, j]].tolist()
+                finished[b].append((float(top[b, j]) / (len(words) + 1) ** length_penalty, words))
+        if all(len(f) >= K for f in finished):
+            break
+        live = top.masked_fill(is_eos, float("-inf")).topk(K, dim=1).indices  # (B, K) of the 2K
+        scores = top.gather(1, live)
+        rows = (torch.arange(B, device=device) * K).unsqueeze(1) + origin.gather(1, live)  # (B, K)
+        rows = rows.view(-1)
+        prev = token.gather(1, live).view(-1)  # (B*K,)
+        prefixes = torch.cat([prefixes[rows], prev.unsqueeze(1)], dim=1)  # (B*K, t+1)
+        state = select(state, rows)
+    return [max(f)[1] if f else [] for f in finished]
+
+
+def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, beam: int = 1,
+              length_penalty: float = 1.0, max_len_a: float = 1.5, max_len_b: int = 10,
+              batch_tokens: int = 8000) -> list[str]:
+    """Detokenized translations of `sources`, in their order."""
+    was_training = model.training
+    model.eval()
+    ids = tok.encode(sources)
+    src_lens = [len(s) + 1 for s in ids]
+    out: list[str] = [""] * len(sources)
+    for batch in token_batches(src_lens, src_lens, batch_tokens):
+        b = collate([ids[i] for i in batch], [[] for _ in batch]).to(device)
+        max_len = (b.src_mask.sum(1) * max_len_a + max_len_b).long()  # (B,)
+        if beam == 1:
+            hyps, _ = greedy(model, b.src, b.src_mask, max_len)
+        else:
+            hyps = beam_search(model, b.src, b.src_mask, max_len, beam, length_penalty)
+        for i, text in zip(batch, tok.decode(hyps)):
+            out[i] = text
+    model.train(was_training)
+    return out
+
+
+def _strip(row: list[int]) -> list[int]:
+    """Tokens up to (not including) the first EOS."""
+    return row[:row.index(EOS)] if EOS in row else row

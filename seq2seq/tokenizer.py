@@ -1,0 +1,60 @@
+"""One joint source+target sentencepiece model, trained on the training split, kept in the run dir."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import sentencepiece as spm
+
+from seq2seq.errors import UserError
+from seq2seq.files import atomic_write_bytes
+
+# The special ids, defined here and nowhere else.
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+class Tokenizer:
+    def __init__(self, model_proto: bytes):
+        self.proto = model_proto
+        self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        if (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id()) != (PAD, UNK, BOS, EOS):
+            raise UserError("the sentencepiece model's special ids differ from this tool's (pad 0, unk 1, bos 2, eos 3)")
+
+    @staticmethod
+    def train(sentences: list[str], vocab_size: int, model_type: str = "unigram") -> Tokenizer:
+        model = io.BytesIO()
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(sentences), model_writer=model, vocab_size=vocab_size,
+                model_type=model_type, character_coverage=1.0, hard_vocab_limit=False,
+                pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, input_sentence_size=2_000_000,
+                shuffle_input_sentence=True, num_threads=2, minloglevel=2)
+        except RuntimeError as e:
+            raise UserError(f"cannot train the sentencepiece model: {str(e).strip().splitlines()[-1]}") from None
+        return Tokenizer(model.getvalue())
+
+    @staticmethod
+    def load(path: Path) -> Tokenizer:
+        try:
+            return Tokenizer(Path(path).read_bytes())
+        except FileNotFoundError:
+            raise UserError(f"no tokenizer at {path}") from None
+        except RuntimeError:
+            raise UserError(f"{path} is not a sentencepiece model") from None
+
+    def save(self, path: Path) -> None:
+        atomic_write_bytes(path, self.proto)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        return self.sp.encode(texts)
+
+    def decode(self, ids: list[list[int]]) -> list[str]:
+        return self.sp.decode(ids)
+
+    def pieces(self, text: str) -> list[str]:
+        return self.sp.encode(text, out_type=str)

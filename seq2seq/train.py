@@ -1,0 +1,380 @@
+"""fit(): data -> tokenizer -> batches -> model -> loss -> optimizer, with validation, early
+stopping, checkpoints and exact resumption.
+
+Loss, label smoothing and normalisation live here, not in the models: a model returns logits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from seq2seq import checkpoint
+from seq2seq.batching import Batch, collate, token_batches
+from seq2seq.config import Config
+from seq2seq.data import augment_with_concatenations, clean, load_split
+from seq2seq.errors import UserError
+from seq2seq.files import append_line
+from seq2seq.metrics import corpus_scores
+from seq2seq.models import build_model
+from seq2seq.models.base import Seq2Seq, count_parameters
+from seq2seq.rundir import RunDir
+from seq2seq.search import translate
+from seq2seq.tokenizer import PAD, Tokenizer
+
+# Fields that may change when a run is resumed; any other difference means another run.
+RESUMABLE_CHANGES = {"epochs", "max_steps", "time_budget", "patience", "eval_every", "checkpoint_every",
+                     "checkpoint_seconds", "log_every", "device", "compile", "max_nonfinite"}
+
+
+@dataclass
+class Progress:
+    """Where training stands: with the weights, optimizer and RNG states, all exact resumption needs."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already trained on
+    best_bleu: float = -1.0
+    bad_validations: int = 0  # validations since the best one (early stopping)
+    elapsed: float = 0.0  # wall seconds of training in earlier processes
+    nonfinite: int = 0  # batches skipped for a NaN/inf loss
+
+
+@dataclass
+class Corpus:
+    """Tokenized training pairs and the raw validation pairs."""
+
+    src: list[list[int]]
+    tgt: list[list[int]]
+    valid_src: list[str]
+    valid_tgt: list[str]
+
+    def lengths(self) -> tuple[list[int], list[int]]:
+        return [len(s) + 1 for s in self.src], [len(t) + 1 for t in self.tgt]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for, but torch sees no CUDA device")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def prepare(cfg: Config, log, tok: Tokenizer | None = None) -> tuple[Corpus, Tokenizer]:
+    """Load and clean the data; train the tokenizer unless one is given (resume)."""
+    train = load_split(cfg.data, "train")
+    if cfg.data.max_train_pairs:
+        train = train[:cfg.data.max_train_pairs]
+    cleaned = clean(train, cfg.data.max_words)
+    log(f"train: {len(cleaned.pairs)} pairs kept, {cleaned.dropped_empty} dropped as empty, "
+        f"{cleaned.dropped_long} longer than {cfg.data.max_words} words")
+    if not cleaned.pairs:
+        raise UserError(f"dataset {cfg.data.dataset} has no training pairs left after cleaning")
+    valid = clean(load_split(cfg.data, "validation"), cfg.data.max_words).pairs
+    if not valid:
+        raise UserError(f"dataset {cfg.data.dataset} has no validation pairs left after cleaning")
+    if tok is None:
+        tok = Tokenizer.train([s for pair in cleaned.pairs for s in pair], cfg.data.vocab_size,
+                              cfg.data.spm_model_type)
+    pairs = augment_with_concatenations(cleaned.pairs, cfg.data.concat_k)
+    src, tgt = tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs])
+    longest = cfg.model.max_positions - 1
+    keep = [i for i in range(len(pairs)) if len(src[i]) <= longest and len(tgt[i]) <= longest]
+    if len(keep) < len(pairs):
+        log(f"train: {len(pairs) - len(keep)} pairs dropped as longer than {longest} tokens")
+    corpus = Corpus([src[i] for i in keep], [tgt[i] for i in keep], [s for s, _ in valid], [t for _, t in valid])
+    log(f"train: {len(keep)} pairs (concatenations up to k={cfg.data.concat_k}), "
+        f"validation: {len(valid)} pairs, vocabulary: {tok.vocab_size}")
+    return corpus, tok
+
+
+def lr_at(step: int, cfg: Config, total_steps: int) -> float:
+    """Linear warmup, then inverse square root, cosine or constant."""
+    t = cfg.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    if t.schedule == "inverse_sqrt":
+        return t.lr * math.sqrt(max(t.warmup_steps, 1) / (step + 1))
+    if t.schedule == "cosine":
+        done = min(1.0, (step - t.warmup_steps) / max(1, total_steps - t.warmup_steps))
+        return t.min_lr + (t.lr - t.min_lr) * 0.5 * (1 + math.cos(math.pi * done))
+    return t.lr
+
+
+def token_loss(logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Summed cross-entropy over real target tokens: (B, T, V), (B, T) -> scalar."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=PAD,
+                           label_smoothing=label_smoothing, reduction="sum")
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run: RunDir, model: Seq2Seq, tok: Tokenizer, corpus: Corpus,
+                 device: torch.device, progress: Progress, log):
+        self.cfg, self.run, self.model, self.tok, self.corpus = cfg, run, model, tok, corpus
+        self.device, self.p, self.log = device, progress, log
+        t = cfg.train
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=tuple(t.betas),
+                                           weight_decay=t.weight_decay, fused=device.type == "cuda")
+        self.src_lens, self.tgt_lens = corpus.lengths()
+        per_epoch = len(token_batches(self.src_lens, self.tgt_lens, t.batch_tokens))
+        self.total_steps = t.max_steps or t.epochs * per_epoch
+        self.step_fn = torch.compile(model) if t.compile and device.type == "cuda" else model
+        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+        self.stop_signal: str | None = None
+        self.params = count_parameters(model)
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def state(self, resumable: bool) -> dict:
+        state = {"model": self.model.state_dict(), "config": self.cfg.to_dict(),
+                 "vocab": checkpoint.vocab_fingerprint(self.tok.proto), "progress": asdict(self.p)}
+        if resumable:
+            state["optimizer"] = self.optimizer.state_dict()
+            state["rng"] = {"torch": torch.get_rng_state()}
+            if self.device.type == "cuda":
+                state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def save_last(self) -> None:
+        self.p.elapsed = self.elapsed()
+        checkpoint.save(self.run.checkpoint("last"), self.state(resumable=True))
+        self.last_save = time.monotonic()
+
+    def restore(self, ckpt: dict) -> None:
+        checkpoint.load_weights(self.model, ckpt["model"], self.run.checkpoint("last"))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.p = Progress(**ckpt["progress"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def elapsed(self) -> float:
+        return self.p.elapsed + time.monotonic() - self.started
+
+    def train_step(self, batch: Batch) -> float | None:
+        """One update; returns the summed loss, or None when the loss was not finite (skipped)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(self.p.step, self.cfg, self.total_steps)
+        with self.autocast:
+            logits = self.step_fn(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
+        loss = token_loss(logits, batch.tgt_out, self.cfg.train.label_smoothing)
+        if not torch.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            self.p.nonfinite += 1
+            if self.p.nonfinite > self.cfg.train.max_nonfinite:
+                raise UserError(f"non-finite loss at step {self.p.step + 1} (after {self.p.nonfinite - 1} "
+                                f"skipped); the last good checkpoint is kept in {self.run.checkpoints}",
+                                exit_code=1)
+            self.log(f"step {self.p.step + 1}: non-finite loss, batch skipped "
+                     f"({self.p.nonfinite}/{self.cfg.train.max_nonfinite})")
+            return None
+        (loss / batch.n_tokens).backward()
+        if self.cfg.train.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    @torch.no_grad()
+    def validate(self, train_loss: float, train_tokens: int, train_seconds: float) -> bool:
+        """Validation loss and greedy BLEU; saves best and last. Returns True when patience ran out."""
+        self.model.eval()
+        src_ids, tgt_ids = self.tok.encode(self.corpus.valid_src), self.tok.encode(self.corpus.valid_tgt)
+        nll, n = 0.0, 0
+        for idx in token_batches([len(s) + 1 for s in src_ids], [len(t) + 1 for t in tgt_ids],
+                                 self.cfg.eval.batch_tokens):
+            b = collate([src_ids[i] for i in idx], [tgt_ids[i] for i in idx]).to(self.device)
+            with self.autocast:
+                nll += token_loss(self.model(b.src, b.src_mask, b.tgt_in), b.tgt_out).item()
+            n += b.n_tokens
+        e = self.cfg.eval
+        hyps = translate(self.model, self.tok, self.corpus.valid_src, self.device, max_len_a=e.max_len_a,
+                         max_len_b=e.max_len_b, batch_tokens=e.batch_tokens)
+        bleu = corpus_scores(hyps, self.corpus.valid_tgt)["bleu"]
+        self.model.train()
+        improved = bleu > self.p.best_bleu
+        if improved:
+            self.p.best_bleu, self.p.bad_validations = bleu, 0
+        else:
+            self.p.bad_validations += 1
+        record = {"step": self.p.step, "epoch": self.p.epoch, "train_loss": round(train_loss, 4),
+                  "val_loss": round(nll / max(n, 1), 4), "val_bleu": bleu,
+                  "tgt_tok_per_s": round(train_tokens / max(train_seconds, 1e-9)),
+                  "lr": lr_at(self.p.step, self.cfg, self.total_steps), "elapsed": round(self.elapsed(), 1)}
+        append_line(self.run.metrics, json.dumps(record))
+        self.log(f"validation at step {self.p.step}: val_loss {record['val_loss']:.3f}, "
+                 f"val BLEU {bleu:.2f}{' (best)' if improved else ''}, {record['tgt_tok_per_s']} tok/s")
+        if improved:
+            checkpoint.save(self.run.checkpoint("best"), self.state(resumable=False))
+        self.save_last()
+        return self.p.bad_validations > self.cfg.train.patience
+
+    def fit(self) -> str:
+        """Train until epochs, max_steps, time budget, patience or a signal; returns why it stopped."""
+        t = self.cfg.train
+        self.started = self.last_save = time.monotonic()
+        self.model.train()
+        window_loss, window_tokens, window_time, since_val = 0.0, 0, 0.0, 0
+        validated_at = self.p.step if self.p.step else -1
+        bar = ProgressBar(self.total_steps, self.p.step)
+        stop = None
+        while stop is None and self.p.epoch < t.epochs:
+            batches = token_batches(self.src_lens, self.tgt_lens, t.batch_tokens, t.seed, self.p.epoch)
+            for idx in batches[self.p.batch_in_epoch:]:
+                tick = time.monotonic()
+                batch = collate([self.corpus.src[i] for i in idx], [self.corpus.tgt[i] for i in idx])
+                loss = self.train_step(batch.to(self.device))
+                self.p.step += 1
+                self.p.batch_in_epoch += 1
+                if loss is not None:
+                    window_loss, window_tokens = window_loss + loss, window_tokens + batch.n_tokens
+                window_time += time.monotonic() - tick
+                since_val += 1
+                bar.update(self.p.step, window_loss / max(window_tokens, 1), window_tokens / max(window_time, 1e-9))
+                if self.p.step % t.log_every == 0:
+                    self.log(f"step {self.p.step} epoch {self.p.epoch + 1}: loss "
+                             f"{window_loss / max(window_tokens, 1):.3f}, "
+                             f"{window_tokens / max(window_time, 1e-9):.0f} tgt tok/s", quiet=bar.active)
+                stop = self.stop_reason()
+                if stop is None and t.eval_every and self.p.step % t.eval_every == 0:
+                    if self.validate(window_loss / max(window_tokens, 1), window_tokens, window_time):
+                        stop = f"no better validation BLEU in {t.patience + 1} validations"
+                    validated_at, window_loss, window_tokens, window_time = self.p.step, 0.0, 0, 0.0
+                elif stop is None and (t.checkpoint_every and self.p.step % t.checkpoint_every == 0 or
+                                       t.checkpoint_seconds and time.monotonic() - self.last_save > t.checkpoint_seconds):
+                    self.save_last()
+                if stop:
+                    break
+            else:
+                self.p.epoch += 1
+                self.p.batch_in_epoch = 0
+                if not t.eval_every:
+                    if self.validate(window_loss / max(window_tokens, 1), window_tokens, window_time):
+                        stop = f"no better validation BLEU in {t.patience + 1} validations"
+                    validated_at, window_loss, window_tokens, window_time = self.p.step, 0.0, 0, 0.0
+        bar.close()
+        stop = stop or f"{t.epochs} epochs done"
+        if self.stop_signal:
+            self.save_last()
+        elif validated_at != self.p.step:
+            self.validate(window_loss / max(window_tokens, 1), window_tokens, window_time)
+        return stop
+
+    def stop_reason(self) -> str | None:
+        t = self.cfg.train
+        if self.stop_signal:
+            return f"stopped by {self.stop_signal}"
+        if t.max_steps and self.p.step >= t.max_steps:
+            return f"max_steps {t.max_steps} reached"
+        if t.time_budget and self.elapsed() >= t.time_budget:
+            return f"time budget {t.time_budget:g} s reached"
+        return None
+
+
+class ProgressBar:
+    """A live bar on a terminal; nothing otherwise (the log lines say the same)."""
+
+    def __init__(self, total: int, done: int):
+        self.active = sys.stderr.isatty()
+        if self.active:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
+            self.bar = Bar(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                           TextColumn("{task.fields[info]}"), transient=True)
+            self.task = self.bar.add_task("train", total=total, completed=done, info="")
+            self.bar.start()
+
+    def update(self, step: int, loss: float, tok_per_s: float) -> None:
+        if self.active:
+            self.bar.update(self.task, completed=step, info=f"loss {loss:.3f}  {tok_per_s:,.0f} tok/s")
+
+    def close(self) -> None:
+        if self.active:
+            self.bar.stop()
+
+
+def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False) -> RunDir:
+    run = RunDir(run_dir)
+    ckpt, tok = None, None
+    if resume:
+        saved = run.read_config()
+        ckpt = checkpoint.load(run.checkpoint("last"))
+        check_resumable(saved, cfg, run)
+        tok = Tokenizer.load(run.spm)
+        if ckpt.get("vocab") != checkpoint.vocab_fingerprint(tok.proto):
+            raise UserError(f"checkpoint {run.checkpoint('last')} was made with another vocabulary than {run.spm}")
+    device = pick_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    lines: list[str] = []  # log lines before the run dir exists
+    corpus, tok = prepare(cfg, lines.append, tok)  # bad data fails here, before anything is written
+    if not resume:
+        run.create(overwrite)
+        tok.save(run.spm)
+    run.write_config(cfg)
+
+    def log(msg: str, quiet: bool = False) -> None:
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
+        append_line(run.log, line)
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    for line in lines:
+        log(line)
+    model = build_model(cfg.model, tok.vocab_size).to(device)
+    trainer = Trainer(cfg, run, model, tok, corpus, device, Progress(), log)
+    if ckpt is not None:
+        trainer.restore(ckpt)
+        log(f"resumed {run.path} at step {trainer.p.step} (epoch {trainer.p.epoch + 1})")
+    log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {device}")
+    run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device),
+                    torch=torch.__version__, command=" ".join(sys.argv))
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def request_stop(signum, _frame):
+        if trainer.stop_signal:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        trainer.stop_signal = signal.Signals(signum).name
+        log(f"{trainer.stop_signal}: saving a checkpoint and stopping")
+
+    for s in previous:
+        signal.signal(s, request_stop)
+    try:
+        reason = trainer.fit()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    run.update_info(steps=trainer.p.step, epochs=trainer.p.epoch, train_seconds=round(trainer.elapsed(), 1),
+                    best_val_bleu=trainer.p.best_bleu, stopped=reason)
+    log(f"stopped: {reason}; best validation BLEU {trainer.p.best_bleu:.2f}; run dir {run.path}")
+    if trainer.stop_signal:
+        raise UserError(f"training interrupted ({trainer.stop_signal}); resume with: "
+                        f"seq2seq train --resume {run.path}", exit_code=130)
+    return run
+
+
+def check_resumable(saved: Config, asked: Config, run: RunDir) -> None:
+    a, b = saved.to_dict(), asked.to_dict()
+    if a["model"]["name"] != b["model"]["name"]:
+        raise UserError(f"run {run.path} trains model {a['model']['name']}, not {b['model']['name']}")
+    for section in a:
+        for key in a[section]:
+            if a[section][key] != b[section][key] and not (section == "train" and key in RESUMABLE_CHANGES):
+                raise UserError(f"cannot resume {run.path} with {section}.{key}={b[section][key]!r}: "
+                                f"the run has {a[section][key]!r}")
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

@@ -1,0 +1,92 @@
+import pytest
+
+from seq2seq.batching import collate, token_batches
+from seq2seq.config import DataConfig
+from seq2seq.data import augment_with_concatenations, clean, concatenate, load_split
+from seq2seq.errors import UserError
+from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer
+from tests.conftest import MULTI30K, toy_pairs, write_jsonl
+
+
+@pytest.mark.parametrize("shape", ["flat", "translation"])
+def test_loads_both_column_shapes(tmp_path, shape):
+    root = write_jsonl(tmp_path / shape, shape)
+    cfg = DataConfig(dataset=str(root))
+    for split, n in (("train", 300), ("validation", 40), ("test", 40)):
+        pairs = load_split(cfg, split)
+        assert len(pairs) == n
+    assert pairs == toy_pairs(40, 3)
+
+
+def test_loads_parallel_text_files(tmp_path):
+    for split in ("train", "val", "test"):
+        (tmp_path / f"{split}.de").write_text("eins zwei\ndrei\n", encoding="utf-8")
+        (tmp_path / f"{split}.en").write_text("One two.\nThree.\n", encoding="utf-8")
+    assert load_split(DataConfig(dataset=str(tmp_path)), "validation") == [("eins zwei", "One two."),
+                                                                         ("drei", "Three.")]
+
+
+def test_swapped_languages(toy_dataset):
+    pairs = load_split(DataConfig(dataset=str(toy_dataset), src_lang="en", tgt_lang="de"), "test")
+    assert pairs[0] == tuple(reversed(toy_pairs(40, 3)[0]))
+
+
+@pytest.mark.skipif(not MULTI30K.exists(), reason="needs ../shared/data/multi30k")
+def test_multi30k_local_copy_has_the_hub_splits():
+    cfg = DataConfig(dataset=str(MULTI30K))
+    assert [len(load_split(cfg, s)) for s in ("validation", "test")] == [1014, 1000]
+
+
+def test_cleaning_strips_and_drops_and_counts():
+    out = clean([("  a  b ", "c\t"), ("", "x"), ("y", "   "), ("w " * 5, "z")], max_words=4)
+    assert out.pairs == [("a b", "c")]
+    assert (out.dropped_empty, out.dropped_long) == (2, 1)
+
+
+def test_concatenation_joins_consecutive_pairs():
+    pairs = [("a", "A"), ("b", "B"), ("c", "C")]
+    assert concatenate(pairs, 2) == [("a b", "A B"), ("c", "C")]
+    assert augment_with_concatenations(pairs, 2) == pairs + [("a b", "A B"), ("c", "C")]
+
+
+def test_tokenizer_round_trip_and_special_ids(tmp_path):
+    sentences = [s for p in toy_pairs(200) for s in p] + ["Ein Mann fährt Fahrrad.", "Über die Straße."]
+    tok = Tokenizer.train(sentences, vocab_size=60)
+    tok.save(tmp_path / "spm.model")
+    again = Tokenizer.load(tmp_path / "spm.model")
+    ids = again.encode(sentences)
+    assert again.decode(ids) == sentences
+    assert (again.sp.pad_id(), again.sp.unk_id(), again.sp.bos_id(), again.sp.eos_id()) == (PAD, 1, BOS, EOS)
+    assert all(t > EOS for row in ids for t in row)
+
+
+def test_batches_cover_every_pair_once_within_the_token_bound():
+    import random
+
+    rng = random.Random(0)
+    src = [rng.randint(1, 40) for _ in range(1000)]
+    tgt = [rng.randint(1, 40) for _ in range(1000)]
+    for epoch in range(3):
+        batches = token_batches(src, tgt, 200, seed=7, epoch=epoch)
+        flat = sorted(i for b in batches for i in b)
+        assert flat == list(range(1000))
+        assert all(max(max(src[i], tgt[i]) for i in b) * len(b) <= 200 for b in batches)
+    assert token_batches(src, tgt, 200, seed=7, epoch=1) == token_batches(src, tgt, 200, seed=7, epoch=1)
+    assert token_batches(src, tgt, 200, seed=7, epoch=1) != token_batches(src, tgt, 200, seed=7, epoch=2)
+
+
+def test_a_pair_longer_than_the_bound_still_gets_a_batch():
+    assert token_batches([500, 3], [2, 3], 100) == [[1], [0]]
+
+
+def test_collate_adds_specials_and_pads():
+    b = collate([[5, 6], [7]], [[8], [9, 10, 11]])
+    assert b.src.tolist() == [[5, 6, EOS], [7, EOS, PAD]]
+    assert b.tgt_in.tolist() == [[BOS, 8, PAD, PAD], [BOS, 9, 10, 11]]
+    assert b.tgt_out.tolist() == [[8, EOS, PAD, PAD], [9, 10, 11, EOS]]
+    assert b.n_tokens == 6 and b.src_mask.tolist() == [[True] * 3, [True, True, False]]
+
+
+def test_missing_dataset_directory_is_a_user_error():
+    with pytest.raises(UserError, match="not found"):
+        load_split(DataConfig(dataset="/nonexistent/data"), "train")

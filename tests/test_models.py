@@ -1,0 +1,97 @@
+"""Behaviour shared by all four translators, through the one interface."""
+
+import pytest
+import torch
+
+from seq2seq.config import load_config
+from seq2seq.models import MODELS, build_model
+from seq2seq.search import beam_search, greedy
+from seq2seq.tokenizer import BOS, EOS, PAD
+from tests.conftest import TINY
+
+V = 30
+
+
+def tiny_model(name: str, **overrides) -> torch.nn.Module:
+    cfg = load_config(TINY, {"model.name": name, "model.dropout": 0.0,
+                             **{f"model.{k}": v for k, v in overrides.items()}})
+    torch.manual_seed(0)
+    return build_model(cfg.model, V).eval()
+
+
+def random_batch(B=3, S=7, T=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, V, (B, S), generator=g)
+    lens = torch.tensor([S, S - 2, 3])[:B]
+    mask = torch.arange(S)[None, :] < lens[:, None]
+    src = src.masked_fill(~mask, PAD)
+    src[torch.arange(B), lens - 1] = EOS
+    tgt_in = torch.randint(4, V, (B, T), generator=g)
+    tgt_in[:, 0] = BOS
+    return src, mask, tgt_in
+
+
+CASES = [("rnn", {}), ("rnn", {"layers": 2}), ("lstm", {"layers": 2}), ("lstm", {"reverse_source": True}),
+         ("bahdanau", {}), ("transformer", {}), ("transformer", {"pre_norm": False, "tie_embeddings": False})]
+
+
+@pytest.mark.parametrize("name,overrides", CASES)
+def test_step_by_step_decoding_reproduces_teacher_forced_logits(name, overrides):
+    model = tiny_model(name, **overrides)
+    src, mask, tgt_in = random_batch()
+    with torch.no_grad():
+        forced = model(src, mask, tgt_in)  # (B, T, V)
+        memory = model.encode(src, mask)
+        state = model.init_state(memory)
+        steps = []
+        for t in range(tgt_in.size(1)):
+            logits, state, _ = model.decode_step(memory, state, tgt_in[:, t])
+            steps.append(logits)
+    assert forced.shape == (3, tgt_in.size(1), V)
+    torch.testing.assert_close(torch.stack(steps, 1), forced, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_source_padding_does_not_change_the_output(name):
+    model = tiny_model(name)
+    src, mask, tgt_in = random_batch()
+    padded = torch.cat([src, torch.full((3, 4), PAD)], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(3, 4, dtype=torch.bool)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(padded, padded_mask, tgt_in), model(src, mask, tgt_in),
+                                   atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_greedy_equals_beam_of_one(name):
+    model = tiny_model(name)
+    src, mask, _ = random_batch(seed=1)
+    max_len = torch.full((3,), 8)
+    g, _ = greedy(model, src, mask, max_len)
+    assert beam_search(model, src, mask, max_len, beam=1) == g
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_beam_search_finds_a_hypothesis_no_worse_than_greedy(name):
+    model = tiny_model(name)
+    src, mask, _ = random_batch(seed=2)
+    max_len = torch.full((3,), 8)
+
+    def logprob(b, tokens):
+        tgt = torch.tensor([[BOS] + tokens])
+        with torch.no_grad():
+            logp = model(src[b:b + 1], mask[b:b + 1], tgt).log_softmax(-1)[0]
+        return sum(logp[i, t].item() for i, t in enumerate(tokens + [EOS])) / (len(tokens) + 1)
+
+    g, _ = greedy(model, src, mask, max_len)
+    beams = beam_search(model, src, mask, max_len, beam=4, length_penalty=1.0)
+    for b in range(3):
+        assert len(beams[b]) <= 8
+        assert logprob(b, beams[b]) >= logprob(b, g[b]) - 1e-4
+
+
+def test_the_plain_encoder_decoder_exposes_only_its_final_state():
+    model = tiny_model("rnn", layers=2)
+    src, mask, _ = random_batch()
+    memory = model.encode(src, mask)
+    assert set(memory) == {"h_n"} and memory["h_n"].shape == (3, 2, 32)  # (B, layers, H): no per-word states

@@ -1,0 +1,88 @@
+"""Training behaviour: every model overfits a handful of pairs; the CLI trains and evaluates end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from seq2seq.batching import collate
+from seq2seq.config import load_config
+from seq2seq.metrics import corpus_scores
+from seq2seq.models import MODELS, build_model
+from seq2seq.search import translate
+from seq2seq.tokenizer import Tokenizer
+from seq2seq.train import token_loss
+from tests.conftest import MULTI30K, TINY, toy_pairs
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_model_overfits_a_handful_of_pairs(name):
+    pairs = toy_pairs(8, seed=5, max_len=5)
+    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
+    cfg = load_config(TINY, {"model.name": name, "model.dropout": 0.0, "model.hidden_dim": 64,
+                             "model.d_model": 64, "model.ff_dim": 128})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, tok.vocab_size)
+    batch = collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = token_loss(model(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out) / batch.n_tokens
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    hyps = translate(model, tok, [s for s, _ in pairs], torch.device("cpu"))
+    assert corpus_scores(hyps, [t for _, t in pairs])["bleu"] > 90, hyps
+
+
+def run_cli(*args, check=True):
+    result = subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_train_then_eval_end_to_end(toy_dataset, tmp_path):
+    run = tmp_path / "run"
+    run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--max-steps", 12, "--epochs", 50, "--run-dir", run,
+            "--set", "train.eval_every=6")
+    for name in ("config.yaml", "spm.model", "run.json", "metrics.jsonl", "train.log",
+                 "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / name).exists(), name
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [6, 12]
+    assert set(metrics[0]) >= {"step", "epoch", "train_loss", "val_loss", "val_bleu", "tgt_tok_per_s", "elapsed"}
+    info = json.loads((run / "run.json").read_text())
+    assert info["model"] == "bahdanau" and info["params"] > 0 and info["steps"] == 12
+
+    out = run_cli("eval", run, "--concat", "1,2")
+    report = json.loads((run / "eval" / "test.json").read_text())
+    assert {"bleu", "chrf", "signature", "buckets", "concat"} <= set(report)
+    assert report["signature"]["bleu"].startswith("nrefs:1|case:mixed")
+    assert [b["range"] for b in report["buckets"]] == ["1-10", "11-15", "16-20", "21+"]
+    assert sum(b["n"] for b in report["buckets"]) == 40 == report["n"]
+    assert [c["k"] for c in report["concat"]] == [1, 2] and report["concat"][1]["n"] == 20
+    assert len((run / "eval" / "test.hyp.txt").read_text().splitlines()) == 40
+    assert "BLEU" in out.stdout and "signature" not in out.stderr
+
+
+def test_same_seed_same_cpu_run(toy_dataset, tmp_path):
+    weights = []
+    for name in ("a", "b"):
+        run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--max-steps", 5, "--run-dir", tmp_path / name)
+        weights.append(torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)["model"])
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+@pytest.mark.skipif(not MULTI30K.exists(), reason="needs ../shared/data/multi30k")
+def test_real_multi30k_flows_through(tmp_path):
+    run = tmp_path / "real"
+    run_cli("train", "--config", TINY, "--dataset", MULTI30K, "--max-train-pairs", 2000, "--max-steps", 10,
+            "--run-dir", run, "--set", "data.vocab_size=1000")
+    log = (run / "train.log").read_text()
+    assert "train: 2000 pairs kept" in log and "validation: 1014 pairs" in log
+    run_cli("eval", run, "--bootstrap", 0)
+    report = json.loads((run / "eval" / "test.json").read_text())
+    assert report["n"] == 1000 and 0 <= report["bleu"] <= 100
