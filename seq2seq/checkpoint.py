@@ -32,7 +32,8 @@ def load(path: Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as e:
-        raise UserError(f"checkpoint {path} is truncated or corrupt ({_first_line(e)})") from None
+        raise UserError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); "
+                        "use the other checkpoint or train again") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{path} is not a seq2seq checkpoint (format {FORMAT})")
     return ckpt

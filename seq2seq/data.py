@@ -40,7 +40,10 @@ def load_split(cfg: DataConfig, split: str) -> list[Pair]:
     if looks_local and _text_files(path, split, cfg):
         return _read_parallel_text(*_text_files(path, split, cfg))
     rows = _load_hub_split(cfg, split, local=looks_local)
-    return _map_columns(rows, cfg, split)
+    try:
+        return _map_columns(rows, cfg, split)
+    except UnicodeDecodeError as e:  # datasets decodes lazily, on first access
+        raise UserError(f"dataset {cfg.dataset} ({split}) is not valid UTF-8 ({e.reason})") from None
 
 
 def clean(pairs: list[Pair], max_words: int) -> Cleaned:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import platform
+import shutil
 import signal
 import sys
 import time
@@ -320,8 +321,14 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = Fa
     corpus, tok = prepare(cfg, lines.append, tok)  # bad data fails here, before anything is written
     if not resume:
         run.create(overwrite)
-        tok.save(run.spm)
-    run.write_config(cfg)
+        try:
+            tok.save(run.spm)
+            run.write_config(cfg)
+        except BaseException:
+            shutil.rmtree(run.path, ignore_errors=True)  # a run that never started leaves nothing behind
+            raise
+    else:
+        run.write_config(cfg)
 
     def log(msg: str, quiet: bool = False) -> None:
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
