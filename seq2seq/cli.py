@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
+
+# Usage errors come from click, or from the copy of click that recent typer versions ship.
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 from seq2seq.config import DEFAULT_DATASET, load_config, parse_set
 from seq2seq.errors import UserError
@@ -33,13 +35,13 @@ def _csv_ints(text: str | None, option: str) -> list[int] | None:
 
 @app.command()
 def train(
-    model: Optional[str] = typer.Option(None, help="rnn | lstm | bahdanau | transformer (default bahdanau)"),
+    model: Optional[str] = typer.Option(None, help="rnn | lstm | bahdanau | transformer (default: bahdanau)"),
     config: Optional[Path] = typer.Option(None, help="YAML config (default: configs/<model>.yaml)"),
-    dataset: Optional[str] = typer.Option(None, help=f"hub id or local directory [default: $SEQ2SEQ_DATASET or {DEFAULT_DATASET}]"),
+    dataset: Optional[str] = typer.Option(None, help=f"hub id or local directory (default: $SEQ2SEQ_DATASET, else {DEFAULT_DATASET})"),
     dataset_config: Optional[str] = typer.Option(None, help="hub dataset config, e.g. de-en for wmt/wmt14"),
-    src_lang: Optional[str] = typer.Option(None, help="source language column [default: de]"),
-    tgt_lang: Optional[str] = typer.Option(None, help="target language column [default: en]"),
-    run_dir: Optional[Path] = typer.Option(None, help="where the run is written [default: runs/<model>-<time>]"),
+    src_lang: Optional[str] = typer.Option(None, help="source language column (default: de)"),
+    tgt_lang: Optional[str] = typer.Option(None, help="target language column (default: en)"),
+    run_dir: Optional[Path] = typer.Option(None, help="where the run is written (default: runs/<model>-<time>)"),
     epochs: Optional[int] = typer.Option(None),
     max_steps: Optional[int] = typer.Option(None),
     time_budget: Optional[float] = typer.Option(None, help="seconds; stop cleanly when spent"),
@@ -73,6 +75,8 @@ def train(
     cfg = load_config(config, overrides, model=model or "bahdanau")
     if model is not None and cfg.model.name != model:
         cfg = cfg.replace({"model.name": model})
+    if run_dir is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("under torchrun, name the run dir with --run-dir (all ranks must agree on it)")
     run_dir = run_dir or Path("runs") / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     fit(cfg, run_dir, overwrite=overwrite)
 
@@ -82,7 +86,7 @@ def eval_(
     run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
     split: str = typer.Option("test", help="train | validation | test"),
     checkpoint: str = typer.Option("best", help="best | last"),
-    beam: Optional[int] = typer.Option(None, help="beam size (1 = greedy) [default: the run's eval.beam]"),
+    beam: Optional[int] = typer.Option(None, help="beam size, 1 = greedy (default: the run's eval.beam)"),
     concat: Optional[str] = typer.Option(None, help="concatenation probe, e.g. 1,2,4,6"),
     bootstrap: Optional[int] = typer.Option(None, help="resamples for 95% intervals (0 = none)"),
     dataset: Optional[str] = typer.Option(None, help="evaluate on this dataset instead of the run's"),
@@ -100,6 +104,80 @@ def eval_(
     print(json.dumps(report, indent=2) if json_out else eval_table(report))
 
 
+@app.command()
+def compare(
+    runs: list[Path] = typer.Argument(..., help="run dirs, each evaluated by seq2seq eval"),
+    beam: int = typer.Option(1, help="compare the reports of this beam size (eval/test.beamN.json)"),
+    format_: str = typer.Option("table", "--format", help="table | csv | json | markdown"),
+    plot: Optional[Path] = typer.Option(None, help="draw BLEU by length and by concatenation to FILE.png or .svg"),
+    curves: Optional[Path] = typer.Option(None, help="draw validation BLEU by step and by time to FILE.png or .svg"),
+) -> None:
+    """One table of runs: size, training, test BLEU and chrF, BLEU by length and by concatenation."""
+    from seq2seq.report import load_comparison, render_comparison
+    from seq2seq.rundir import RunDir
+
+    figures = [path for path in (plot, curves) if path is not None]
+    if figures:
+        from seq2seq import plots
+
+        for path in figures:
+            plots.figure_format(path)
+    rows = load_comparison(runs, beam)
+    table = render_comparison(rows, format_)
+    if plot is not None:
+        plots.save(plots.length_figure(rows), plot)
+    if curves is not None:
+        plots.save(plots.curves_figure(rows, [RunDir(row["run"]).read_metrics() for row in rows]), curves)
+    print(table)
+
+
+@app.command()
+def translate(
+    run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
+    beam: Optional[int] = typer.Option(None, help="beam size, 1 = greedy (default: the run's eval.beam)"),
+    checkpoint: str = typer.Option("best", help="best | last"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    attention_plot: Optional[Path] = typer.Option(
+        None, help="draw the attention of the one sentence on stdin to FILE.png or .svg"),
+    layer: Optional[int] = typer.Option(
+        None, help="transformer: the decoder layer whose attention is drawn (default: -1, the last)"),
+) -> None:
+    """Translate German lines from stdin into English lines on stdout, one for one, in order."""
+    import dataclasses
+
+    from seq2seq.evaluate import load_run
+    from seq2seq.search import translate as decode
+
+    if attention_plot is not None:
+        from seq2seq.plots import attention_figure, attention_map, figure_format, save
+
+        figure_format(attention_plot)
+        if beam not in (None, 1):
+            raise UserError("--attention-plot draws greedy decoding: drop --beam")
+    elif layer is not None:
+        raise UserError("--layer picks the attention to draw: it needs --attention-plot")
+    loaded = load_run(run_dir, checkpoint, device)
+    e = dataclasses.replace(loaded.cfg.eval, beam=loaded.cfg.eval.beam if beam is None else beam)
+    e.check()
+    lines = [line.rstrip("\r\n") for line in sys.stdin]
+    if attention_plot is not None:
+        if len(lines) != 1 or not lines[0].strip():
+            raise UserError("--attention-plot draws one sentence: give exactly one non-empty line on stdin, "
+                            f"got {len(lines)} line{'s' * (len(lines) != 1)}")
+        amap = attention_map(loaded, lines[0], layer)
+        save(attention_figure(amap), attention_plot)
+        print(amap.translation)
+        return
+    todo = [i for i, line in enumerate(lines) if line.strip()]  # an empty line stays empty
+    out = [""] * len(lines)
+    hyps = decode(loaded.model, loaded.tok, [lines[i] for i in todo], loaded.device, e.beam, e.length_penalty,
+                  e.max_len_a, e.max_len_b, e.batch_tokens)
+    for i, text in zip(todo, hyps):
+        out[i] = text
+    for text in out:
+        print(text)
+
+
 def main() -> None:
     command = typer.main.get_command(app)
     try:
@@ -107,10 +185,10 @@ def main() -> None:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
-    except click.ClickException as e:
+    except ClickException as e:
         print(f"error: {e.format_message()}", file=sys.stderr)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:

@@ -66,5 +66,5 @@ def by_length(stats: list[list[int]], src_words: list[int], edges: list[int], re
 
 def score_subset(stats: list[list[int]], resamples: int, seed: int = 12345) -> dict:
     interval = bootstrap_interval(stats, resamples, seed)
-    return {"n": len(stats), "bleu": round(bleu_from_stats(stats), 2),
+    return {"n": len(stats), "bleu": round(bleu_from_stats(stats), 2) if stats else None,
             "ci_low": interval[0] if interval else None, "ci_high": interval[1] if interval else None}

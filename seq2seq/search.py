@@ -21,10 +21,11 @@ def greedy(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor,
     state = model.init_state(memory)
     prev = torch.full((B,), BOS, dtype=torch.long, device=src.device)
     finished = torch.zeros(B, dtype=torch.bool, device=src.device)
+    never = torch.tensor([PAD, BOS], device=src.device)  # tokens no output may contain
     steps, weights = [], []
     for t in range(int(max_len.max()) + 1):
         logits, state, attn = model.decode_step(memory, state, prev, need_weights)
-        prev = logits.index_fill(1, torch.tensor([PAD], device=src.device), float("-inf")).argmax(-1)  # (B,)
+        prev = logits.index_fill(1, never, float("-inf")).argmax(-1)  # (B,)
         prev = torch.where(t >= max_len, torch.full_like(prev, EOS), prev)
         prev = prev.masked_fill(finished, PAD)
         steps.append(prev)
@@ -62,7 +63,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor, 
         logits, state, _ = model.decode_step(memory, state, prev)
         logp = torch.log_softmax(logits.float(), dim=-1)  # (B*K, V)
         V = logp.size(-1)
-        logp[:, PAD] = float("-inf")
+        logp[:, [PAD, BOS]] = float("-inf")
         at_limit = t >= limit  # (B*K,)
         logp[at_limit] = torch.where(torch.arange(V, device=device) == EOS, 0.0, float("-inf"))
         cand = (scores.view(-1, 1) + logp).view(B, K * V)  # (B, K*V)

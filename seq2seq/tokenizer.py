@@ -56,5 +56,5 @@ class Tokenizer:
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.sp.decode(ids)
 
-    def pieces(self, text: str) -> list[str]:
-        return self.sp.encode(text, out_type=str)
+    def pieces(self, ids: list[int]) -> list[str]:
+        return self.sp.id_to_piece(ids)

@@ -23,6 +23,7 @@ from seq2seq import checkpoint
 from seq2seq.batching import Batch, collate, token_batches
 from seq2seq.config import Config
 from seq2seq.data import augment_with_concatenations, clean, load_split
+from seq2seq.distributed import World, close_world, init_world
 from seq2seq.errors import UserError
 from seq2seq.files import append_line
 from seq2seq.metrics import corpus_scores
@@ -71,8 +72,9 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def prepare(cfg: Config, log, tok: Tokenizer | None = None) -> tuple[Corpus, Tokenizer]:
-    """Load and clean the data; train the tokenizer unless one is given (resume)."""
+def prepare(cfg: Config, log, tok: Tokenizer | None = None, world: World = World()) -> tuple[Corpus, Tokenizer]:
+    """Load and clean the data; train the tokenizer (on rank 0, shared with the others) unless
+    one is given (resume)."""
     train = load_split(cfg.data, "train")
     if cfg.data.max_train_pairs:
         train = train[:cfg.data.max_train_pairs]
@@ -85,8 +87,9 @@ def prepare(cfg: Config, log, tok: Tokenizer | None = None) -> tuple[Corpus, Tok
     if not valid:
         raise UserError(f"dataset {cfg.data.dataset} has no validation pairs left after cleaning")
     if tok is None:
-        tok = Tokenizer.train([s for pair in cleaned.pairs for s in pair], cfg.data.vocab_size,
-                              cfg.data.spm_model_type)
+        proto = Tokenizer.train([s for pair in cleaned.pairs for s in pair], cfg.data.vocab_size,
+                                cfg.data.spm_model_type).proto if world.main else None
+        tok = Tokenizer(world.from_main(proto))
     pairs = augment_with_concatenations(cleaned.pairs, cfg.data.concat_k)
     src, tgt = tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs])
     longest = cfg.model.max_positions - 1
@@ -120,16 +123,21 @@ def token_loss(logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: flo
 
 class Trainer:
     def __init__(self, cfg: Config, run: RunDir, model: Seq2Seq, tok: Tokenizer, corpus: Corpus,
-                 device: torch.device, progress: Progress, log):
+                 device: torch.device, progress: Progress, log, world: World = World()):
         self.cfg, self.run, self.model, self.tok, self.corpus = cfg, run, model, tok, corpus
-        self.device, self.p, self.log = device, progress, log
+        self.device, self.p, self.log, self.world = device, progress, log, world
         t = cfg.train
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=tuple(t.betas),
                                            weight_decay=t.weight_decay, fused=device.type == "cuda")
         self.src_lens, self.tgt_lens = corpus.lengths()
-        per_epoch = len(token_batches(self.src_lens, self.tgt_lens, t.batch_tokens))
+        per_epoch = len(world.shard(token_batches(self.src_lens, self.tgt_lens, t.batch_tokens)))
         self.total_steps = t.max_steps or t.epochs * per_epoch
-        self.step_fn = torch.compile(model) if t.compile and device.type == "cuda" else model
+        self.step_fn = model
+        if world.size > 1:  # gradients all-reduced (averaged) across ranks during backward
+            self.step_fn = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
+        if t.compile and device.type == "cuda":
+            self.step_fn = torch.compile(self.step_fn)
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
         self.stop_signal: str | None = None
         self.params = count_parameters(model)
@@ -147,6 +155,8 @@ class Trainer:
         return state
 
     def save_last(self) -> None:
+        if not self.world.main:
+            return
         self.p.elapsed = self.elapsed()
         checkpoint.save(self.run.checkpoint("last"), self.state(resumable=True))
         self.last_save = time.monotonic()
@@ -162,16 +172,20 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------
 
     def elapsed(self) -> float:
-        return self.p.elapsed + time.monotonic() - self.started
+        """Wall seconds of training in this run, earlier processes included."""
+        return self.elapsed_before + time.monotonic() - self.started
 
-    def train_step(self, batch: Batch) -> float | None:
-        """One update; returns the summed loss, or None when the loss was not finite (skipped)."""
+    def train_step(self, batch: Batch) -> tuple[float, int] | None:
+        """One update on this rank's batch. Returns the loss summed over the target tokens of all
+        ranks' batches and their count, or None when a loss was not finite (batch skipped)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.p.step, self.cfg, self.total_steps)
         with self.autocast:
             logits = self.step_fn(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
         loss = token_loss(logits, batch.tgt_out, self.cfg.train.label_smoothing)
-        if not torch.isfinite(loss):
+        loss_sum, n_tokens, bad = self.world.sum([loss.item(), batch.n_tokens, float(not torch.isfinite(loss))],
+                                                 self.device)
+        if bad:
             self.optimizer.zero_grad(set_to_none=True)
             self.p.nonfinite += 1
             if self.p.nonfinite > self.cfg.train.max_nonfinite:
@@ -181,12 +195,14 @@ class Trainer:
             self.log(f"step {self.p.step + 1}: non-finite loss, batch skipped "
                      f"({self.p.nonfinite}/{self.cfg.train.max_nonfinite})")
             return None
-        (loss / batch.n_tokens).backward()
+        # DDP averages gradients over ranks: scaled by the world size, the result is the gradient
+        # of the loss per target token of all ranks' batches together, as in one process.
+        (loss * self.world.size / n_tokens).backward()
         if self.cfg.train.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss.item()
+        return loss_sum, int(n_tokens)
 
     @torch.no_grad()
     def validate(self, train_loss: float, train_tokens: int, train_seconds: float) -> bool:
@@ -226,33 +242,27 @@ class Trainer:
         """Train until epochs, max_steps, time budget, patience or a signal; returns why it stopped."""
         t = self.cfg.train
         self.started = self.last_save = time.monotonic()
+        self.elapsed_before = self.p.elapsed
         self.model.train()
-        window_loss, window_tokens, window_time, since_val = 0.0, 0, 0.0, 0
+        self.window = Window()
         validated_at = self.p.step if self.p.step else -1
-        bar = ProgressBar(self.total_steps, self.p.step)
+        bar = ProgressBar(self.total_steps, self.p.step, active=self.world.main)
         stop = None
         while stop is None and self.p.epoch < t.epochs:
             batches = token_batches(self.src_lens, self.tgt_lens, t.batch_tokens, t.seed, self.p.epoch)
-            for idx in batches[self.p.batch_in_epoch:]:
+            for idx in self.world.shard(batches[self.p.batch_in_epoch:]):
                 tick = time.monotonic()
                 batch = collate([self.corpus.src[i] for i in idx], [self.corpus.tgt[i] for i in idx])
-                loss = self.train_step(batch.to(self.device))
+                self.window.add(self.train_step(batch.to(self.device)), time.monotonic() - tick)
                 self.p.step += 1
-                self.p.batch_in_epoch += 1
-                if loss is not None:
-                    window_loss, window_tokens = window_loss + loss, window_tokens + batch.n_tokens
-                window_time += time.monotonic() - tick
-                since_val += 1
-                bar.update(self.p.step, window_loss / max(window_tokens, 1), window_tokens / max(window_time, 1e-9))
+                self.p.batch_in_epoch += self.world.size  # counted in batches of all ranks
+                bar.update(self.p.step, self.window.loss, self.window.tok_per_s)
                 if self.p.step % t.log_every == 0:
-                    self.log(f"step {self.p.step} epoch {self.p.epoch + 1}: loss "
-                             f"{window_loss / max(window_tokens, 1):.3f}, "
-                             f"{window_tokens / max(window_time, 1e-9):.0f} tgt tok/s", quiet=bar.active)
-                stop = self.stop_reason()
+                    self.log(f"step {self.p.step} epoch {self.p.epoch + 1}: loss {self.window.loss:.3f}, "
+                             f"{self.window.tok_per_s:.0f} tgt tok/s", quiet=bar.active)
+                stop = self.world.from_main(self.stop_reason())
                 if stop is None and t.eval_every and self.p.step % t.eval_every == 0:
-                    if self.validate(window_loss / max(window_tokens, 1), window_tokens, window_time):
-                        stop = f"no better validation BLEU in {t.patience + 1} validations"
-                    validated_at, window_loss, window_tokens, window_time = self.p.step, 0.0, 0, 0.0
+                    stop, validated_at = self.validate_everywhere(), self.p.step
                 elif stop is None and (t.checkpoint_every and self.p.step % t.checkpoint_every == 0 or
                                        t.checkpoint_seconds and time.monotonic() - self.last_save > t.checkpoint_seconds):
                     self.save_last()
@@ -262,16 +272,21 @@ class Trainer:
                 self.p.epoch += 1
                 self.p.batch_in_epoch = 0
                 if not t.eval_every:
-                    if self.validate(window_loss / max(window_tokens, 1), window_tokens, window_time):
-                        stop = f"no better validation BLEU in {t.patience + 1} validations"
-                    validated_at, window_loss, window_tokens, window_time = self.p.step, 0.0, 0, 0.0
+                    stop, validated_at = self.validate_everywhere(), self.p.step
         bar.close()
-        stop = stop or f"{t.epochs} epochs done"
         if self.stop_signal:
             self.save_last()
         elif validated_at != self.p.step:
-            self.validate(window_loss / max(window_tokens, 1), window_tokens, window_time)
-        return stop
+            self.validate_everywhere()
+        return stop or f"{t.epochs} epochs done"
+
+    def validate_everywhere(self) -> str | None:
+        """Rank 0 validates while the others wait; all learn whether patience ran out."""
+        out = None
+        if self.world.main and self.validate(self.window.loss, self.window.tokens, self.window.seconds):
+            out = f"no better validation BLEU in {self.cfg.train.patience + 1} validations"
+        self.window = Window()
+        return self.world.from_main(out)
 
     def stop_reason(self) -> str | None:
         t = self.cfg.train
@@ -284,11 +299,33 @@ class Trainer:
         return None
 
 
+@dataclass
+class Window:
+    """Training loss and throughput since the last validation."""
+
+    loss_sum: float = 0.0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, step: tuple[float, int] | None, seconds: float) -> None:
+        if step is not None:
+            self.loss_sum, self.tokens = self.loss_sum + step[0], self.tokens + step[1]
+        self.seconds += seconds
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.tokens, 1)
+
+    @property
+    def tok_per_s(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+
 class ProgressBar:
     """A live bar on a terminal; nothing otherwise (the log lines say the same)."""
 
-    def __init__(self, total: int, done: int):
-        self.active = sys.stderr.isatty()
+    def __init__(self, total: int, done: int, active: bool = True):
+        self.active = active and sys.stderr.isatty()
         if self.active:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
             self.bar = Bar(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -306,46 +343,55 @@ class ProgressBar:
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False) -> RunDir:
+    """Train a run (as one process, or as one rank of a torchrun job); returns its run dir."""
     run = RunDir(run_dir)
     ckpt, tok = None, None
     if resume:
-        saved = run.read_config()
+        check_resumable(run.read_config(), cfg, run)
         ckpt = checkpoint.load(run.checkpoint("last"))
-        check_resumable(saved, cfg, run)
         tok = Tokenizer.load(run.spm)
         if ckpt.get("vocab") != checkpoint.vocab_fingerprint(tok.proto):
             raise UserError(f"checkpoint {run.checkpoint('last')} was made with another vocabulary than {run.spm}")
-    device = pick_device(cfg.train.device)
+    world, device = init_world(pick_device(cfg.train.device))
+    try:
+        return _train(cfg, run, ckpt, tok, world, device, overwrite)
+    finally:
+        close_world(world)
+
+
+def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, world: World,
+           device: torch.device, overwrite: bool) -> RunDir:
     torch.manual_seed(cfg.train.seed)
     lines: list[str] = []  # log lines before the run dir exists
-    corpus, tok = prepare(cfg, lines.append, tok)  # bad data fails here, before anything is written
-    if not resume:
-        run.create(overwrite)
+    corpus, tok = prepare(cfg, lines.append, tok, world)  # bad data fails here, before anything is written
+    failure = None
+    if world.main:
         try:
-            tok.save(run.spm)
-            run.write_config(cfg)
-        except BaseException:
-            shutil.rmtree(run.path, ignore_errors=True)  # a run that never started leaves nothing behind
-            raise
-    else:
-        run.write_config(cfg)
+            _open_run(run, cfg, tok, fresh=ckpt is None, overwrite=overwrite)
+        except UserError as e:
+            failure = e
+    if world.from_main(str(failure) if failure else None):
+        raise failure or UserError("rank 0 could not open the run dir")
 
     def log(msg: str, quiet: bool = False) -> None:
-        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}"
-        append_line(run.log, line)
-        if not quiet:
-            print(msg, file=sys.stderr, flush=True)
+        if world.main:
+            append_line(run.log, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {msg}")
+            if not quiet:
+                print(msg, file=sys.stderr, flush=True)
 
     for line in lines:
         log(line)
     model = build_model(cfg.model, tok.vocab_size).to(device)
-    trainer = Trainer(cfg, run, model, tok, corpus, device, Progress(), log)
+    trainer = Trainer(cfg, run, model, tok, corpus, device, Progress(), log, world)
     if ckpt is not None:
         trainer.restore(ckpt)
         log(f"resumed {run.path} at step {trainer.p.step} (epoch {trainer.p.epoch + 1})")
-    log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {device}")
-    run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device),
-                    torch=torch.__version__, command=" ".join(sys.argv))
+    if world.size > 1:  # the same weights everywhere (DDP checks), different dropout on each rank
+        torch.manual_seed(cfg.train.seed + 1000 * world.rank + trainer.p.step)
+    log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}")
+    if world.main:
+        run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device, world),
+                        torch=torch.__version__, command=" ".join(sys.argv))
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def request_stop(signum, _frame):
@@ -361,13 +407,28 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = Fa
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    run.update_info(steps=trainer.p.step, epochs=trainer.p.epoch, train_seconds=round(trainer.elapsed(), 1),
-                    best_val_bleu=trainer.p.best_bleu, stopped=reason)
+    if world.main:
+        run.update_info(steps=trainer.p.step, epochs=trainer.p.epoch, train_seconds=round(trainer.elapsed(), 1),
+                        best_val_bleu=trainer.p.best_bleu, stopped=reason)
     log(f"stopped: {reason}; best validation BLEU {trainer.p.best_bleu:.2f}; run dir {run.path}")
     if trainer.stop_signal:
         raise UserError(f"training interrupted ({trainer.stop_signal}); resume with: "
                         f"seq2seq train --resume {run.path}", exit_code=130)
     return run
+
+
+def _open_run(run: RunDir, cfg: Config, tok: Tokenizer, fresh: bool, overwrite: bool) -> None:
+    """Create (or reopen) the run dir and write the config and tokenizer into it."""
+    if not fresh:
+        run.write_config(cfg)
+        return
+    run.create(overwrite)
+    try:
+        tok.save(run.spm)
+        run.write_config(cfg)
+    except BaseException:
+        shutil.rmtree(run.path, ignore_errors=True)  # a run that never started leaves nothing behind
+        raise
 
 
 def check_resumable(saved: Config, asked: Config, run: RunDir) -> None:
@@ -381,7 +442,9 @@ def check_resumable(saved: Config, asked: Config, run: RunDir) -> None:
                                 f"the run has {a[section][key]!r}")
 
 
-def describe(device: torch.device) -> str:
+def describe(device: torch.device, world: World = World()) -> str:
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    return name if world.size == 1 else f"{world.size} processes x {name}"

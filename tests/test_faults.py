@@ -98,7 +98,8 @@ def test_ctrl_c_saves_last_and_exits_cleanly(toy_dataset, tmp_path):
 
 def test_time_budget_stops_with_a_checkpoint_and_a_validation(toy_dataset, tmp_path):
     run = tmp_path / "run"
-    result = seq2seq(*train_args(toy_dataset, run, "--time-budget", 2, "--epochs", 100000))
+    result = seq2seq(*train_args(toy_dataset, run, "--time-budget", 2, "--epochs", 100000,
+                                 "--set", "train.patience=100000"))
     assert result.returncode == 0, result.stderr
     info = json.loads((run / "run.json").read_text())
     assert info["stopped"].startswith("time budget")

@@ -37,6 +37,11 @@ class Seq2Seq(nn.Module, ABC):
     def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher-forced logits (B, T, V); equal to T calls of decode_step."""
 
+    attention_layers: int | None = None  # decoder layers whose source attention one can choose
+
+    def use_attention_layer(self, layer: int) -> None:
+        """Choose which source attention decode_step returns (Python indexing, -1 the last)."""
+
 
 class Maxout(nn.Module):
     """Maxout units (Goodfellow et al. 2013), the readout of Bahdanau et al. 2014, A.2.2:

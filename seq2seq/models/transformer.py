@@ -114,7 +114,11 @@ class Transformer(Seq2Seq):
             nn.init.normal_(emb.weight, std=d ** -0.5)
         if cfg.tie_embeddings:
             self.out.weight = self.tgt_emb.weight  # (Press & Wolf 2017; section 3.4)
-        self.cross_layer = -1  # whose cross-attention decode_step returns when asked
+        self.attention_layers = cfg.dec_layers
+        self.cross_layer = -1  # whose cross-attention decode_step returns when asked (use_attention_layer)
+
+    def use_attention_layer(self, layer: int) -> None:
+        self.cross_layer = layer
 
     def _embed(self, emb: nn.Embedding, tokens: Tensor, positions: Tensor) -> Tensor:
         return self.dropout(emb(tokens) * math.sqrt(self.d_model) + self.pe[positions])  # (B, T, d)

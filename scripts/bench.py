@@ -1,0 +1,120 @@
+"""Speed benchmark: training throughput, peak memory and decoding speed, one JSON line each.
+
+Trains MODEL for N updates on Multi30k with the configuration matched to ../shared/bench
+(joint 8k sentencepiece vocabulary, batches of 4,096 target tokens, AdamW (0.9, 0.98), label
+smoothing 0.1, the architecture of configs/MODEL.yaml with the bench's dropout), then decodes
+the test split greedily and with beam 5:
+
+    python scripts/bench.py --model transformer --updates 60 --dataset ../shared/data/multi30k
+
+    {"model": "transformer", "what": "train", "device": "cpu", "tgt_tok_per_s": ..., "peak_mem_mb": ...}
+    {"model": "transformer", "what": "greedy", "device": "cpu", "sent_per_s": ..., "seconds": ...}
+    {"model": "transformer", "what": "beam5", "device": "cpu", "sent_per_s": ..., "seconds": ...}
+
+Throughput counts real target tokens (EOS included, padding not) per wall-clock second of
+whole updates (batch collation, forward, backward, optimizer), median over the updates after
+the first `--warmup` ones, as the JoeyNMT baseline reports it. Peak memory is the process's
+peak resident set on the CPU, and the peak allocated CUDA memory on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+from seq2seq.batching import collate, token_batches
+from seq2seq.config import load_config
+from seq2seq.data import clean, load_split
+from seq2seq.evaluate import load_run
+from seq2seq.models import build_model
+from seq2seq.rundir import RunDir
+from seq2seq.search import translate
+from seq2seq.train import Progress, Trainer, pick_device, prepare
+
+BENCH_DROPOUT = {"transformer": 0.1, "bahdanau": 0.2, "rnn": 0.2, "lstm": 0.2}  # ../shared/bench/README.md
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_mem_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="transformer", choices=sorted(BENCH_DROPOUT))
+    ap.add_argument("--updates", type=int, default=60)
+    ap.add_argument("--warmup", type=int, default=5, help="updates left out of the median")
+    ap.add_argument("--dataset", default=os.environ.get("SEQ2SEQ_DATASET", "bentrevett/multi30k"))
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--decode", type=int, default=1000, help="test sentences to decode (0: skip decoding)")
+    ap.add_argument("--run", help="decode with this trained run's best model (default: the model just "
+                                  "benchmarked, whose untrained outputs run long)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value")
+    args = ap.parse_args()
+
+    from seq2seq.config import parse_set
+
+    cfg = load_config(model=args.model, overrides={
+        "data.dataset": args.dataset, "model.dropout": BENCH_DROPOUT[args.model], "train.batch_tokens": 4096,
+        "train.device": args.device, "train.max_steps": args.updates, **parse_set(args.overrides)})
+    device = pick_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)
+    corpus, tok = prepare(cfg, lambda msg: print(msg, file=sys.stderr))
+    model = build_model(cfg.model, tok.vocab_size).to(device)
+    with tempfile.TemporaryDirectory() as scratch:
+        trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, device, Progress(), lambda *a, **k: None)
+        src_lens, tgt_lens = corpus.lengths()
+        batches = token_batches(src_lens, tgt_lens, cfg.train.batch_tokens, cfg.train.seed, 0)
+        rates = []
+        model.train()
+        for idx in (batches * (1 + args.updates // len(batches)))[:args.updates]:
+            sync(device)
+            tick = time.perf_counter()
+            batch = collate([corpus.src[i] for i in idx], [corpus.tgt[i] for i in idx]).to(device)
+            trainer.train_step(batch)
+            sync(device)
+            rates.append(batch.n_tokens / (time.perf_counter() - tick))
+            trainer.p.step += 1
+    common = {"model": args.model, "device": str(device.type), "threads": torch.get_num_threads(),
+              "params": trainer.params}
+    emit(common | {"what": "train", "updates": args.updates,
+                   "tgt_tok_per_s": round(statistics.median(rates[args.warmup:] or rates)),
+                   "peak_mem_mb": round(peak_mem_mb(device))})
+    if args.decode:
+        test = clean(load_split(cfg.data, "test"), 10**9).pairs[:args.decode]
+        e = cfg.eval
+        if args.run:
+            loaded = load_run(args.run, "best", args.device)
+            model, tok, device = loaded.model, loaded.tok, loaded.device
+            common |= {"run": args.run}
+        for beam in (1, 5):
+            sync(device)
+            tick = time.perf_counter()
+            translate(model, tok, [s for s, _ in test], device, beam, e.length_penalty, e.max_len_a, e.max_len_b,
+                      e.batch_tokens)
+            sync(device)
+            seconds = time.perf_counter() - tick
+            emit(common | {"what": "greedy" if beam == 1 else f"beam{beam}", "sentences": len(test),
+                           "sent_per_s": round(len(test) / seconds, 1), "seconds": round(seconds, 2)})
+
+
+def emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""Data parallelism with PyTorch's own engine: torchrun starts the processes, DistributedDataParallel
+all-reduces the gradients, and this module holds the few collective steps the training loop needs.
+
+One process (no torchrun) is world size 1: every function here is then a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the only process that writes the run dir, validates and logs."""
+        return self.rank == 0
+
+    def shard(self, batches: list) -> list:
+        """This rank's disjoint share of an epoch's batches: every size-th one, all ranks the
+        same count (the last size-1 batches at most are left for the next epoch's shuffle)."""
+        usable = len(batches) // self.size * self.size
+        return batches[self.rank:usable:self.size]
+
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        """Sum numbers over all ranks (one collective)."""
+        if self.size == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def from_main(self, obj):
+        """Rank 0's value of obj, on every rank."""
+        if self.size == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.size > 1:
+            dist.barrier()
+
+
+def init_world(device: torch.device) -> tuple[World, torch.device]:
+    """Join the process group torchrun set up (NCCL on CUDA, gloo on the CPU), if any."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size == 1:
+        return World(), device
+    world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    if device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return world, device
+
+
+def close_world(world: World) -> None:
+    if world.size > 1 and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,159 @@
+"""Figures: BLEU by source length and by concatenation (a re-make of Bahdanau et al. 2014,
+Figure 2), validation curves, and one sentence's attention (their Figure 3).
+
+Each figure is built by a function that returns it, so it can be inspected as well as saved.
+Figures are drawn with Agg, off screen, and never through pyplot: no display is needed and no
+global state is left behind.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from seq2seq.batching import collate
+from seq2seq.errors import UserError
+from seq2seq.evaluate import Loaded
+from seq2seq.files import atomic_write
+from seq2seq.search import greedy
+from seq2seq.tokenizer import EOS
+
+FORMATS = {".png": "png", ".svg": "svg"}
+BAND_ALPHA = 0.2  # the shaded 95% interval behind each line
+
+
+def figure_format(path: Path) -> str:
+    """The format a plot file's suffix asks for; checked before any work is done."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UserError(f"cannot draw {path}: a plot file must end in {' or '.join(FORMATS)}")
+    return fmt
+
+
+def save(fig: Figure, path: Path) -> None:
+    """Write the figure atomically: a reader never sees half a file."""
+    fmt = figure_format(path)
+    atomic_write(Path(path), lambda f: fig.savefig(f, format=fmt))
+
+
+def run_labels(rows: list[dict]) -> list[str]:
+    """The model name, and the run dir's name too where two runs train the same model."""
+    repeated = Counter(row["model"] for row in rows)
+    return [row["model"] if repeated[row["model"]] == 1 else f"{row['model']} ({Path(row['run']).name})"
+            for row in rows]
+
+
+# -- BLEU by length --------------------------------------------------------------------------------
+
+def length_figure(rows: list[dict]) -> Figure:
+    """Left: test BLEU per source-length bucket. Right: test BLEU on k concatenated sentences
+    against their mean source words. One line per run, with its 95% band. Rows are those of
+    report.load_comparison."""
+    fig = _figure(figsize=(11, 4.2))
+    by_length, by_concat = fig.subplots(1, 2, sharey=True)
+    ranges = list(dict.fromkeys(b["range"] for row in rows for b in row["buckets"]))
+    for label, row in zip(run_labels(rows), rows):
+        buckets = [b for b in row["buckets"] if b["n"] > 0]  # an empty bucket has no BLEU
+        _line_with_band(by_length, [ranges.index(b["range"]) for b in buckets], buckets, label)
+        _line_with_band(by_concat, [c["src_words"] for c in row["concat"]], row["concat"], label)
+    by_length.set_xticks(range(len(ranges)), labels=ranges)
+    by_length.set(title="BLEU by source length", xlabel="source sentence length (words)", ylabel="test BLEU")
+    ticks = {c["k"]: c["src_words"] for row in rows for c in row["concat"]}
+    by_concat.set_xticks(list(ticks.values()), labels=[f"{w:.0f}\nk={k}" for k, w in ticks.items()])
+    by_concat.set(title="BLEU on k concatenated sentences", xlabel="mean source words")
+    by_length.legend()
+    for ax in (by_length, by_concat):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def _line_with_band(ax, xs: list[float], points: list[dict], label: str) -> None:
+    """BLEU at xs as a line with markers, and its 95% interval shaded where it was computed."""
+    line, = ax.plot(xs, [p["bleu"] for p in points], marker="o", label=label)
+    low = np.array([np.nan if p["ci_low"] is None else p["ci_low"] for p in points], dtype=float)
+    high = np.array([np.nan if p["ci_high"] is None else p["ci_high"] for p in points], dtype=float)
+    if np.isfinite(low).any():
+        ax.fill_between(xs, low, high, color=line.get_color(), alpha=BAND_ALPHA, linewidth=0)
+
+
+# -- training curves -------------------------------------------------------------------------------
+
+def curves_figure(rows: list[dict], metrics: list[list[dict]]) -> Figure:
+    """Validation BLEU against training steps (left) and wall-clock minutes (right), one line
+    per run: which model learns fastest per update, and which per minute of the same machine.
+    metrics[i] holds the metrics.jsonl records of rows[i]."""
+    fig = _figure(figsize=(11, 4.2))
+    by_step, by_time = fig.subplots(1, 2, sharey=True)
+    for label, records in zip(run_labels(rows), metrics):
+        points = [m for m in records if m.get("val_bleu") is not None]
+        line, = by_step.plot([m["step"] for m in points], [m["val_bleu"] for m in points], marker=".", label=label)
+        by_time.plot([m["elapsed"] / 60 for m in points], [m["val_bleu"] for m in points], marker=".",
+                     color=line.get_color())
+    by_step.set(title="validation BLEU by step", xlabel="training steps", ylabel="validation BLEU")
+    by_time.set(title="validation BLEU by time", xlabel="training time (minutes)")
+    by_step.legend()
+    for ax in (by_step, by_time):
+        ax.grid(alpha=0.3)
+    return fig
+
+
+# -- attention -------------------------------------------------------------------------------------
+
+@dataclass
+class AttentionMap:
+    source: list[str]  # subword pieces, EOS last
+    target: list[str]  # subword pieces of the greedy translation, EOS last
+    weights: np.ndarray  # (len(target), len(source)): row i is where output i looked
+    translation: str
+    title: str
+
+
+def attention_map(loaded: Loaded, sentence: str, layer: int | None = None) -> AttentionMap:
+    """Translate one sentence greedily and keep the attention of every output step. For the
+    Transformer, `layer` picks the decoder layer (default the last) whose cross-attention,
+    averaged over heads, is returned."""
+    model, tok, name = loaded.model, loaded.tok, loaded.cfg.model.name
+    title = f"{name} attention"
+    n = model.attention_layers
+    if n is not None:
+        layer = -1 if layer is None else layer
+        if not -n <= layer < n:
+            raise UserError(f"--layer must be between {-n} and {n - 1}: the model has {n} decoder layers")
+        model.use_attention_layer(layer)
+        title += f"\ndecoder layer {layer % n}, mean over heads"
+    elif layer is not None:
+        raise UserError(f"--layer picks a Transformer decoder layer; model {name} has a single attention")
+    ids = tok.encode([sentence])
+    batch = collate(ids, [[]]).to(loaded.device)
+    e = loaded.cfg.eval
+    max_len = (batch.src_mask.sum(1) * e.max_len_a + e.max_len_b).long()  # (1,) as search.translate allows
+    tokens, weights = greedy(model, batch.src, batch.src_mask, max_len, need_weights=True)
+    if weights is None:
+        raise UserError(f"model {name} has no attention to plot: --attention-plot needs bahdanau or transformer")
+    return AttentionMap(source=tok.pieces(ids[0] + [EOS]), target=tok.pieces(tokens[0] + [EOS]),
+                        weights=weights[0].float().cpu().numpy(), translation=tok.decode(tokens)[0], title=title)
+
+
+def attention_figure(amap: AttentionMap) -> Figure:
+    """The source-target heatmap: source pieces along the top, target pieces down the side,
+    white where the weight is 1 and black where it is 0, as in Bahdanau et al.'s Figure 3."""
+    S, T = len(amap.source), len(amap.target)
+    fig = _figure(figsize=(max(4.0, 0.35 * S + 2), max(3.0, 0.35 * T + 2)))
+    ax = fig.add_subplot()
+    ax.imshow(amap.weights, cmap="gray", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(S), labels=amap.source, rotation=90)
+    ax.set_yticks(range(T), labels=amap.target)
+    ax.xaxis.tick_top()
+    ax.set_title(amap.title)
+    return fig
+
+
+def _figure(figsize: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig

@@ -1,0 +1,87 @@
+"""Data parallelism: two CPU processes (gloo) train as one process would on their two batches
+together, and only rank 0 writes the run dir."""
+
+import json
+import os
+import subprocess
+import sys
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from seq2seq.batching import collate
+from seq2seq.config import load_config
+from seq2seq.distributed import World
+from seq2seq.models import build_model
+from seq2seq.rundir import RunDir
+from seq2seq.tokenizer import Tokenizer
+from seq2seq.train import Corpus, Progress, Trainer
+from tests.conftest import TINY, toy_pairs, write_jsonl
+
+STEPS, B = 4, 6  # updates, pairs per rank and step
+
+
+def train_steps(world: World, run_dir, rank_batches: list[list[tuple[str, str]]]) -> tuple[list[float], dict]:
+    """STEPS updates of a tiny bahdanau model, each on this rank's batch; returns the losses
+    (per target token of all ranks' batches) and the final weights."""
+    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
+    cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, tok.vocab_size)
+    corpus = Corpus([[5]], [[5]], [], [])
+    trainer = Trainer(cfg, RunDir(run_dir), model, tok, corpus, torch.device("cpu"), Progress(),
+                      lambda *a, **k: None, world)
+    losses = []
+    for pairs in rank_batches:
+        batch = collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
+        loss_sum, n_tokens = trainer.train_step(batch)
+        losses.append(loss_sum / n_tokens)
+        trainer.p.step += 1
+    return losses, model.state_dict()
+
+
+def steps_of(rank: int, size: int) -> list[list[tuple[str, str]]]:
+    pairs = toy_pairs(STEPS * B * 2, seed=9)
+    per_step = [pairs[i * 2 * B:(i + 1) * 2 * B] for i in range(STEPS)]  # 2B pairs a step in all
+    return [step[rank * len(step) // size:(rank + 1) * len(step) // size] for step in per_step]
+
+
+def worker(rank: int, size: int, init_file: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
+    try:
+        torch.save(train_steps(World(rank, size), out, steps_of(rank, size)), os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_with_batch_b_match_one_process_with_batch_2b(tmp_path):
+    mp.spawn(worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    single_losses, single_weights = train_steps(World(), tmp_path, steps_of(0, 1))
+    for rank in range(2):
+        losses, weights = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert all(abs(a - b) < 1e-5 for a, b in zip(losses, single_losses)), (losses, single_losses)
+        for key in single_weights:
+            torch.testing.assert_close(weights[key], single_weights[key], atol=1e-5, rtol=1e-4)
+    assert single_losses[-1] < single_losses[0]
+
+
+def test_torchrun_two_cpu_processes_write_one_run_dir(tmp_path):
+    data = write_jsonl(tmp_path / "data")
+    run = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731",
+            "-m", "seq2seq", "train", "--config", str(TINY), "--dataset", str(data), "--max-steps", "4",
+            "--epochs", "50", "--device", "cpu", "--run-dir", str(run)]
+    result = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl", "run.json",
+                                                     "spm.model", "train.log"]
+    log = (run / "train.log").read_text()
+    assert log.count("model bahdanau:") == 1 and "2 processes" in log  # rank 0 alone logs
+    assert json.loads((run / "run.json").read_text())["steps"] == 4
+    # resumed by one process: the position in the epoch is counted in batches of all ranks
+    resumed = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume", str(run), "--max-steps", "6"],
+                             capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((run / "run.json").read_text())["steps"] == 6

@@ -1,0 +1,299 @@
+"""The length study's tools: `compare` (table, csv, json, markdown and figures), `translate`
+(stdin to stdout, and the attention plot), and scripts/study.sh that chains them.
+
+Three tiny runs are trained once for the module: bahdanau and transformer are evaluated, rnn is
+not (it is the run without an eval report, and the model without attention). The CLI runs in
+this process where it can, to spare an interpreter start per call; the two failure cases run
+in a subprocess, where "one line on stderr, no traceback" is what a user would see.
+"""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from seq2seq.cli import main
+from seq2seq.evaluate import load_run
+from seq2seq.plots import attention_map, curves_figure, length_figure, run_labels
+from seq2seq.report import load_comparison, render_comparison
+from seq2seq.rundir import RunDir
+from tests.conftest import ROOT, TINY, write_jsonl
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EVALUATED = ("bahdanau", "transformer")
+
+
+def seq2seq(*args, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], input=stdin, capture_output=True,
+                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("study")
+    data = write_jsonl(root / "toy")
+    made = {}
+    for model in ("rnn", *EVALUATED):
+        run = root / model
+        trained = seq2seq("train", "--config", TINY, "--model", model, "--dataset", data, "--max-steps", 4,
+                          "--run-dir", run, "--set", "train.eval_every=2")
+        assert trained.returncode == 0, trained.stderr
+        if model in EVALUATED:
+            evaluated = seq2seq("eval", run, "--concat", "1,2", "--bootstrap", 50)
+            assert evaluated.returncode == 0, evaluated.stderr
+        made[model] = run
+    return made
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """The CLI in this process: cli(*args, stdin=...) -> (exit code, stdout, stderr)."""
+
+    def run(*args, stdin: str = "") -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["seq2seq", *map(str, args)])
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def evaluated(runs) -> list[Path]:
+    return [runs[m] for m in EVALUATED]
+
+
+def assert_png(path: Path) -> None:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    height, width, channels = imread(path).shape
+    assert height > 100 and width > 100 and channels in (3, 4)
+
+
+# -- compare ---------------------------------------------------------------------------------------
+
+def test_compare_table_has_one_row_per_run(runs, cli):
+    code, out, err = cli("compare", *evaluated(runs))
+    assert code == 0, err
+    header, rule, *rows = out.splitlines()
+    assert header.split()[:3] == ["run", "model", "params"] and set(rule) <= {"-", " "}
+    assert [row.split()[:2] for row in rows] == [[str(runs[m]), m] for m in EVALUATED]
+    assert "1-10 words" in header and "k=2" in header
+
+
+def test_compare_json_carries_every_figure_of_the_table(runs, cli):
+    code, out, _ = cli("compare", *evaluated(runs), "--format", "json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [row["model"] for row in rows] == list(EVALUATED)
+    for row, run in zip(rows, evaluated(runs)):
+        report = json.loads((run / "eval" / "test.json").read_text())
+        info = json.loads((run / "run.json").read_text())
+        assert row["run"] == str(run) and row["params"] == info["params"] > 0
+        assert (row["bleu"], row["chrf"]) == (report["bleu"], report["chrf"])
+        assert row["steps"] == info["steps"] == 4
+        assert (row["train_seconds"], row["val_bleu"]) == (info["train_seconds"], info["best_val_bleu"])
+        assert [set(b) for b in row["buckets"]] == [{"range", "n", "bleu", "ci_low", "ci_high"}] * 4
+        assert [b["range"] for b in row["buckets"]] == ["1-10", "11-15", "16-20", "21+"]
+        assert [set(c) for c in row["concat"]] == [{"k", "n", "src_words", "bleu", "ci_low", "ci_high"}] * 2
+        assert [(c["k"], c["n"]) for c in row["concat"]] == [(1, 40), (2, 20)]
+        assert row["concat"][0]["ci_low"] <= row["concat"][0]["bleu"] <= row["concat"][0]["ci_high"]
+
+
+def test_compare_csv_and_markdown(runs, cli):
+    code, out, _ = cli("compare", *evaluated(runs), "--format", "csv")
+    assert code == 0
+    records = list(csv.DictReader(io.StringIO(out)))
+    assert [r["model"] for r in records] == list(EVALUATED)
+    assert {"bleu", "chrf", "train_seconds", "bleu 1-10", "ci_low 1-10", "bleu k=2", "src_words k=2"} <= set(records[0])
+    code, out, _ = cli("compare", *evaluated(runs), "--format", "markdown")
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 2 + len(EVALUATED) and all(line.startswith("| ") and line.endswith(" |") for line in lines)
+    assert set(lines[1].replace("|", "").split()) <= {"---", "---:"}
+
+
+def test_compare_plots_one_line_per_run(runs, cli, tmp_path):
+    code, _, err = cli("compare", *evaluated(runs), "--plot", tmp_path / "study.png",
+                       "--curves", tmp_path / "curves.png")
+    assert code == 0, err
+    assert_png(tmp_path / "study.png")
+    assert_png(tmp_path / "curves.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "study.png"]  # no temporary left
+
+    rows = load_comparison(evaluated(runs))
+    by_length, by_concat = length_figure(rows).axes
+    for ax in (by_length, by_concat):
+        assert [line.get_label() for line in ax.get_lines()] == list(EVALUATED)
+    assert len(by_concat.collections) == len(EVALUATED)  # one shaded 95% band per run
+    by_step, by_time = curves_figure(rows, [RunDir(r).read_metrics() for r in evaluated(runs)]).axes
+    assert [list(line.get_xdata()) for line in by_step.get_lines()] == [[2, 4]] * len(EVALUATED)
+    assert len(by_time.get_lines()) == len(EVALUATED)
+
+
+def test_compare_svg(runs, cli, tmp_path):
+    code, _, _ = cli("compare", runs["bahdanau"], "--plot", tmp_path / "study.svg")
+    assert code == 0 and b"<svg" in (tmp_path / "study.svg").read_bytes()[:1000]
+
+
+def test_compare_needs_an_eval_report(runs):
+    result = seq2seq("compare", runs["bahdanau"], runs["rnn"])
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"error: run {runs['rnn']} has no eval/test.json: run `seq2seq eval {runs['rnn']}` first\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "html"], "--format must be one of table, csv, json, markdown, got 'html'"),
+    (["--beam", "5"], "has no eval/test.beam5.json: run `seq2seq eval"),
+    (["--plot", "study.jpg"], "a plot file must end in .png or .svg"),
+])
+def test_compare_mistakes_are_one_line(runs, cli, tmp_path, args, message):
+    code, out, err = cli("compare", runs["bahdanau"], *args)
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
+
+
+def test_run_labels_name_the_dir_only_where_models_repeat():
+    rows = [{"model": "lstm", "run": "runs/a"}, {"model": "bahdanau", "run": "runs/b"},
+            {"model": "lstm", "run": "runs/c"}]
+    assert run_labels(rows) == ["lstm (a)", "bahdanau", "lstm (c)"]
+
+
+def test_table_marks_what_a_run_did_not_measure():
+    def row(model, buckets, concat):
+        return {"run": model, "model": model, "params": 1_234_567, "steps": 100, "train_seconds": 3725.0,
+                "val_bleu": None, "checkpoint": "best", "step": 100, "beam": 1, "n": 10, "bleu": 20.0,
+                "ci_low": None, "ci_high": None, "chrf": 45.0, "buckets": buckets, "concat": concat}
+
+    bucket = {"range": "1-10", "n": 10, "bleu": 20.0, "ci_low": 18.0, "ci_high": 22.04}
+    empty = {"range": "11+", "n": 0, "bleu": 0.0, "ci_low": None, "ci_high": None}
+    rows = [row("a", [bucket, empty], []), row("b", [bucket], [{"k": 2, "src_words": 14.0, **bucket}])]
+    header, _, a, b = render_comparison(rows, "table").splitlines()
+    assert header.split() == ["run", "model", "params", "steps", "train", "val", "BLEU", "test", "BLEU", "chrF",
+                              "1-10", "words", "11+", "words", "k=2"]
+    assert a.split() == ["a", "a", "1.2M", "100", "1h02m", "-", "20.0", "45.0", "20.0", "[18.0,", "22.0]", "-", "-"]
+    assert b.split()[-4:] == ["-", "20.0", "[18.0,", "22.0]"]
+    assert a.index("1.2M") + len("1.2M") == header.index("params") + len("params")  # figures align right
+    flat = list(csv.DictReader(io.StringIO(render_comparison(rows, "csv"))))
+    assert flat[0]["bleu k=2"] == "" and flat[1]["bleu k=2"] == "20.0"
+
+
+# -- translate -------------------------------------------------------------------------------------
+
+def test_translate_writes_one_line_per_input_line_in_order(runs, cli):
+    """The test sources, with an empty line among them, come back as eval's own hypotheses."""
+    run = runs["bahdanau"]
+    test_set = Path(RunDir(run).read_config().data.dataset) / "test.jsonl"
+    sources = [json.loads(line)["de"] for line in test_set.read_text().splitlines()]
+    code, out, err = cli("translate", run, stdin="\n".join(sources[:5] + [""] + sources[5:]) + "\n")
+    assert code == 0, err
+    lines = out.split("\n")
+    assert lines[-1] == "" and len(lines[:-1]) == len(sources) + 1 and lines[5] == ""
+    hyps = (run / "eval" / "test.hyp.txt").read_text().split("\n")[:-1]
+    assert lines[:5] + lines[6:-1] == hyps
+
+
+def test_translate_of_nothing_is_nothing(runs, cli):
+    assert cli("translate", runs["transformer"], stdin="") == (0, "", "")
+    assert cli("translate", runs["transformer"], stdin="\n\n") == (0, "\n\n", "")
+
+
+@pytest.mark.parametrize("model, layer", [("bahdanau", None), ("transformer", None), ("transformer", 0)])
+def test_attention_plot(runs, cli, tmp_path, model, layer):
+    sentence = "eins zwei drei vier"
+    plot = tmp_path / "attention.png"
+    pick = ["--layer", layer] if layer is not None else []
+    code, out, err = cli("translate", runs[model], "--attention-plot", plot, *pick, stdin=sentence + "\n")
+    assert code == 0, err
+    assert_png(plot)
+    loaded = load_run(runs[model])
+    amap = attention_map(loaded, sentence, layer)
+    assert out == amap.translation + "\n"
+    assert amap.source == loaded.tok.pieces(loaded.tok.encode([sentence])[0]) + ["</s>"] and amap.target[-1] == "</s>"
+    assert amap.weights.shape == (len(amap.target), len(amap.source))
+    np.testing.assert_allclose(amap.weights.sum(1), 1.0, atol=1e-5)  # each output step's weights sum to 1
+
+
+def test_attention_plot_needs_a_model_with_attention(runs, tmp_path):
+    plot = tmp_path / "attention.png"
+    result = seq2seq("translate", runs["rnn"], "--attention-plot", plot, stdin="eins zwei\n")
+    assert result.returncode == 2 and result.stdout == "" and not plot.exists()
+    assert result.stderr.startswith("error: model rnn has no attention") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("model, args, stdin, message", [
+    ("bahdanau", ["--attention-plot", "a.png"], "eins\nzwei\n", "exactly one non-empty line on stdin, got 2 lines"),
+    ("bahdanau", ["--attention-plot", "a.png"], "\n", "exactly one non-empty line on stdin, got 1 line"),
+    ("bahdanau", ["--attention-plot", "a.png", "--beam", "3"], "eins\n", "drop --beam"),
+    ("bahdanau", ["--attention-plot", "a.png", "--layer", "0"], "eins\n", "--layer picks a Transformer decoder layer; model bahdanau has a single"),
+    ("transformer", ["--attention-plot", "a.png", "--layer", "1"], "eins\n", "--layer must be between -1 and 0"),
+    ("transformer", ["--layer", "0"], "eins\n", "it needs --attention-plot"),
+    ("transformer", ["--attention-plot", "a.pdf"], "eins\n", "a plot file must end in .png or .svg"),
+])
+def test_translate_mistakes_are_one_line(runs, cli, tmp_path, monkeypatch, model, args, stdin, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("translate", runs[model], *args, stdin=stdin)
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())
+
+
+# -- the study script ------------------------------------------------------------------------------
+
+FAKE_SEQ2SEQ = """#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+if [[ $1 == train && $3 == "$FAIL_MODEL" ]]; then exit 1; fi
+if [[ $1 == compare ]]; then echo "the comparison"; fi
+"""
+
+
+def study(tmp_path: Path, **env) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """scripts/study.sh against a seq2seq that only records its arguments: what the script asks
+    for, in what order, without training anything."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "seq2seq").write_text(FAKE_SEQ2SEQ)
+    (bin_dir / "seq2seq").chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    inherited = {k: v for k, v in os.environ.items() if k not in ("OUT", "BUDGET", "K", "DATASET")}
+    env = {**inherited, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls),
+           "OUT": str(tmp_path / "out"), "FAIL_MODEL": "", **env}
+    result = subprocess.run(["bash", ROOT / "scripts" / "study.sh", "--seed", "7"], capture_output=True, text=True,
+                            env=env)
+    return result, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_study_script_trains_evaluates_and_compares_the_four_models(tmp_path):
+    result, calls = study(tmp_path, BUDGET="30", K="2", DATASET="some/data")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    models = ["rnn", "lstm", "bahdanau", "transformer"]
+    expected = []
+    for m in models:
+        expected += [f"train --model {m} --time-budget 30 --run-dir {out}/{m} --set data.concat_k=2 "
+                     f"--dataset some/data --seed 7",
+                     f"eval {out}/{m} --concat 1,2,4,6"]
+    runs = " ".join(f"{out}/{m}" for m in models)
+    expected += [f"compare {runs} --format markdown --plot {out}/study.png --curves {out}/curves.png",
+                 f"compare {runs}"]
+    assert calls == expected
+    assert (out / "study.md").read_text() == "the comparison\n"
+    assert "study: training bahdanau took" in result.stderr
+
+
+def test_study_script_defaults_and_stops_at_the_first_failure(tmp_path):
+    result, calls = study(tmp_path, FAIL_MODEL="lstm")
+    assert result.returncode != 0
+    assert calls[0] == (f"train --model rnn --time-budget 1200 --run-dir {tmp_path}/out/rnn "
+                        "--set data.concat_k=4 --seed 7")
+    assert calls[-1].startswith("train --model lstm") and not (tmp_path / "out" / "study.md").exists()
