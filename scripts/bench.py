@@ -30,10 +30,10 @@ import time
 
 import torch
 
-from seq2seq.batching import collate, token_batches
+from seq2seq.batching import token_batches
 from seq2seq.config import load_config
 from seq2seq.data import clean, load_split
-from seq2seq.evaluate import load_run
+from seq2seq.evaluate import NO_LIMIT, load_run
 from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
 from seq2seq.search import translate
@@ -84,7 +84,7 @@ def main() -> None:
         for idx in (batches * (1 + args.updates // len(batches)))[:args.updates]:
             sync(device)
             tick = time.perf_counter()
-            batch = collate([corpus.src[i] for i in idx], [corpus.tgt[i] for i in idx]).to(device)
+            batch = corpus.batch(idx).to(device)
             trainer.train_step(batch)
             sync(device)
             rates.append(batch.n_tokens / (time.perf_counter() - tick))
@@ -95,7 +95,7 @@ def main() -> None:
                    "tgt_tok_per_s": round(statistics.median(rates[args.warmup:] or rates)),
                    "peak_mem_mb": round(peak_mem_mb(device))})
     if args.decode:
-        test = clean(load_split(cfg.data, "test"), 10**9).pairs[:args.decode]
+        test = clean(load_split(cfg.data, "test"), NO_LIMIT).pairs[:args.decode]
         e = cfg.eval
         if args.run:
             loaded = load_run(args.run, "best", args.device)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from seq2seq.errors import UserError
+from seq2seq.errors import UserError, first_line
 from seq2seq.files import atomic_write
 
 FORMAT = 1
@@ -47,12 +47,4 @@ def load_weights(model: torch.nn.Module, state_dict: dict, where: Path) -> None:
     try:
         model.load_state_dict(state_dict)
     except RuntimeError as e:
-        raise UserError(f"checkpoint {where} does not fit this model ({_first_line(e)})") from None
-
-
-def _first_line(e: Exception) -> str:
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(e).__name__
-
-
-__all__ = ["save", "load", "vocab_fingerprint", "load_weights"]
+        raise UserError(f"checkpoint {where} does not fit this model ({first_line(e)})") from None

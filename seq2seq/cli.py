@@ -100,7 +100,7 @@ def eval_(
     from seq2seq.report import eval_table
 
     loaded = load_run(run_dir, checkpoint, device)
-    report = evaluate(loaded, split, beam, _csv_ints(concat, "--concat"), bootstrap, dataset, checkpoint)
+    report = evaluate(loaded, split, beam, _csv_ints(concat, "--concat"), bootstrap, dataset)
     print(json.dumps(report, indent=2) if json_out else eval_table(report))
 
 
@@ -159,7 +159,7 @@ def translate(
     loaded = load_run(run_dir, checkpoint, device)
     e = dataclasses.replace(loaded.cfg.eval, beam=loaded.cfg.eval.beam if beam is None else beam)
     e.check()
-    lines = [line.rstrip("\r\n") for line in sys.stdin]
+    lines = _stdin_lines()
     if attention_plot is not None:
         if len(lines) != 1 or not lines[0].strip():
             raise UserError("--attention-plot draws one sentence: give exactly one non-empty line on stdin, "
@@ -176,6 +176,16 @@ def translate(
         out[i] = text
     for text in out:
         print(text)
+
+
+def _stdin_lines() -> list[str]:
+    lines = []
+    for number, raw in enumerate(sys.stdin.buffer, 1):
+        try:
+            lines.append(raw.decode("utf-8").rstrip("\r\n"))
+        except UnicodeDecodeError:
+            raise UserError(f"stdin line {number} is not valid UTF-8") from None
+    return lines
 
 
 def main() -> None:

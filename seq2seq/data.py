@@ -1,5 +1,9 @@
 """Parallel data: load a dataset (hub id or local directory), map its columns, clean it.
 
+Training data stays in Arrow tables (datasets.Dataset, memory-mapped from the datasets cache
+for hub and JSON data), so that millions of pairs never become Python objects all at once;
+the small validation and test splits are read as lists of (source, target) pairs.
+
 Two column shapes are understood, the two the hub uses for translation data:
 flat language columns (`{"de": ..., "en": ...}`, as in bentrevett/multi30k) and one
 `translation` column holding a dict (`{"translation": {"de": ..., "en": ...}}`, as in
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq.config import DataConfig
-from seq2seq.errors import UserError
+from seq2seq.errors import UserError, first_line
 
 SPLITS = ("train", "validation", "test")
 _SPLIT_ALIASES = {"validation": ("validation", "val", "valid", "dev"), "train": ("train",), "test": ("test",)}
@@ -31,17 +35,61 @@ class Cleaned:
 
 def load_split(cfg: DataConfig, split: str) -> list[Pair]:
     """All (source, target) pairs of one split, as the dataset holds them."""
+    table = load_table(cfg, split)
+    return _decoded(cfg, split, lambda: list(zip(table["src"], table["tgt"])))
+
+
+def load_table(cfg: DataConfig, split: str):
+    """One split as an Arrow table with string columns `src` and `tgt`."""
+    import datasets
+
+    datasets.disable_progress_bars()
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     path = Path(os.path.expanduser(cfg.dataset))
     looks_local = path.exists() or cfg.dataset.startswith((".", "/", "~")) or cfg.dataset.count("/") > 1
     if looks_local and not path.is_dir():
         raise UserError(f"dataset directory not found: {cfg.dataset}")
-    if looks_local and _text_files(path, split, cfg):
-        return _read_parallel_text(*_text_files(path, split, cfg))
+    text_files = _text_files(path, split, cfg) if looks_local else None
+    if text_files:
+        pairs = _read_parallel_text(*text_files)
+        return datasets.Dataset.from_dict({"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]})
     rows = _load_hub_split(cfg, split, local=looks_local)
+    return _decoded(cfg, split, lambda: _map_columns(rows, cfg, split))
+
+
+def clean_table(table, max_words: int) -> tuple[object, int, int]:
+    """clean() for an Arrow table: returns the kept table and the counts dropped as empty and as long."""
+    normalized = table.map(_normalize_batch, batched=True)
+    nonempty = normalized.filter(lambda b: [bool(s and t) for s, t in zip(b["src"], b["tgt"])], batched=True)
+    short = nonempty.filter(lambda b: [len(s.split()) <= max_words and len(t.split()) <= max_words
+                                       for s, t in zip(b["src"], b["tgt"])], batched=True)
+    return short, len(table) - len(nonempty), len(nonempty) - len(short)
+
+
+def augment_table(table, max_k: int):
+    """augment_with_concatenations() for an Arrow table."""
+    import datasets
+
+    joined = [table.map(_join_batch, batched=True, batch_size=k * 1000, fn_kwargs={"k": k})
+              for k in range(2, max_k + 1)]
+    return datasets.concatenate_datasets([table, *joined]) if joined else table
+
+
+def _normalize_batch(batch: dict) -> dict:
+    return {"src": [_normalize(s) for s in batch["src"]], "tgt": [_normalize(t) for t in batch["tgt"]]}
+
+
+def _join_batch(batch: dict, k: int) -> dict:
+    """Consecutive pairs joined k at a time; batches hold a multiple of k pairs, so the groups
+    are the same as concatenate()'s."""
+    pairs = concatenate(list(zip(batch["src"], batch["tgt"])), k)
+    return {"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]}
+
+
+def _decoded(cfg: DataConfig, split: str, read):
     try:
-        return _map_columns(rows, cfg, split)
+        return read()
     except UnicodeDecodeError as e:  # datasets decodes lazily, on first access
         raise UserError(f"dataset {cfg.dataset} ({split}) is not valid UTF-8 ({e.reason})") from None
 
@@ -64,15 +112,6 @@ def concatenate(pairs: list[Pair], k: int) -> list[Pair]:
     """Join each run of k consecutive pairs into one pair (the last, shorter run is kept)."""
     return [(" ".join(s for s, _ in pairs[i:i + k]), " ".join(t for _, t in pairs[i:i + k]))
             for i in range(0, len(pairs), k)]
-
-
-def augment_with_concatenations(pairs: list[Pair], max_k: int) -> list[Pair]:
-    """The pairs plus, for each k in 2..max_k, the pairs joined k at a time, so a model
-    trained on them has seen sources as long as the concatenation probe will show it."""
-    out = list(pairs)
-    for k in range(2, max_k + 1):
-        out += concatenate(pairs, k)
-    return out
 
 
 def _normalize(text: str) -> str:
@@ -111,13 +150,12 @@ def _load_hub_split(cfg: DataConfig, split: str, local: bool):
     import datasets
     import huggingface_hub
 
-    datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     huggingface_hub.utils.logging.set_verbosity_error()
     try:
         splits = datasets.load_dataset(cfg.dataset, cfg.dataset_config)
     except Exception as e:  # datasets raises many kinds: no network, bad files, bad config
-        reason = _first_line(e)
+        reason = first_line(e)
         if local:
             raise UserError(f"cannot load dataset {cfg.dataset}: {reason}") from None
         raise UserError(f"cannot load {cfg.dataset!r} from the Hugging Face hub ({reason}); with no network, "
@@ -128,23 +166,19 @@ def _load_hub_split(cfg: DataConfig, split: str, local: bool):
     return splits[name]
 
 
-def _map_columns(rows, cfg: DataConfig, split: str) -> list[Pair]:
+def _map_columns(rows, cfg: DataConfig, split: str):
+    """The rows' language columns as a table of `src` and `tgt`."""
     columns = rows.column_names
     s, t = cfg.src_lang, cfg.tgt_lang
     if s in columns and t in columns:
-        return list(zip(rows[s], rows[t]))
+        return rows.map(lambda b: {"src": b[s], "tgt": b[t]}, batched=True, remove_columns=columns)
     if "translation" in columns:
-        pairs = []
-        for item in rows["translation"]:
-            if not isinstance(item, dict) or s not in item or t not in item:
-                raise UserError(f"dataset {cfg.dataset} ({split}): the translation column lacks "
-                                f"{s!r} or {t!r} (it has {', '.join(item) if isinstance(item, dict) else item!r})")
-            pairs.append((item[s], item[t]))
-        return pairs
+        first = rows[0]["translation"] if len(rows) else {s: "", t: ""}
+        if not isinstance(first, dict) or first.get(s) is None or first.get(t) is None:
+            have = ", ".join(k for k, v in first.items() if v is not None) if isinstance(first, dict) else repr(first)
+            raise UserError(f"dataset {cfg.dataset} ({split}): the translation column lacks "
+                            f"{s!r} or {t!r} (it has {have})")
+        return rows.map(lambda b: {"src": [x[s] for x in b["translation"]], "tgt": [x[t] for x in b["translation"]]},
+                        batched=True, remove_columns=columns)
     raise UserError(f"dataset {cfg.dataset} ({split}) has no {s!r} and {t!r} columns nor a 'translation' "
                     f"column (columns: {', '.join(columns)}); set --src-lang/--tgt-lang")
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__

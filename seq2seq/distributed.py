@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from seq2seq.errors import UserError
+
 
 @dataclass(frozen=True)
 class World:
@@ -46,9 +48,19 @@ class World:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def barrier(self) -> None:
-        if self.size > 1:
-            dist.barrier()
+    def run_on_main(self, fn):
+        """fn() on rank 0 only; its result on every rank, or its UserError raised on every rank
+        (rather than rank 0 failing alone while the others wait for it)."""
+        result, failure = None, None
+        if self.main:
+            try:
+                result = fn()
+            except UserError as e:
+                failure = str(e)
+        result, failure = self.from_main((result, failure))
+        if failure:
+            raise UserError(failure)
+        return result
 
 
 def init_world(device: torch.device) -> tuple[World, torch.device]:

@@ -34,6 +34,7 @@ class Loaded:
     tok: Tokenizer
     device: torch.device
     step: int
+    which: str  # best | last
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> Loaded:
@@ -55,11 +56,11 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> 
     dev = pick_device(device)
     model = build_model(cfg.model, tok.vocab_size)
     checkpoint.load_weights(model, ckpt["model"], path)
-    return Loaded(run, cfg, model.to(dev).eval(), tok, dev, ckpt["progress"]["step"])
+    return Loaded(run, cfg, model.to(dev).eval(), tok, dev, ckpt["progress"]["step"], which)
 
 
 def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, concat: list[int] | None = None,
-             bootstrap: int | None = None, dataset: str | None = None, which: str = "best") -> dict:
+             bootstrap: int | None = None, dataset: str | None = None) -> dict:
     cfg = loaded.cfg
     asked = {"beam": beam, "concat": concat, "bootstrap": bootstrap}
     e = dataclasses.replace(cfg.eval, **{k: v for k, v in asked.items() if v is not None})
@@ -80,14 +81,13 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
     stats = sentence_stats(hyps, refs)
     overall = score_subset(stats, e.bootstrap)
     report = {"run": str(loaded.run.path), "model": cfg.model.name, "params": count_parameters(loaded.model),
-              "split": split, "checkpoint": which, "step": loaded.step, "beam": e.beam, "n": len(pairs),
+              "dataset": data_cfg.dataset, "split": split, "checkpoint": loaded.which, "step": loaded.step, "beam": e.beam, "n": len(pairs),
               **corpus_scores(hyps, refs), "ci_low": overall["ci_low"], "ci_high": overall["ci_high"],
               "decode_seconds": round(decode_seconds, 2), "bootstrap": e.bootstrap,
               "buckets": by_length(stats, [len(s.split()) for s in srcs], e.buckets, e.bootstrap),
               "concat": []}
     out = report_path(loaded.run, split, e.beam)
-    loaded.run.eval.mkdir(exist_ok=True)
-    atomic_write_text(out.with_suffix(".hyp.txt"), "\n".join(hyps) + "\n")
+    hypotheses = {out.with_suffix(".hyp.txt"): hyps}
     for k in e.concat:
         joined = concatenate(pairs, k)
         k_hyps = hyps if k == 1 else decode([s for s, _ in joined])
@@ -95,7 +95,13 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
         words = sum(len(s.split()) for s, _ in joined) / len(joined)
         report["concat"].append({"k": k, "src_words": round(words, 1), **score_subset(k_stats, e.bootstrap)})
         if k > 1:
-            atomic_write_text(out.with_suffix(f".concat{k}.hyp.txt"), "\n".join(k_hyps) + "\n")
+            hypotheses[out.with_suffix(f".concat{k}.hyp.txt")] = k_hyps
+    try:  # written only once everything is decoded: an interrupted eval leaves the old files whole
+        loaded.run.eval.mkdir(exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create {loaded.run.eval}: {e.strerror}") from None
+    for path, lines in hypotheses.items():
+        atomic_write_text(path, "\n".join(lines) + "\n")
     atomic_write_json(out, report)
     return report
 

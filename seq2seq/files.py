@@ -20,7 +20,10 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise UserError(f"cannot write in {path.parent}: {e.strerror}") from None
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.fchmod(fd, 0o666 & ~umask)  # as open() would make it, not mkstemp's owner-only 0600
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

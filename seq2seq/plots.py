@@ -20,7 +20,7 @@ from seq2seq.batching import collate
 from seq2seq.errors import UserError
 from seq2seq.evaluate import Loaded
 from seq2seq.files import atomic_write
-from seq2seq.search import greedy
+from seq2seq.search import greedy, output_limit
 from seq2seq.tokenizer import EOS
 
 FORMATS = {".png": "png", ".svg": "svg"}
@@ -128,10 +128,10 @@ def attention_map(loaded: Loaded, sentence: str, layer: int | None = None) -> At
         title += f"\ndecoder layer {layer % n}, mean over heads"
     elif layer is not None:
         raise UserError(f"--layer picks a Transformer decoder layer; model {name} has a single attention")
-    ids = tok.encode([sentence])
+    ids = [tok.encode([sentence])[0][:model.max_positions - 1 if model.max_positions else None]]
     batch = collate(ids, [[]]).to(loaded.device)
     e = loaded.cfg.eval
-    max_len = (batch.src_mask.sum(1) * e.max_len_a + e.max_len_b).long()  # (1,) as search.translate allows
+    max_len = output_limit(batch.src_mask, e.max_len_a, e.max_len_b, model.max_positions)  # (1,)
     tokens, weights = greedy(model, batch.src, batch.src_mask, max_len, need_weights=True)
     if weights is None:
         raise UserError(f"model {name} has no attention to plot: --attention-plot needs bahdanau or transformer")

@@ -46,6 +46,8 @@ class RunDir:
             if not overwrite:
                 raise UserError(f"run dir {self.path} already exists: use --resume to continue it "
                                 "or --overwrite to replace it")
+            if not self.config.exists():
+                raise UserError(f"{self.path} is not empty and not a run dir: --overwrite replaces run dirs only")
             shutil.rmtree(self.path)
         try:
             self.checkpoints.mkdir(parents=True, exist_ok=True)

@@ -92,12 +92,13 @@ def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.
     """Detokenized translations of `sources`, in their order."""
     was_training = model.training
     model.eval()
-    ids = tok.encode(sources)
+    limit = model.max_positions
+    ids = [s[:limit - 1] if limit else s for s in tok.encode(sources)]  # longer sources are cut (EOS follows)
     src_lens = [len(s) + 1 for s in ids]
     out: list[str] = [""] * len(sources)
     for batch in token_batches(src_lens, src_lens, batch_tokens):
         b = collate([ids[i] for i in batch], [[] for _ in batch]).to(device)
-        max_len = (b.src_mask.sum(1) * max_len_a + max_len_b).long()  # (B,)
+        max_len = output_limit(b.src_mask, max_len_a, max_len_b, limit)  # (B,)
         if beam == 1:
             hyps, _ = greedy(model, b.src, b.src_mask, max_len)
         else:
@@ -106,6 +107,12 @@ def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.
             out[i] = text
     model.train(was_training)
     return out
+
+
+def output_limit(src_mask: Tensor, a: float, b: int, max_positions: int | None = None) -> Tensor:
+    """Longest output per sentence, EOS excluded: a * source length + b, within the model's positions."""
+    max_len = (src_mask.sum(1) * a + b).long()  # (B,)
+    return max_len.clamp(max=max_positions - 1) if max_positions else max_len
 
 
 def _strip(row: list[int]) -> list[int]:

@@ -56,5 +56,20 @@ class Tokenizer:
     def decode(self, ids: list[list[int]]) -> list[str]:
         return self.sp.decode(ids)
 
+    def encode_table(self, table):
+        """Tokenize an Arrow table of `src`/`tgt` strings into `src_ids`, `tgt_ids` and their lengths,
+        with datasets.map: done once, batch by batch, and cached (the model bytes are the key)."""
+        return table.map(_encode_batch, batched=True, fn_kwargs={"proto": self.proto},
+                         remove_columns=["src", "tgt"])
+
     def pieces(self, ids: list[int]) -> list[str]:
         return self.sp.id_to_piece(ids)
+
+
+_processors: dict[bytes, spm.SentencePieceProcessor] = {}
+
+
+def _encode_batch(batch: dict, proto: bytes) -> dict:
+    sp = _processors.get(proto) or _processors.setdefault(proto, spm.SentencePieceProcessor(model_proto=proto))
+    src, tgt = sp.encode(batch["src"]), sp.encode(batch["tgt"])
+    return {"src_ids": src, "tgt_ids": tgt, "src_len": [len(x) for x in src], "tgt_len": [len(x) for x in tgt]}

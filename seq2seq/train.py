@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from seq2seq import checkpoint
 from seq2seq.batching import Batch, collate, token_batches
 from seq2seq.config import Config
-from seq2seq.data import augment_with_concatenations, clean, load_split
+from seq2seq.data import augment_table, clean, clean_table, load_split, load_table
 from seq2seq.distributed import World, close_world, init_world
 from seq2seq.errors import UserError
 from seq2seq.files import append_line
@@ -32,6 +32,8 @@ from seq2seq.models.base import Seq2Seq, count_parameters
 from seq2seq.rundir import RunDir
 from seq2seq.search import translate
 from seq2seq.tokenizer import PAD, Tokenizer
+
+TOKENIZER_SAMPLE = 1_000_000  # pairs the sentencepiece model is trained on, at most
 
 # Fields that may change when a run is resumed; any other difference means another run.
 RESUMABLE_CHANGES = {"epochs", "max_steps", "time_budget", "patience", "eval_every", "checkpoint_every",
@@ -53,15 +55,20 @@ class Progress:
 
 @dataclass
 class Corpus:
-    """Tokenized training pairs and the raw validation pairs."""
+    """The tokenized training pairs (an Arrow table: src_ids, tgt_ids, src_len, tgt_len) and the
+    raw validation pairs."""
 
-    src: list[list[int]]
-    tgt: list[list[int]]
+    table: object
     valid_src: list[str]
     valid_tgt: list[str]
 
     def lengths(self) -> tuple[list[int], list[int]]:
-        return [len(s) + 1 for s in self.src], [len(t) + 1 for t in self.tgt]
+        """Tokens per source and target, with the EOS or BOS that collate adds."""
+        return [n + 1 for n in self.table["src_len"]], [n + 1 for n in self.table["tgt_len"]]
+
+    def batch(self, idx: list[int]) -> Batch:
+        rows = self.table[idx]
+        return collate(rows["src_ids"], rows["tgt_ids"])
 
 
 def pick_device(name: str) -> torch.device:
@@ -75,31 +82,30 @@ def pick_device(name: str) -> torch.device:
 def prepare(cfg: Config, log, tok: Tokenizer | None = None, world: World = World()) -> tuple[Corpus, Tokenizer]:
     """Load and clean the data; train the tokenizer (on rank 0, shared with the others) unless
     one is given (resume)."""
-    train = load_split(cfg.data, "train")
+    train = load_table(cfg.data, "train")
     if cfg.data.max_train_pairs:
-        train = train[:cfg.data.max_train_pairs]
-    cleaned = clean(train, cfg.data.max_words)
-    log(f"train: {len(cleaned.pairs)} pairs kept, {cleaned.dropped_empty} dropped as empty, "
-        f"{cleaned.dropped_long} longer than {cfg.data.max_words} words")
-    if not cleaned.pairs:
+        train = train.select(range(min(cfg.data.max_train_pairs, len(train))))
+    train, dropped_empty, dropped_long = clean_table(train, cfg.data.max_words)
+    log(f"train: {len(train)} pairs kept, {dropped_empty} dropped as empty, "
+        f"{dropped_long} longer than {cfg.data.max_words} words")
+    if not len(train):
         raise UserError(f"dataset {cfg.data.dataset} has no training pairs left after cleaning")
     valid = clean(load_split(cfg.data, "validation"), cfg.data.max_words).pairs
     if not valid:
         raise UserError(f"dataset {cfg.data.dataset} has no validation pairs left after cleaning")
     if tok is None:
-        proto = Tokenizer.train([s for pair in cleaned.pairs for s in pair], cfg.data.vocab_size,
-                                cfg.data.spm_model_type).proto if world.main else None
-        tok = Tokenizer(world.from_main(proto))
-    pairs = augment_with_concatenations(cleaned.pairs, cfg.data.concat_k)
-    src, tgt = tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs])
+        sample = train.select(range(min(len(train), TOKENIZER_SAMPLE)))
+        tok = Tokenizer(world.run_on_main(lambda: Tokenizer.train(
+            [*sample["src"], *sample["tgt"]], cfg.data.vocab_size, cfg.data.spm_model_type).proto))
+    encoded = tok.encode_table(augment_table(train, cfg.data.concat_k))
     longest = cfg.model.max_positions - 1
-    keep = [i for i in range(len(pairs)) if len(src[i]) <= longest and len(tgt[i]) <= longest]
-    if len(keep) < len(pairs):
-        log(f"train: {len(pairs) - len(keep)} pairs dropped as longer than {longest} tokens")
-    corpus = Corpus([src[i] for i in keep], [tgt[i] for i in keep], [s for s, _ in valid], [t for _, t in valid])
-    log(f"train: {len(keep)} pairs (concatenations up to k={cfg.data.concat_k}), "
+    kept = encoded.filter(lambda s, t: [a <= longest and b <= longest for a, b in zip(s, t)], batched=True,
+                          input_columns=["src_len", "tgt_len"])
+    if len(kept) < len(encoded):
+        log(f"train: {len(encoded) - len(kept)} pairs dropped as longer than {longest} tokens")
+    log(f"train: {len(kept)} pairs (concatenations up to k={cfg.data.concat_k}), "
         f"validation: {len(valid)} pairs, vocabulary: {tok.vocab_size}")
-    return corpus, tok
+    return Corpus(kept, [s for s, _ in valid], [t for _, t in valid]), tok
 
 
 def lr_at(step: int, cfg: Config, total_steps: int) -> float:
@@ -205,8 +211,8 @@ class Trainer:
         return loss_sum, int(n_tokens)
 
     @torch.no_grad()
-    def validate(self, train_loss: float, train_tokens: int, train_seconds: float) -> bool:
-        """Validation loss and greedy BLEU; saves best and last. Returns True when patience ran out."""
+    def validate(self, train_loss: float, train_tokens: int, train_seconds: float) -> None:
+        """Validation loss and greedy BLEU, logged to metrics.jsonl; saves best and last."""
         self.model.eval()
         src_ids, tgt_ids = self.tok.encode(self.corpus.valid_src), self.tok.encode(self.corpus.valid_tgt)
         nll, n = 0.0, 0
@@ -236,7 +242,6 @@ class Trainer:
         if improved:
             checkpoint.save(self.run.checkpoint("best"), self.state(resumable=False))
         self.save_last()
-        return self.p.bad_validations > self.cfg.train.patience
 
     def fit(self) -> str:
         """Train until epochs, max_steps, time budget, patience or a signal; returns why it stopped."""
@@ -247,12 +252,12 @@ class Trainer:
         self.window = Window()
         validated_at = self.p.step if self.p.step else -1
         bar = ProgressBar(self.total_steps, self.p.step, active=self.world.main)
-        stop = None
+        stop = self.world.from_main(self.stop_reason())  # a resumed run may have nothing left to do
         while stop is None and self.p.epoch < t.epochs:
             batches = token_batches(self.src_lens, self.tgt_lens, t.batch_tokens, t.seed, self.p.epoch)
             for idx in self.world.shard(batches[self.p.batch_in_epoch:]):
                 tick = time.monotonic()
-                batch = collate([self.corpus.src[i] for i in idx], [self.corpus.tgt[i] for i in idx])
+                batch = self.corpus.batch(idx)
                 self.window.add(self.train_step(batch.to(self.device)), time.monotonic() - tick)
                 self.p.step += 1
                 self.p.batch_in_epoch += self.world.size  # counted in batches of all ranks
@@ -274,6 +279,7 @@ class Trainer:
                 if not t.eval_every:
                     stop, validated_at = self.validate_everywhere(), self.p.step
         bar.close()
+        self.stop_signal = self.world.from_main(self.stop_signal)  # every rank ends the same way
         if self.stop_signal:
             self.save_last()
         elif validated_at != self.p.step:
@@ -281,15 +287,16 @@ class Trainer:
         return stop or f"{t.epochs} epochs done"
 
     def validate_everywhere(self) -> str | None:
-        """Rank 0 validates while the others wait; all learn whether patience ran out."""
-        out = None
-        if self.world.main and self.validate(self.window.loss, self.window.tokens, self.window.seconds):
-            out = f"no better validation BLEU in {self.cfg.train.patience + 1} validations"
+        """Rank 0 validates while the others wait; all learn whether to stop (patience)."""
+        if self.world.main:
+            self.validate(self.window.loss, self.window.tokens, self.window.seconds)
         self.window = Window()
-        return self.world.from_main(out)
+        return self.world.from_main(self.stop_reason())
 
     def stop_reason(self) -> str | None:
         t = self.cfg.train
+        if self.p.bad_validations > t.patience:
+            return f"no better validation BLEU in {t.patience + 1} validations"
         if self.stop_signal:
             return f"stopped by {self.stop_signal}"
         if t.max_steps and self.p.step >= t.max_steps:
@@ -364,14 +371,7 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
     torch.manual_seed(cfg.train.seed)
     lines: list[str] = []  # log lines before the run dir exists
     corpus, tok = prepare(cfg, lines.append, tok, world)  # bad data fails here, before anything is written
-    failure = None
-    if world.main:
-        try:
-            _open_run(run, cfg, tok, fresh=ckpt is None, overwrite=overwrite)
-        except UserError as e:
-            failure = e
-    if world.from_main(str(failure) if failure else None):
-        raise failure or UserError("rank 0 could not open the run dir")
+    world.run_on_main(lambda: _open_run(run, cfg, tok, fresh=ckpt is None, overwrite=overwrite))
 
     def log(msg: str, quiet: bool = False) -> None:
         if world.main:
@@ -386,8 +386,9 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
     if ckpt is not None:
         trainer.restore(ckpt)
         log(f"resumed {run.path} at step {trainer.p.step} (epoch {trainer.p.epoch + 1})")
-    if world.size > 1:  # the same weights everywhere (DDP checks), different dropout on each rank
-        torch.manual_seed(cfg.train.seed + 1000 * world.rank + trainer.p.step)
+    if world.size > 1:  # the same weights everywhere (DDP checks), different dropout on each rank;
+        # only rank 0's RNG is checkpointed, so exact resumption holds for one process only
+        torch.manual_seed(hash((cfg.train.seed, world.rank, trainer.p.step)) % 2**63)
     log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}")
     if world.main:
         run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device, world),

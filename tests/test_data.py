@@ -2,7 +2,7 @@ import pytest
 
 from seq2seq.batching import collate, token_batches
 from seq2seq.config import DataConfig
-from seq2seq.data import augment_with_concatenations, clean, concatenate, load_split
+from seq2seq.data import augment_table, clean, clean_table, concatenate, load_split
 from seq2seq.errors import UserError
 from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer
 from tests.conftest import MULTI30K, toy_pairs, write_jsonl
@@ -44,9 +44,24 @@ def test_cleaning_strips_and_drops_and_counts():
 
 
 def test_concatenation_joins_consecutive_pairs():
+    import datasets
+
     pairs = [("a", "A"), ("b", "B"), ("c", "C")]
     assert concatenate(pairs, 2) == [("a b", "A B"), ("c", "C")]
-    assert augment_with_concatenations(pairs, 2) == pairs + [("a b", "A B"), ("c", "C")]
+    table = datasets.Dataset.from_dict({"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]})
+    augmented = augment_table(table, 3)
+    assert list(zip(augmented["src"], augmented["tgt"])) == pairs + concatenate(pairs, 2) + concatenate(pairs, 3)
+
+
+def test_cleaning_a_table_matches_cleaning_a_list():
+    import datasets
+
+    pairs = [("  a  b ", "c\t"), ("", "x"), ("y", "   "), ("w " * 5, "z"), ("d", "e")]
+    table = datasets.Dataset.from_dict({"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]})
+    kept, empty, long = clean_table(table, max_words=4)
+    expected = clean(pairs, max_words=4)
+    assert list(zip(kept["src"], kept["tgt"])) == expected.pairs
+    assert (empty, long) == (expected.dropped_empty, expected.dropped_long)
 
 
 def test_tokenizer_round_trip_and_special_ids(tmp_path):
@@ -90,3 +105,13 @@ def test_collate_adds_specials_and_pads():
 def test_missing_dataset_directory_is_a_user_error():
     with pytest.raises(UserError, match="not found"):
         load_split(DataConfig(dataset="/nonexistent/data"), "train")
+
+
+def test_bleu_from_summed_sentence_statistics_is_sacrebleus_corpus_bleu():
+    from sacrebleu.metrics import BLEU
+
+    from seq2seq.metrics import bleu_from_stats, sentence_stats
+
+    hyps = ["A dog runs in the snow.", "Two men sit on a bench .", "x", "The cat sat on the mat."]
+    refs = ["A dog is running through the snow.", "Two men are sitting on a bench.", "A woman.", "The cat sat."]
+    assert abs(bleu_from_stats(sentence_stats(hyps, refs)) - BLEU().corpus_score(hyps, [refs]).score) < 1e-9

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import datasets
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -29,7 +30,7 @@ def train_steps(world: World, run_dir, rank_batches: list[list[tuple[str, str]]]
     cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0})
     torch.manual_seed(0)
     model = build_model(cfg.model, tok.vocab_size)
-    corpus = Corpus([[5]], [[5]], [], [])
+    corpus = Corpus(datasets.Dataset.from_dict({"src_len": [1], "tgt_len": [1]}), [], [])
     trainer = Trainer(cfg, RunDir(run_dir), model, tok, corpus, torch.device("cpu"), Progress(),
                       lambda *a, **k: None, world)
     losses = []

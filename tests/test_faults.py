@@ -211,6 +211,12 @@ def case_run_dir_exists(tmp, trained):
     return train_args(trained.parent / "data", trained)
 
 
+def case_overwrite_not_a_run_dir(tmp, trained):
+    (tmp / "notes").mkdir()
+    (tmp / "notes" / "thesis.tex").write_text("months of work")
+    return train_args(trained.parent / "data", tmp / "notes", "--overwrite")
+
+
 def case_eval_without_checkpoint(tmp, trained):
     (tmp / "run").mkdir()
     shutil.copy(trained / "config.yaml", tmp / "run")
@@ -269,6 +275,7 @@ CASES = {  # id: (what the user did, the command's arguments)
     "bad_option_value": ("`--epochs many`", case_bad_option_value),
     "cuda_without_gpu": ("`--device cuda` on a machine without one", case_cuda_without_gpu),
     "run_dir_exists": ("training into an existing run dir", case_run_dir_exists),
+    "overwrite_not_a_run_dir": ("`--overwrite` on a directory that is not a run", case_overwrite_not_a_run_dir),
     "eval_without_checkpoint": ("`eval` on a run dir with no checkpoint", case_eval_without_checkpoint),
     "eval_not_a_run_dir": ("`eval` on a directory that is not a run", case_eval_not_a_run_dir),
     "truncated_checkpoint": ("a truncated checkpoint", case_truncated_checkpoint),

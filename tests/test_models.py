@@ -95,3 +95,16 @@ def test_the_plain_encoder_decoder_exposes_only_its_final_state():
     src, mask, _ = random_batch()
     memory = model.encode(src, mask)
     assert set(memory) == {"h_n"} and memory["h_n"].shape == (3, 2, 32)  # (B, layers, H): no per-word states
+
+
+def test_a_source_longer_than_the_transformer_positions_is_cut_not_a_crash():
+    from seq2seq.search import translate
+    from seq2seq.tokenizer import Tokenizer
+    from tests.conftest import toy_pairs
+
+    tok = Tokenizer.train([s for p in toy_pairs(200) for s in p], vocab_size=V + 20)
+    model = tiny_model("transformer", max_positions=16)
+    out = translate(model, tok, ["eins zwei drei " * 30, "vier"], torch.device("cpu"), max_len_a=3.0)
+    assert len(out) == 2
+    out = translate(model, tok, ["eins zwei drei " * 30], torch.device("cpu"), beam=3)
+    assert len(out) == 1

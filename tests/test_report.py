@@ -58,7 +58,7 @@ def cli(capsys, monkeypatch):
 
     def run(*args, stdin: str = "") -> tuple[int, str, str]:
         monkeypatch.setattr(sys, "argv", ["seq2seq", *map(str, args)])
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8")), encoding="utf-8"))
         try:
             main()
             code = 0

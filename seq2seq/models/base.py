@@ -38,6 +38,7 @@ class Seq2Seq(nn.Module, ABC):
         """Teacher-forced logits (B, T, V); equal to T calls of decode_step."""
 
     attention_layers: int | None = None  # decoder layers whose source attention one can choose
+    max_positions: int | None = None  # longest source or output the model can take (None: no limit)
 
     def use_attention_layer(self, layer: int) -> None:
         """Choose which source attention decode_step returns (Python indexing, -1 the last)."""

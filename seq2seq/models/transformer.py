@@ -116,6 +116,7 @@ class Transformer(Seq2Seq):
             self.out.weight = self.tgt_emb.weight  # (Press & Wolf 2017; section 3.4)
         self.attention_layers = cfg.dec_layers
         self.cross_layer = -1  # whose cross-attention decode_step returns when asked (use_attention_layer)
+        self.max_positions = cfg.max_positions
 
     def use_attention_layer(self, layer: int) -> None:
         self.cross_layer = layer
@@ -128,16 +129,19 @@ class Transformer(Seq2Seq):
         mask = src_mask[:, None, None, :]  # (B, 1, 1, S) broadcast over heads and queries
         for layer in self.encoder:
             x = layer(x, mask)
-        return {"enc": self.enc_norm(x), "src_mask": src_mask}  # (B, S, d)
+        enc = self.enc_norm(x)  # (B, S, d)
+        memory: Memory = {"src_mask": src_mask}
+        for i, layer in enumerate(self.decoder):  # cross-attention keys and values: once per sentence
+            memory[f"ck{i}"], memory[f"cv{i}"] = layer.cross_attn.project_kv(enc, enc)  # (B, nh, S, hs)
+        return memory
 
     def init_state(self, memory: Memory) -> State:
-        enc = memory["enc"]
-        B = enc.size(0)
-        hs = self.d_model // self.heads
-        state: State = {"t": torch.zeros(B, dtype=torch.long, device=enc.device)}
-        for i, layer in enumerate(self.decoder):
-            state[f"ck{i}"], state[f"cv{i}"] = layer.cross_attn.project_kv(enc, enc)  # (B, nh, S, hs)
-            state[f"k{i}"] = state[f"v{i}"] = enc.new_zeros(B, self.heads, 0, hs)  # empty past
+        B = memory["src_mask"].size(0)
+        device = memory["src_mask"].device
+        state: State = {"t": torch.zeros(B, dtype=torch.long, device=device)}
+        for i in range(len(self.decoder)):
+            state[f"k{i}"] = state[f"v{i}"] = torch.zeros(B, self.heads, 0, self.d_model // self.heads,
+                                                          device=device)  # empty past
         return state
 
     def _decode(self, memory: Memory, state: State, x: Tensor, self_mask: Tensor | None,
@@ -146,13 +150,14 @@ class Transformer(Seq2Seq):
         new: State = {}
         weights = None
         for i, layer in enumerate(self.decoder):
-            cache = {"ck": state[f"ck{i}"], "cv": state[f"cv{i}"]}
+            cache = {"ck": memory[f"ck{i}"], "cv": memory[f"cv{i}"]}
             if f"k{i}" in state:
                 cache.update(k=state[f"k{i}"], v=state[f"v{i}"])
             want = need_weights and i == self.cross_layer % len(self.decoder)
             x, w = layer(x, cache, src_mask, self_mask, want)
             weights = w if want else weights
-            new.update({f"{name}{i}": t for name, t in cache.items()})
+            if "k" in cache:
+                new.update({f"k{i}": cache["k"], f"v{i}": cache["v"]})
         return self.out(self.dec_norm(x)), new, weights  # (B, T, V)
 
     def decode_step(self, memory: Memory, state: State, prev: Tensor,
@@ -169,6 +174,5 @@ class Transformer(Seq2Seq):
         memory = self.encode(src, src_mask)
         T = tgt_in.size(1)
         x = self._embed(self.tgt_emb, tgt_in, torch.arange(T, device=tgt_in.device))  # (B, T, d)
-        state = {k: v for k, v in self.init_state(memory).items() if k.startswith("c")}  # no past cache
-        logits, _, _ = self._decode(memory, state, x, causal_mask(T, tgt_in.device), False)
+        logits, _, _ = self._decode(memory, {}, x, causal_mask(T, tgt_in.device), False)  # no past cache
         return logits  # (B, T, V)
