@@ -310,7 +310,7 @@ def snapshot(run: Path) -> dict[str, int]:
 def test_bad_input_gets_one_clear_line(case, tmp_path, trained):
     message = run_case(case, tmp_path, trained)
     assert f"| {case} |" in docs_table_row(case, message) and docs_table_row(case, message) in DOCS.read_text(), \
-        f"docs/errors.md is out of date: run `python -m tests.test_faults > docs/errors.md`"
+        "docs/errors.md is out of date: run `python -m tests.test_faults > docs/errors.md`"
 
 
 def docs_table_row(case: str, message: str) -> str:
