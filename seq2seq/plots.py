@@ -20,7 +20,7 @@ from seq2seq.batching import collate
 from seq2seq.errors import UserError
 from seq2seq.evaluate import Loaded
 from seq2seq.files import atomic_write
-from seq2seq.search import greedy, output_limit
+from seq2seq.search import greedy, output_limit, source_ids
 from seq2seq.tokenizer import EOS
 
 FORMATS = {".png": "png", ".svg": "svg"}
@@ -128,7 +128,7 @@ def attention_map(loaded: Loaded, sentence: str, layer: int | None = None) -> At
         title += f"\ndecoder layer {layer % n}, mean over heads"
     elif layer is not None:
         raise UserError(f"--layer picks a Transformer decoder layer; model {name} has a single attention")
-    ids = [tok.encode([sentence])[0][:model.max_positions - 1 if model.max_positions else None]]
+    ids = source_ids(model, tok, [sentence])
     batch = collate(ids, [[]]).to(loaded.device)
     e = loaded.cfg.eval
     max_len = output_limit(batch.src_mask, e.max_len_a, e.max_len_b, model.max_positions)  # (1,)

@@ -93,7 +93,7 @@ def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.
     was_training = model.training
     model.eval()
     limit = model.max_positions
-    ids = [s[:limit - 1] if limit else s for s in tok.encode(sources)]  # longer sources are cut (EOS follows)
+    ids = source_ids(model, tok, sources)
     src_lens = [len(s) + 1 for s in ids]
     out: list[str] = [""] * len(sources)
     for batch in token_batches(src_lens, src_lens, batch_tokens):
@@ -107,6 +107,12 @@ def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.
             out[i] = text
     model.train(was_training)
     return out
+
+
+def source_ids(model: Seq2Seq, tok: Tokenizer, sources: list[str]) -> list[list[int]]:
+    """Token ids of the sources, cut to what the model's positions hold (EOS follows)."""
+    limit = model.max_positions
+    return [s[:limit - 1] if limit else s for s in tok.encode(sources)]
 
 
 def output_limit(src_mask: Tensor, a: float, b: int, max_positions: int | None = None) -> Tensor:

@@ -147,6 +147,7 @@ class Trainer:
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
         self.stop_signal: str | None = None
         self.params = count_parameters(model)
+        self.valid_ids = tok.encode(corpus.valid_src), tok.encode(corpus.valid_tgt)  # for the validation loss
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -214,7 +215,7 @@ class Trainer:
     def validate(self, train_loss: float, train_tokens: int, train_seconds: float) -> None:
         """Validation loss and greedy BLEU, logged to metrics.jsonl; saves best and last."""
         self.model.eval()
-        src_ids, tgt_ids = self.tok.encode(self.corpus.valid_src), self.tok.encode(self.corpus.valid_tgt)
+        src_ids, tgt_ids = self.valid_ids
         nll, n = 0.0, 0
         for idx in token_batches([len(s) + 1 for s in src_ids], [len(t) + 1 for t in tgt_ids],
                                  self.cfg.eval.batch_tokens):
