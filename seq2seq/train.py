@@ -187,9 +187,9 @@ class Trainer:
         ranks' batches and their count, or None when a loss was not finite (batch skipped)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.p.step, self.cfg, self.total_steps)
-        with self.autocast:
-            logits = self.step_fn(batch.src, batch.src_mask, batch.tgt_in)  # (B, T, V)
-        loss = token_loss(logits, batch.tgt_out, self.cfg.train.label_smoothing)
+        with self.autocast:  # the (B, T, V) logits are not kept: backward needs only their log-softmax
+            loss = token_loss(self.step_fn(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out,
+                              self.cfg.train.label_smoothing)
         loss_sum, n_tokens, bad = self.world.sum([loss.item(), batch.n_tokens, float(not torch.isfinite(loss))],
                                                  self.device)
         if bad:
