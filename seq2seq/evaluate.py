@@ -81,7 +81,8 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
     stats = sentence_stats(hyps, refs)
     overall = score_subset(stats, e.bootstrap)
     report = {"run": str(loaded.run.path), "model": cfg.model.name, "params": count_parameters(loaded.model),
-              "dataset": data_cfg.dataset, "split": split, "checkpoint": loaded.which, "step": loaded.step, "beam": e.beam, "n": len(pairs),
+              "dataset": data_cfg.dataset, "split": split, "checkpoint": loaded.which, "step": loaded.step,
+              "beam": e.beam, "n": len(pairs),
               **corpus_scores(hyps, refs), "ci_low": overall["ci_low"], "ci_high": overall["ci_high"],
               "decode_seconds": round(decode_seconds, 2), "bootstrap": e.bootstrap,
               "buckets": by_length(stats, [len(s.split()) for s in srcs], e.buckets, e.bootstrap),
