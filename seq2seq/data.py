@@ -167,18 +167,21 @@ def _load_hub_split(cfg: DataConfig, split: str, local: bool):
 
 
 def _map_columns(rows, cfg: DataConfig, split: str):
-    """The rows' language columns as a table of `src` and `tgt`."""
+    """The rows' language columns as a table of `src` and `tgt`; a missing side becomes "", which
+    cleaning then drops as empty."""
     columns = rows.column_names
     s, t = cfg.src_lang, cfg.tgt_lang
     if s in columns and t in columns:
-        return rows.map(lambda b: {"src": b[s], "tgt": b[t]}, batched=True, remove_columns=columns)
+        return rows.map(lambda b: {"src": [x or "" for x in b[s]], "tgt": [x or "" for x in b[t]]},
+                        batched=True, remove_columns=columns)
     if "translation" in columns:
         first = rows[0]["translation"] if len(rows) else {s: "", t: ""}
         if not isinstance(first, dict) or first.get(s) is None or first.get(t) is None:
             have = ", ".join(k for k, v in first.items() if v is not None) if isinstance(first, dict) else repr(first)
             raise UserError(f"dataset {cfg.dataset} ({split}): the translation column lacks "
                             f"{s!r} or {t!r} (it has {have})")
-        return rows.map(lambda b: {"src": [x[s] for x in b["translation"]], "tgt": [x[t] for x in b["translation"]]},
+        return rows.map(lambda b: {"src": [(x or {}).get(s) or "" for x in b["translation"]],
+                                   "tgt": [(x or {}).get(t) or "" for x in b["translation"]]},
                         batched=True, remove_columns=columns)
     raise UserError(f"dataset {cfg.dataset} ({split}) has no {s!r} and {t!r} columns nor a 'translation' "
                     f"column (columns: {', '.join(columns)}); set --src-lang/--tgt-lang")

@@ -2,7 +2,7 @@ import pytest
 
 from seq2seq.batching import collate, token_batches
 from seq2seq.config import DataConfig
-from seq2seq.data import augment_table, clean, clean_table, concatenate, load_split
+from seq2seq.data import augment_table, clean, clean_table, concatenate, load_split, load_table
 from seq2seq.errors import UserError
 from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer
 from tests.conftest import MULTI30K, toy_pairs, write_jsonl
@@ -16,6 +16,20 @@ def test_loads_both_column_shapes(tmp_path, shape):
         pairs = load_split(cfg, split)
         assert len(pairs) == n
     assert pairs == toy_pairs(40, 3)
+
+
+@pytest.mark.parametrize("shape", ["flat", "translation"])
+def test_a_row_missing_a_side_is_dropped_as_empty(tmp_path, shape):
+    import json
+
+    rows = [{"de": "ein Hund", "en": "a dog"}] * 3 + [{"de": "eine Katze", "en": None}, {"de": "ein Ball"}]
+    for split in ("train", "validation", "test"):
+        lines = [json.dumps({"translation": r} if shape == "translation" else r) for r in rows]
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    cfg = DataConfig(dataset=str(tmp_path))
+    assert clean(load_split(cfg, "test"), max_words=10).pairs == [("ein Hund", "a dog")] * 3
+    kept, empty, long = clean_table(load_table(cfg, "train"), max_words=10)
+    assert (len(kept), empty, long) == (3, 2, 0)
 
 
 def test_loads_parallel_text_files(tmp_path):
