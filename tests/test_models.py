@@ -108,3 +108,33 @@ def test_a_source_longer_than_the_transformer_positions_is_cut_not_a_crash():
     assert len(out) == 2
     out = translate(model, tok, ["eins zwei drei " * 30], torch.device("cpu"), beam=3)
     assert len(out) == 1
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_compiled_model_gives_the_same_logits_and_gradients(name):
+    """`train.compile` wraps the model in torch.compile on CUDA; the graphs it captures must compute
+    what the eager model does. Captured here with the aot_eager backend (no code generation, so no
+    compiler on the CPU test path). nn.RNN/LSTM/GRU are left to eager (cuDNN) by torch.compile;
+    the rest of each model, the Bahdanau decoder's step loop among it, is captured."""
+    from torch._dynamo.backends.registry import lookup_backend
+
+    torch._dynamo.reset()
+    graphs = []
+
+    def aot_eager(graph, inputs):
+        graphs.append(graph)
+        return lookup_backend("aot_eager")(graph, inputs)
+
+    model = tiny_model(name).train()
+    src, mask, tgt_in = random_batch()
+    results = []
+    for step in (model, torch.compile(model, backend=aot_eager)):
+        model.zero_grad()
+        logits = step(src, mask, tgt_in)  # (B, T, V)
+        logits.square().mean().backward()
+        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+    (eager, eager_grads), (compiled, compiled_grads) = results
+    assert graphs, "torch.compile captured no graph"
+    torch.testing.assert_close(compiled, eager)
+    for g_compiled, g_eager in zip(compiled_grads, eager_grads):
+        torch.testing.assert_close(g_compiled, g_eager)
