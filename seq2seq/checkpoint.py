@@ -9,8 +9,6 @@ values only, never arbitrary pickled objects.
 from __future__ import annotations
 
 import hashlib
-import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -19,6 +17,7 @@ from seq2seq.errors import UserError, first_line
 from seq2seq.files import atomic_write
 
 FORMAT = 1
+REQUIRED = {"model", "config", "vocab", "progress"}  # in every checkpoint; `last` holds more
 
 
 def save(path: Path, checkpoint: dict) -> None:
@@ -31,10 +30,12 @@ def load(path: Path) -> dict:
         raise UserError(f"no checkpoint at {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError, ValueError) as e:
+    except (PermissionError, IsADirectoryError) as e:
+        raise UserError(f"cannot read checkpoint {path}: {e.strerror}") from None
+    except Exception as e:  # a damaged file fails in many ways: zip, pickle, storage, key errors
         raise UserError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); "
                         "use the other checkpoint or train again") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or not REQUIRED <= ckpt.keys():
         raise UserError(f"{path} is not a seq2seq checkpoint (format {FORMAT})")
     return ckpt
 

@@ -53,11 +53,13 @@ def train(
     overwrite: bool = typer.Option(False, help="replace an existing run dir"),
 ) -> None:
     """Train a translator; writes config, tokenizer, metrics, checkpoints and log into the run dir."""
+    from seq2seq.data import dataset_location
     from seq2seq.rundir import RunDir
     from seq2seq.train import train as fit
 
+    dataset = dataset or (None if resume else os.environ.get("SEQ2SEQ_DATASET"))
     overrides = {key: value for key, value in {
-        "data.dataset": dataset or (None if resume else os.environ.get("SEQ2SEQ_DATASET")),
+        "data.dataset": dataset_location(dataset) if dataset else None,
         "data.dataset_config": dataset_config, "data.src_lang": src_lang, "data.tgt_lang": tgt_lang,
         "train.epochs": epochs, "train.max_steps": max_steps, "train.time_budget": time_budget,
         "train.device": device, "train.seed": seed, "data.max_train_pairs": max_train_pairs,
@@ -191,7 +193,7 @@ def _stdin_lines() -> list[str]:
 def main() -> None:
     command = typer.main.get_command(app)
     try:
-        command.main(args=sys.argv[1:], prog_name="seq2seq", standalone_mode=False)
+        code = command.main(args=sys.argv[1:], prog_name="seq2seq", standalone_mode=False)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
@@ -204,6 +206,10 @@ def main() -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    if isinstance(code, int) and code:  # typer returns 130 for a Ctrl-C it caught itself
+        if code == 130:
+            print("error: interrupted", file=sys.stderr)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ naming the key. The resolved config is written into every run dir and every chec
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -109,6 +110,8 @@ class TrainConfig:
             raise UserError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise UserError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
+        if not 0 <= self.seed < 2**63:
+            raise UserError(f"train.seed must be in [0, 2**63), got {self.seed}")
         _one_of(self, "schedule", ("inverse_sqrt", "cosine", "constant"))
         _one_of(self, "device", ("auto", "cpu", "cuda"))
 
@@ -257,12 +260,16 @@ def _coerce(hint: object, value: object, where: str) -> object:
         return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if hint is float and isinstance(value, str):  # PyYAML reads "3e-4" (no dot) as a string
+    if hint is float and isinstance(value, (str, float)):  # PyYAML reads "3e-4" (no dot) as a string
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
             pass
-    if hint in (int, float, str, bool) and type(value) is hint:
+        else:
+            if not math.isfinite(number):
+                raise UserError(f"{where} must be a finite number, got {value!r}")
+            return number
+    if hint in (int, str, bool) and type(value) is hint:
         return value
     raise UserError(f"{where} must be {getattr(hint, '__name__', hint)}, got {value!r}")
 

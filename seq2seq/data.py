@@ -47,7 +47,7 @@ def load_table(cfg: DataConfig, split: str):
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
     path = Path(os.path.expanduser(cfg.dataset))
-    looks_local = path.exists() or cfg.dataset.startswith((".", "/", "~")) or cfg.dataset.count("/") > 1
+    looks_local = _looks_local(cfg.dataset)
     if looks_local and not path.is_dir():
         raise UserError(f"dataset directory not found: {cfg.dataset}")
     text_files = _text_files(path, split, cfg) if looks_local else None
@@ -127,6 +127,18 @@ def _text_files(root: Path, split: str, cfg: DataConfig) -> tuple[Path, Path] | 
                 raise UserError(f"{missing} is missing: parallel text needs both {src.name} and {tgt.name}")
             return src, tgt
     return None
+
+
+def dataset_location(name: str) -> str:
+    """A local dataset directory as an absolute path, so that a run's config finds it from any
+    working directory; a hub id as given."""
+    path = Path(os.path.expanduser(name))
+    return str(path.resolve()) if _looks_local(name) and path.is_dir() else name
+
+
+def _looks_local(name: str) -> bool:
+    """A path rather than a hub id (`user/name`)."""
+    return Path(os.path.expanduser(name)).exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
 def _read_parallel_text(src_path: Path, tgt_path: Path) -> list[Pair]:

@@ -50,6 +50,8 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> 
         raise UserError(f"run {run.path} has no {which} checkpoint{hint}")
     ckpt = checkpoint.load(path)
     cfg = Config.from_dict(ckpt["config"], where=str(path))
+    if cfg.model != run.read_config().model:
+        raise UserError(f"checkpoint {path} belongs to another run: its model differs from {run.config}")
     tok = Tokenizer.load(run.spm)
     if ckpt.get("vocab") != checkpoint.vocab_fingerprint(tok.proto):
         raise UserError(f"checkpoint {path} belongs to another run: its vocabulary differs from {run.spm}")

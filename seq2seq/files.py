@@ -50,9 +50,12 @@ def atomic_write_json(path: Path, obj: object) -> None:
 
 
 def append_line(path: Path, line: str) -> None:
-    """Append one whole line (metrics.jsonl, train.log): earlier lines are never rewritten."""
+    """Append one whole line (metrics.jsonl, train.log): earlier lines are never rewritten; after
+    a line cut short (a process killed mid-write), the new one starts on a line of its own."""
     try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(line.rstrip("\n") + "\n")
+        with open(path, "ab+") as f:  # appends go to the end whatever the read position
+            end = f.seek(0, os.SEEK_END)
+            cut_short = end > 0 and f.seek(end - 1) >= 0 and f.read(1) != b"\n"
+            f.write((("\n" if cut_short else "") + line.rstrip("\n") + "\n").encode("utf-8"))
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror}") from None

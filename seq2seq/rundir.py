@@ -66,7 +66,15 @@ class RunDir:
         return Config.from_dict(read_yaml(self.config), where=str(self.config))
 
     def read_info(self) -> dict:
-        return json.loads(self.info.read_text()) if self.info.exists() else {}
+        if not self.info.exists():
+            return {}
+        try:
+            info = json.loads(self.info.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{self.info} is not valid JSON ({e}); delete it and it is written anew") from None
+        if not isinstance(info, dict):
+            raise UserError(f"{self.info} is not a JSON object; delete it and it is written anew")
+        return info
 
     def update_info(self, **fields) -> None:
         atomic_write_json(self.info, self.read_info() | fields)
@@ -74,4 +82,10 @@ class RunDir:
     def read_metrics(self) -> list[dict]:
         if not self.metrics.exists():
             return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+        records = []
+        for line in self.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a killed process: skipped
+                continue
+        return [r for r in records if isinstance(r, dict)]

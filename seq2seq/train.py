@@ -72,6 +72,8 @@ class Corpus:
 
 
 def pick_device(name: str) -> torch.device:
+    if name not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda was asked for, but torch sees no CUDA device")
     if name == "auto":
@@ -103,6 +105,8 @@ def prepare(cfg: Config, log, tok: Tokenizer | None = None, world: World = World
                           input_columns=["src_len", "tgt_len"])
     if len(kept) < len(encoded):
         log(f"train: {len(encoded) - len(kept)} pairs dropped as longer than {longest} tokens")
+    if not len(kept):
+        raise UserError(f"no training pair fits in model.max_positions={cfg.model.max_positions} tokens")
     log(f"train: {len(kept)} pairs (concatenations up to k={cfg.data.concat_k}), "
         f"validation: {len(valid)} pairs, vocabulary: {tok.vocab_size}")
     return Corpus(kept, [s for s, _ in valid], [t for _, t in valid]), tok
@@ -147,7 +151,12 @@ class Trainer:
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
         self.stop_signal: str | None = None
         self.params = count_parameters(model)
-        self.valid_ids = tok.encode(corpus.valid_src), tok.encode(corpus.valid_tgt)  # for the validation loss
+        # The validation loss is taken over the pairs that fit the model's positions, as training
+        # is; validation BLEU translates all of them (with sources cut to fit).
+        longest = cfg.model.max_positions - 1
+        fits = [(s, t) for s, t in zip(tok.encode(corpus.valid_src), tok.encode(corpus.valid_tgt))
+                if len(s) <= longest and len(t) <= longest]
+        self.valid_ids = [s for s, _ in fits], [t for _, t in fits]
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -196,9 +205,10 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.p.nonfinite += 1
             if self.p.nonfinite > self.cfg.train.max_nonfinite:
+                kept = (f"the last good checkpoint is kept in {self.run.checkpoints}"
+                        if self.run.checkpoint("last").exists() else "no checkpoint was saved yet")
                 raise UserError(f"non-finite loss at step {self.p.step + 1} (after {self.p.nonfinite - 1} "
-                                f"skipped); the last good checkpoint is kept in {self.run.checkpoints}",
-                                exit_code=1)
+                                f"skipped); {kept}", exit_code=1)
             self.log(f"step {self.p.step + 1}: non-finite loss, batch skipped "
                      f"({self.p.nonfinite}/{self.cfg.train.max_nonfinite})")
             return None
@@ -355,8 +365,12 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = Fa
     run = RunDir(run_dir)
     ckpt, tok = None, None
     if resume:
-        check_resumable(run.read_config(), cfg, run)
+        if not run.checkpoint("last").exists():
+            raise UserError(f"run {run.path} has no checkpoint to resume from (it stopped before its first "
+                            "save): train it again with --overwrite")
+        run.read_info()  # a malformed run.json fails now, not after the data is prepared
         ckpt = checkpoint.load(run.checkpoint("last"))
+        check_resumable(Config.from_dict(ckpt["config"], where=str(run.checkpoint("last"))), cfg, run)
         tok = Tokenizer.load(run.spm)
         if ckpt.get("vocab") != checkpoint.vocab_fingerprint(tok.proto):
             raise UserError(f"checkpoint {run.checkpoint('last')} was made with another vocabulary than {run.spm}")

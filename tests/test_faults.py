@@ -256,6 +256,51 @@ def case_bad_concat(tmp, trained):
     return ["eval", trained, "--concat", "1,two"]
 
 
+def case_not_a_number(tmp, trained):
+    return ["train", "--config", TINY, "--set", "train.lr=nan", "--run-dir", tmp / "run"]
+
+
+def case_no_pair_fits(tmp, trained):
+    return train_args(trained.parent / "data", tmp / "run", "--model", "transformer",
+                      "--set", "model.max_positions=2")
+
+
+def case_eval_unknown_device(tmp, trained):
+    return ["eval", trained, "--device", "tpu"]
+
+
+def case_checkpoint_not_a_pickle(tmp, trained):
+    shutil.copytree(trained, tmp / "run")
+    (tmp / "run" / "checkpoints" / "best.pt").write_text("hello\n")
+    return ["eval", tmp / "run"]
+
+
+def case_checkpoint_of_another_model(tmp, trained):
+    assert seq2seq(*train_args(trained.parent / "data", tmp / "rnn", "--model", "rnn", "--max-steps", 1)).returncode == 0
+    shutil.copytree(trained, tmp / "run")
+    shutil.copy(tmp / "rnn" / "checkpoints" / "best.pt", tmp / "run" / "checkpoints" / "best.pt")
+    return ["eval", tmp / "run"]
+
+
+def case_resume_without_checkpoint(tmp, trained):
+    shutil.copytree(trained, tmp / "run")
+    shutil.rmtree(tmp / "run" / "checkpoints")
+    return ["train", "--resume", tmp / "run"]
+
+
+def case_resume_after_editing_the_config(tmp, trained):
+    shutil.copytree(trained, tmp / "run")
+    config = tmp / "run" / "config.yaml"
+    config.write_text(config.read_text().replace("lr: 0.003", "lr: 0.5"))
+    return ["train", "--resume", tmp / "run"]
+
+
+def case_resume_with_malformed_run_json(tmp, trained):
+    shutil.copytree(trained, tmp / "run")
+    (tmp / "run" / "run.json").write_text("{bad")
+    return ["train", "--resume", tmp / "run"]
+
+
 CASES = {  # id: (what the user did, the command's arguments)
     "missing_split": ("a dataset without a validation split", case_missing_split),
     "missing_language_column": ("a dataset without the source language's column", case_missing_language_column),
@@ -285,6 +330,18 @@ CASES = {  # id: (what the user did, the command's arguments)
     "resume_with_another_vocabulary": ("`--resume` with another vocabulary size",
                                        case_resume_with_another_vocabulary),
     "bad_concat": ("`eval --concat 1,two`", case_bad_concat),
+    "not_a_number": ("`--set train.lr=nan`", case_not_a_number),
+    "no_pair_fits": ("`--set model.max_positions=2`: no training pair fits", case_no_pair_fits),
+    "eval_unknown_device": ("`eval --device tpu`", case_eval_unknown_device),
+    "checkpoint_not_a_pickle": ("a checkpoint overwritten with text", case_checkpoint_not_a_pickle),
+    "checkpoint_of_another_model": ("a checkpoint copied from a run of another model, same vocabulary",
+                                    case_checkpoint_of_another_model),
+    "resume_without_checkpoint": ("`--resume` on a run stopped before its first checkpoint",
+                                  case_resume_without_checkpoint),
+    "resume_after_editing_the_config": ("`--resume` after editing the run's config.yaml by hand",
+                                        case_resume_after_editing_the_config),
+    "resume_with_malformed_run_json": ("`--resume` on a run whose run.json is not JSON",
+                                       case_resume_with_malformed_run_json),
 }
 
 
@@ -315,6 +372,53 @@ def test_bad_input_gets_one_clear_line(case, tmp_path, trained):
 
 def docs_table_row(case: str, message: str) -> str:
     return f"| {case} | {CASES[case][0]} | `{message}` |"
+
+
+def test_ctrl_c_outside_training_exits_130(trained, monkeypatch, capsys):
+    """Ctrl-C while translate reads its input (or eval decodes): exit 130, one line, no traceback."""
+    from seq2seq.cli import main
+
+    class Interrupted:
+        buffer = property(lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+
+    monkeypatch.setattr(sys, "stdin", Interrupted())
+    monkeypatch.setattr(sys, "argv", ["seq2seq", "translate", str(trained)])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: interrupted"
+
+
+def test_a_relative_dataset_path_is_stored_absolute(tmp_path):
+    """The run's config must find its data from any working directory (eval, --resume)."""
+    write_jsonl(tmp_path / "data")
+    result = seq2seq("train", "--config", TINY, "--dataset", "data", "--run-dir", "run", "--max-steps", 1,
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"dataset: {tmp_path.resolve() / 'data'}" in (tmp_path / "run" / "config.yaml").read_text()
+    result = seq2seq("eval", tmp_path / "run", "--bootstrap", 0, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_validation_pairs_longer_than_the_positions_do_not_stop_training(tmp_path):
+    data = write_jsonl(tmp_path / "data")
+    result = seq2seq(*train_args(data, tmp_path / "run", "--model", "transformer", "--max-steps", 2,
+                                 "--set", "model.max_positions=6"))
+    assert result.returncode == 0, result.stderr
+    assert "dropped as longer than 5 tokens" in result.stderr
+
+
+def test_a_metrics_line_cut_short_is_skipped_and_the_next_starts_anew(tmp_path):
+    from seq2seq.files import append_line
+    from seq2seq.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    append_line(run.metrics, json.dumps({"step": 1}))
+    with open(run.metrics, "a") as f:
+        f.write('{"step": 2, "ep')  # the process was killed here
+    append_line(run.metrics, json.dumps({"step": 3}))
+    assert run.metrics.read_text().splitlines()[-1] == '{"step": 3}'
+    assert run.read_metrics() == [{"step": 1}, {"step": 3}]
 
 
 def test_a_10000_word_line_is_dropped_and_counted(tmp_path):
