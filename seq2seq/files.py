@@ -59,3 +59,16 @@ def append_line(path: Path, line: str) -> None:
             f.write((("\n" if cut_short else "") + line.rstrip("\n") + "\n").encode("utf-8"))
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror}") from None
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON file holding one object (run.json, eval reports), or one clear error."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} is not valid JSON (not an object)")
+    return value

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from seq2seq.errors import UserError
 from seq2seq.evaluate import report_path
+from seq2seq.files import read_json_object
 from seq2seq.rundir import RunDir
 
 
@@ -65,11 +66,11 @@ def comparison_row(run_dir: str | Path, beam: int = 1) -> dict:
     if not path.exists():
         raise UserError(f"run {run.path} has no {path.relative_to(run.path)}: "
                         f"run `seq2seq eval {run.path}{again}` first")
-    report = _read_json(path)
+    report = read_json_object(path)
     missing = [key for key in REPORT_KEYS if key not in report]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}: run `seq2seq eval {run.path}{again}` again")
-    info = _read_json(run.info) if run.info.exists() else {}
+    info = run.read_info()
     return {"run": str(run.path), "model": info.get("model", report["model"]),
             "params": info.get("params", report["params"]), "steps": info.get("steps"),
             "train_seconds": info.get("train_seconds"), "val_bleu": info.get("best_val_bleu"),
@@ -181,9 +182,3 @@ def _duration(seconds: float | None) -> str:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e})") from None

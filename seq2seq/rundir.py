@@ -19,7 +19,7 @@ import yaml
 
 from seq2seq.config import Config, read_yaml
 from seq2seq.errors import UserError
-from seq2seq.files import atomic_write_json, atomic_write_text
+from seq2seq.files import atomic_write_json, atomic_write_text, read_json_object
 
 
 class RunDir:
@@ -66,15 +66,7 @@ class RunDir:
         return Config.from_dict(read_yaml(self.config), where=str(self.config))
 
     def read_info(self) -> dict:
-        if not self.info.exists():
-            return {}
-        try:
-            info = json.loads(self.info.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise UserError(f"{self.info} is not valid JSON ({e}); delete it and it is written anew") from None
-        if not isinstance(info, dict):
-            raise UserError(f"{self.info} is not a JSON object; delete it and it is written anew")
-        return info
+        return read_json_object(self.info) if self.info.exists() else {}
 
     def update_info(self, **fields) -> None:
         atomic_write_json(self.info, self.read_info() | fields)

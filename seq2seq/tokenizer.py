@@ -40,6 +40,8 @@ class Tokenizer:
             return Tokenizer(Path(path).read_bytes())
         except FileNotFoundError:
             raise UserError(f"no tokenizer at {path}") from None
+        except OSError as e:
+            raise UserError(f"cannot read {path}: {e.strerror}") from None
         except RuntimeError:
             raise UserError(f"{path} is not a sentencepiece model") from None
 

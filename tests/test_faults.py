@@ -421,6 +421,22 @@ def test_a_metrics_line_cut_short_is_skipped_and_the_next_starts_anew(tmp_path):
     assert run.read_metrics() == [{"step": 1}, {"step": 3}]
 
 
+def test_unreadable_or_malformed_run_files_get_one_clear_error(tmp_path):
+    from seq2seq.errors import UserError
+    from seq2seq.files import read_json_object
+    from seq2seq.tokenizer import Tokenizer
+
+    (tmp_path / "list.json").write_text("[1]")
+    (tmp_path / "cut.json").write_text('{"bleu": 3')
+    (tmp_path / "dir.json").mkdir()
+    (tmp_path / "spm.model").mkdir()
+    for name, says in (("list.json", "not an object"), ("cut.json", "not valid JSON"), ("dir.json", "cannot read")):
+        with pytest.raises(UserError, match=says):
+            read_json_object(tmp_path / name)
+    with pytest.raises(UserError, match="cannot read"):
+        Tokenizer.load(tmp_path / "spm.model")
+
+
 def test_a_10000_word_line_is_dropped_and_counted(tmp_path):
     data = write_jsonl(tmp_path / "data")
     with open(data / "train.jsonl", "a", encoding="utf-8") as f:
