@@ -55,7 +55,9 @@ def append_line(path: Path, line: str) -> None:
     try:
         with open(path, "ab+") as f:  # appends go to the end whatever the read position
             end = f.seek(0, os.SEEK_END)
-            cut_short = end > 0 and f.seek(end - 1) >= 0 and f.read(1) != b"\n"
+            if end:
+                f.seek(end - 1)
+            cut_short = end > 0 and f.read(1) != b"\n"
             f.write((("\n" if cut_short else "") + line.rstrip("\n") + "\n").encode("utf-8"))
     except OSError as e:
         raise UserError(f"cannot write {path}: {e.strerror}") from None
