@@ -54,6 +54,7 @@ def train(
 ) -> None:
     """Train a translator; writes config, tokenizer, metrics, checkpoints and log into the run dir."""
     from seq2seq.data import dataset_location
+    from seq2seq.distributed import torchrun_world
     from seq2seq.rundir import RunDir
     from seq2seq.train import train as fit
 
@@ -77,7 +78,7 @@ def train(
     cfg = load_config(config, overrides, model=model or "bahdanau")
     if model is not None and cfg.model.name != model:
         cfg = cfg.replace({"model.name": model})
-    if run_dir is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if run_dir is None and torchrun_world().size > 1:
         raise UserError("under torchrun, name the run dir with --run-dir (all ranks must agree on it)")
     run_dir = run_dir or Path("runs") / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     fit(cfg, run_dir, overwrite=overwrite)

@@ -63,12 +63,23 @@ class World:
         return result
 
 
+def torchrun_world() -> World:
+    """This process's place as torchrun's environment gives it; one process outside torchrun."""
+    try:
+        size = int(os.environ.get("WORLD_SIZE", "1"))
+        if size == 1:
+            return World()
+        return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    except (KeyError, ValueError):
+        raise UserError("WORLD_SIZE, RANK and LOCAL_RANK must be integers, as torchrun sets them: "
+                        "start distributed runs with torchrun") from None
+
+
 def init_world(device: torch.device) -> tuple[World, torch.device]:
     """Join the process group torchrun set up (NCCL on CUDA, gloo on the CPU), if any."""
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size == 1:
-        return World(), device
-    world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+    world = torchrun_world()
+    if world.size == 1:
+        return world, device
     if device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)

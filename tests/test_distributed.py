@@ -7,13 +7,15 @@ import subprocess
 import sys
 
 import datasets
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from seq2seq.batching import collate
 from seq2seq.config import load_config
-from seq2seq.distributed import World
+from seq2seq.distributed import World, torchrun_world
+from seq2seq.errors import UserError
 from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
 from seq2seq.tokenizer import Tokenizer
@@ -86,3 +88,14 @@ def test_torchrun_two_cpu_processes_write_one_run_dir(tmp_path):
                              capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads((run / "run.json").read_text())["steps"] == 6
+
+
+@pytest.mark.parametrize("env", [{"WORLD_SIZE": "2"}, {"WORLD_SIZE": "two", "RANK": "0"},
+                                 {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "x"}])
+def test_a_torchrun_environment_that_is_not_one_is_a_clear_error(monkeypatch, env):
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(UserError, match="start distributed runs with torchrun"):
+        torchrun_world()
