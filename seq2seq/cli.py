@@ -99,11 +99,13 @@ def eval_(
     """sacreBLEU and chrF (with signatures), BLEU by source length, and the concatenation probe."""
     import json
 
+    from seq2seq.data import dataset_location
     from seq2seq.evaluate import evaluate, load_run
     from seq2seq.report import eval_table
 
     loaded = load_run(run_dir, checkpoint, device)
-    report = evaluate(loaded, split, beam, _csv_ints(concat, "--concat"), bootstrap, dataset)
+    report = evaluate(loaded, split, beam, _csv_ints(concat, "--concat"), bootstrap,
+                      dataset_location(dataset) if dataset else None)
     print(json.dumps(report, indent=2) if json_out else eval_table(report))
 
 

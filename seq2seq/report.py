@@ -70,6 +70,10 @@ def comparison_row(run_dir: str | Path, beam: int = 1) -> dict:
     missing = [key for key in REPORT_KEYS if key not in report]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}: run `seq2seq eval {run.path}{again}` again")
+    own = run.read_config().data.dataset
+    if report.get("dataset", own) != own:
+        raise UserError(f"{path} scores dataset {report['dataset']}, not the run's own {own}: "
+                        f"run `seq2seq eval {run.path}{again}` again")
     info = run.read_info()
     return {"run": str(run.path), "model": info.get("model", report["model"]),
             "params": info.get("params", report["params"]), "steps": info.get("steps"),

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,6 +151,16 @@ def test_compare_needs_an_eval_report(runs):
     result = seq2seq("compare", runs["bahdanau"], runs["rnn"])
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr == f"error: run {runs['rnn']} has no eval/test.json: run `seq2seq eval {runs['rnn']}` first\n"
+
+
+def test_compare_refuses_a_report_made_on_another_dataset(runs, cli, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(runs["bahdanau"], run)
+    other = write_jsonl(tmp_path / "other")
+    assert cli("eval", run, "--dataset", other, "--bootstrap", 0)[0] == 0
+    code, out, err = cli("compare", run)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"scores dataset {other}, not the run's own" in err
 
 
 @pytest.mark.parametrize("args, message", [
