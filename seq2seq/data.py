@@ -169,6 +169,10 @@ def _load_hub_split(cfg: DataConfig, split: str, local: bool):
     except Exception as e:  # datasets raises many kinds: no network, bad files, bad config
         reason = first_line(e)
         if local:
+            empty = sorted(p.name for p in Path(os.path.expanduser(cfg.dataset)).iterdir()
+                           if p.is_file() and p.stat().st_size == 0)
+            if empty:
+                reason += f" ({', '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty)"
             raise UserError(f"cannot load dataset {cfg.dataset}: {reason}") from None
         raise UserError(f"cannot load {cfg.dataset!r} from the Hugging Face hub ({reason}); with no network, "
                         "point at a local copy with --dataset PATH or the SEQ2SEQ_DATASET variable") from None

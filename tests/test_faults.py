@@ -158,6 +158,11 @@ def case_empty_after_filtering(tmp, trained):
     return train_args(_dataset(tmp, {f"{s}.jsonl": rows for s in ("train", "val", "test")}), tmp / "run")
 
 
+def case_empty_data_file(tmp, trained):
+    return train_args(_dataset(tmp, {"train.jsonl": "", "val.jsonl": _good_jsonl(), "test.jsonl": _good_jsonl()}),
+                      tmp / "run")
+
+
 def case_invalid_utf8(tmp, trained):
     bad = b'{"de": "\xff\xfe kaputt", "en": "broken"}\n'
     return train_args(_dataset(tmp, {f"{s}.jsonl": bad for s in ("train", "val", "test")}), tmp / "run")
@@ -308,6 +313,7 @@ CASES = {  # id: (what the user did, the command's arguments)
                                           case_translation_column_lacks_language),
     "line_counts_differ": ("parallel text files of different lengths", case_line_counts_differ),
     "empty_after_filtering": ("a dataset with no pair left after cleaning", case_empty_after_filtering),
+    "empty_data_file": ("an empty train.jsonl", case_empty_data_file),
     "invalid_utf8": ("a dataset file that is not UTF-8", case_invalid_utf8),
     "dataset_not_found": ("`--dataset /nonexistent`", case_dataset_not_found),
     "hub_unreachable": ("a hub dataset with no network and no cache", case_hub_unreachable),
