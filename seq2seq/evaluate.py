@@ -89,7 +89,7 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
               "decode_seconds": round(decode_seconds, 2), "bootstrap": e.bootstrap,
               "buckets": by_length(stats, [len(s.split()) for s in srcs], e.buckets, e.bootstrap),
               "concat": []}
-    out = report_path(loaded.run, split, e.beam)
+    out = report_path(loaded.run, split, e.beam, other=dataset if dataset not in (None, cfg.data.dataset) else None)
     hypotheses = {out.with_suffix(".hyp.txt"): hyps}
     for k in e.concat:
         joined = concatenate(pairs, k)
@@ -100,14 +100,17 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
         if k > 1:
             hypotheses[out.with_suffix(f".concat{k}.hyp.txt")] = k_hyps
     try:  # written only once everything is decoded: an interrupted eval leaves the old files whole
-        loaded.run.eval.mkdir(exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"cannot create {loaded.run.eval}: {e.strerror}") from None
+        raise UserError(f"cannot create {out.parent}: {e.strerror}") from None
     for path, lines in hypotheses.items():
         atomic_write_text(path, "\n".join(lines) + "\n")
     atomic_write_json(out, report)
     return report
 
 
-def report_path(run: RunDir, split: str = "test", beam: int = 1) -> Path:
-    return run.eval / (f"{split}.json" if beam == 1 else f"{split}.beam{beam}.json")
+def report_path(run: RunDir, split: str = "test", beam: int = 1, other: str | None = None) -> Path:
+    """eval/<split>[.beamN].json; for a dataset other than the run's, in eval/<its name>/, so
+    that the report on the run's own data (which `compare` reads) stays."""
+    folder = run.eval / Path(other.rstrip("/")).name if other else run.eval
+    return folder / (f"{split}.json" if beam == 1 else f"{split}.beam{beam}.json")

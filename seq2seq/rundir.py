@@ -6,7 +6,8 @@
     metrics.jsonl      one line per validation
     train.log          the log
     checkpoints/       last.pt (resumable) and best.pt (by validation BLEU)
-    eval/              <split>.json reports and <split>.hyp.txt hypotheses
+    eval/              <split>.json reports and <split>.hyp.txt hypotheses (another
+                       dataset's in eval/<its name>/)
 """
 
 from __future__ import annotations

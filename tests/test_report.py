@@ -153,11 +153,16 @@ def test_compare_needs_an_eval_report(runs):
     assert result.stderr == f"error: run {runs['rnn']} has no eval/test.json: run `seq2seq eval {runs['rnn']}` first\n"
 
 
-def test_compare_refuses_a_report_made_on_another_dataset(runs, cli, tmp_path):
+def test_an_eval_on_another_dataset_keeps_the_report_on_the_runs_own(runs, cli, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(runs["bahdanau"], run)
+    own = (run / "eval" / "test.json").read_text()
     other = write_jsonl(tmp_path / "other")
     assert cli("eval", run, "--dataset", other, "--bootstrap", 0)[0] == 0
+    assert json.loads((run / "eval" / "other" / "test.json").read_text())["dataset"] == str(other)
+    assert (run / "eval" / "test.json").read_text() == own
+    # a report that says it scored another dataset (as older versions wrote them) is refused
+    (run / "eval" / "test.json").write_text(json.dumps(json.loads(own) | {"dataset": str(other)}))
     code, out, err = cli("compare", run)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert f"scores dataset {other}, not the run's own" in err
