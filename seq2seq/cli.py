@@ -60,7 +60,7 @@ def train(
 
     dataset = dataset or (None if resume else os.environ.get("SEQ2SEQ_DATASET"))
     overrides = {key: value for key, value in {
-        "data.dataset": dataset_location(dataset) if dataset else None,
+        "data.dataset": dataset_location(dataset),
         "data.dataset_config": dataset_config, "data.src_lang": src_lang, "data.tgt_lang": tgt_lang,
         "train.epochs": epochs, "train.max_steps": max_steps, "train.time_budget": time_budget,
         "train.device": device, "train.seed": seed, "data.max_train_pairs": max_train_pairs,
@@ -104,8 +104,7 @@ def eval_(
     from seq2seq.report import eval_table
 
     loaded = load_run(run_dir, checkpoint, device)
-    report = evaluate(loaded, split, beam, _csv_ints(concat, "--concat"), bootstrap,
-                      dataset_location(dataset) if dataset else None)
+    report = evaluate(loaded, split, beam, _csv_ints(concat, "--concat"), bootstrap, dataset_location(dataset))
     print(json.dumps(report, indent=2) if json_out else eval_table(report))
 
 

@@ -46,15 +46,14 @@ def load_table(cfg: DataConfig, split: str):
     datasets.disable_progress_bars()
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
-    path = Path(os.path.expanduser(cfg.dataset))
-    looks_local = _looks_local(cfg.dataset)
-    if looks_local and not path.is_dir():
+    path = _local_path(cfg.dataset)
+    if path is not None and not path.is_dir():
         raise UserError(f"dataset directory not found: {cfg.dataset}")
-    text_files = _text_files(path, split, cfg) if looks_local else None
+    text_files = _text_files(path, split, cfg) if path is not None else None
     if text_files:
         pairs = _read_parallel_text(*text_files)
         return datasets.Dataset.from_dict({"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]})
-    rows = _load_hub_split(cfg, split, local=looks_local)
+    rows = _load_hub_split(cfg, split, local=path)
     return _decoded(cfg, split, lambda: _map_columns(rows, cfg, split))
 
 
@@ -129,16 +128,17 @@ def _text_files(root: Path, split: str, cfg: DataConfig) -> tuple[Path, Path] | 
     return None
 
 
-def dataset_location(name: str) -> str:
+def dataset_location(name: str | None) -> str | None:
     """A local dataset directory as an absolute path, so that a run's config finds it from any
     working directory; a hub id as given."""
+    path = _local_path(name) if name else None
+    return str(path.resolve()) if path is not None and path.is_dir() else name
+
+
+def _local_path(name: str) -> Path | None:
+    """The directory a dataset name points at, or None for a hub id (`user/name`)."""
     path = Path(os.path.expanduser(name))
-    return str(path.resolve()) if _looks_local(name) and path.is_dir() else name
-
-
-def _looks_local(name: str) -> bool:
-    """A path rather than a hub id (`user/name`)."""
-    return Path(os.path.expanduser(name)).exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+    return path if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 else None
 
 
 def _read_parallel_text(src_path: Path, tgt_path: Path) -> list[Pair]:
@@ -158,7 +158,7 @@ def _read_lines(path: Path) -> list[str]:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
 
 
-def _load_hub_split(cfg: DataConfig, split: str, local: bool):
+def _load_hub_split(cfg: DataConfig, split: str, local: Path | None):
     import datasets
     import huggingface_hub
 
@@ -169,8 +169,7 @@ def _load_hub_split(cfg: DataConfig, split: str, local: bool):
     except Exception as e:  # datasets raises many kinds: no network, bad files, bad config
         reason = first_line(e)
         if local:
-            empty = sorted(p.name for p in Path(os.path.expanduser(cfg.dataset)).iterdir()
-                           if p.is_file() and p.stat().st_size == 0)
+            empty = sorted(p.name for p in local.iterdir() if p.is_file() and p.stat().st_size == 0)
             if empty:
                 reason += f" ({', '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty)"
             raise UserError(f"cannot load dataset {cfg.dataset}: {reason}") from None

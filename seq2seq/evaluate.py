@@ -89,7 +89,8 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
               "decode_seconds": round(decode_seconds, 2), "bootstrap": e.bootstrap,
               "buckets": by_length(stats, [len(s.split()) for s in srcs], e.buckets, e.bootstrap),
               "concat": []}
-    out = report_path(loaded.run, split, e.beam, other=dataset if dataset not in (None, cfg.data.dataset) else None)
+    other = data_cfg.dataset if data_cfg.dataset != cfg.data.dataset else None
+    out = report_path(loaded.run, split, e.beam, other)
     hypotheses = {out.with_suffix(".hyp.txt"): hyps}
     for k in e.concat:
         joined = concatenate(pairs, k)

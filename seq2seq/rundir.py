@@ -78,7 +78,9 @@ class RunDir:
         records = []
         for line in self.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by a killed process: skipped
                 continue
-        return [r for r in records if isinstance(r, dict)]
+            if isinstance(record, dict):
+                records.append(record)
+        return records

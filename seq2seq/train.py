@@ -365,15 +365,16 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = Fa
     run = RunDir(run_dir)
     ckpt, tok = None, None
     if resume:
-        if not run.checkpoint("last").exists():
+        last = run.checkpoint("last")
+        if not last.exists():
             raise UserError(f"run {run.path} has no checkpoint to resume from (it stopped before its first "
                             "save): train it again with --overwrite")
         run.read_info()  # a malformed run.json fails now, not after the data is prepared
-        ckpt = checkpoint.load(run.checkpoint("last"))
-        check_resumable(Config.from_dict(ckpt["config"], where=str(run.checkpoint("last"))), cfg, run)
+        ckpt = checkpoint.load(last)
+        check_resumable(Config.from_dict(ckpt["config"], where=str(last)), cfg, run)
         tok = Tokenizer.load(run.spm)
         if ckpt.get("vocab") != checkpoint.vocab_fingerprint(tok.proto):
-            raise UserError(f"checkpoint {run.checkpoint('last')} was made with another vocabulary than {run.spm}")
+            raise UserError(f"checkpoint {last} was made with another vocabulary than {run.spm}")
     world, device = init_world(pick_device(cfg.train.device))
     try:
         return _train(cfg, run, ckpt, tok, world, device, overwrite)
