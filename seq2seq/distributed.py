@@ -32,13 +32,11 @@ class World:
         usable = len(batches) // self.size * self.size
         return batches[self.rank:usable:self.size]
 
-    def sum(self, values: list[float], device: torch.device) -> list[float]:
-        """Sum numbers over all ranks (one collective)."""
-        if self.size == 1:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(t)
-        return t.tolist()
+    def all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        """t summed over all ranks, on the device (queued, no wait)."""
+        if self.size > 1:
+            dist.all_reduce(t)
+        return t
 
     def from_main(self, obj):
         """Rank 0's value of obj, on every rank."""

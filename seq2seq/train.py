@@ -13,7 +13,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -137,8 +137,10 @@ class Trainer:
         self.cfg, self.run, self.model, self.tok, self.corpus = cfg, run, model, tok, corpus
         self.device, self.p, self.log, self.world = device, progress, log, world
         t = cfg.train
+        # Fused: one kernel updates every parameter, and it skips an update on the device when told
+        # the loss was not finite (found_inf), so the loop need not wait to find out.
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=tuple(t.betas),
-                                           weight_decay=t.weight_decay, fused=device.type == "cuda")
+                                           weight_decay=t.weight_decay, fused=True)
         self.src_lens, self.tgt_lens = corpus.lengths()
         per_epoch = len(world.shard(token_batches(self.src_lens, self.tgt_lens, t.batch_tokens)))
         self.total_steps = t.max_steps or t.epochs * per_epoch
@@ -171,6 +173,7 @@ class Trainer:
         return state
 
     def save_last(self) -> None:
+        self.read_window()  # the skipped batches are counted in the progress saved
         if not self.world.main:
             return
         self.p.elapsed = self.elapsed()
@@ -191,35 +194,43 @@ class Trainer:
         """Wall seconds of training in this run, earlier processes included."""
         return self.elapsed_before + time.monotonic() - self.started
 
-    def train_step(self, batch: Batch) -> tuple[float, int] | None:
-        """One update on this rank's batch. Returns the loss summed over the target tokens of all
-        ranks' batches and their count, or None when a loss was not finite (batch skipped)."""
+    def train_step(self, batch: Batch) -> torch.Tensor:
+        """One update on this rank's batch, queued without waiting for the device. Returns, on the
+        device, (loss summed over the target tokens of all ranks' batches, their count, 0); for a
+        batch whose loss is not finite the update is skipped and it returns (0, 0, 1)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.p.step, self.cfg, self.total_steps)
         with self.autocast:  # the (B, T, V) logits are not kept: backward needs only their log-softmax
             loss = token_loss(self.step_fn(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out,
                               self.cfg.train.label_smoothing)
-        loss_sum, n_tokens, bad = self.world.sum([loss.item(), batch.n_tokens, float(not torch.isfinite(loss))],
-                                                 self.device)
-        if bad:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.p.nonfinite += 1
-            if self.p.nonfinite > self.cfg.train.max_nonfinite:
-                kept = (f"the last good checkpoint is kept in {self.run.checkpoints}"
-                        if self.run.checkpoint("last").exists() else "no checkpoint was saved yet")
-                raise UserError(f"non-finite loss at step {self.p.step + 1} (after {self.p.nonfinite - 1} "
-                                f"skipped); {kept}", exit_code=1)
-            self.log(f"step {self.p.step + 1}: non-finite loss, batch skipped "
-                     f"({self.p.nonfinite}/{self.cfg.train.max_nonfinite})")
-            return None
+        stats = torch.stack([loss.detach().double(), loss.new_tensor(batch.n_tokens, dtype=torch.float64),
+                             (~torch.isfinite(loss)).double()])  # (3,)
+        stats = self.world.all_reduce(stats)  # over all ranks: each skips or takes the same update
+        skipped = (stats[2] > 0).double()
         # DDP averages gradients over ranks: scaled by the world size, the result is the gradient
         # of the loss per target token of all ranks' batches together, as in one process.
-        (loss * self.world.size / n_tokens).backward()
+        (loss * self.world.size / stats[1]).backward()
         if self.cfg.train.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
+        self.optimizer.found_inf = skipped.float()  # the fused AdamW leaves parameters and moments as they are
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_sum, int(n_tokens)
+        return torch.where(skipped > 0, stats.new_tensor([0.0, 0.0, 1.0]), stats)
+
+    def read_window(self) -> None:
+        """Bring the steps' statistics from the device (the loop's one wait for it) and count the
+        skipped batches; too many stop the run."""
+        skipped = self.window.read()
+        if not skipped:
+            return
+        self.p.nonfinite += skipped
+        if self.p.nonfinite > self.cfg.train.max_nonfinite:
+            kept = (f"the last good checkpoint is kept in {self.run.checkpoints}"
+                    if self.run.checkpoint("last").exists() else "no checkpoint was saved yet")
+            raise UserError(f"non-finite loss in {self.p.nonfinite} batches by step {self.p.step} (more than "
+                            f"train.max_nonfinite={self.cfg.train.max_nonfinite}); {kept}", exit_code=1)
+        self.log(f"step {self.p.step}: {skipped} batches with a non-finite loss skipped "
+                 f"({self.p.nonfinite}/{self.cfg.train.max_nonfinite})")
 
     @torch.no_grad()
     def validate(self, train_loss: float, train_tokens: int, train_seconds: float) -> None:
@@ -267,15 +278,14 @@ class Trainer:
         while stop is None and self.p.epoch < t.epochs:
             batches = token_batches(self.src_lens, self.tgt_lens, t.batch_tokens, t.seed, self.p.epoch)
             for idx in self.world.shard(batches[self.p.batch_in_epoch:]):
-                tick = time.monotonic()
-                batch = self.corpus.batch(idx)
-                self.window.add(self.train_step(batch.to(self.device)), time.monotonic() - tick)
+                self.window.add(self.train_step(self.corpus.batch(idx).to(self.device)))
                 self.p.step += 1
                 self.p.batch_in_epoch += self.world.size  # counted in batches of all ranks
-                bar.update(self.p.step, self.window.loss, self.window.tok_per_s)
                 if self.p.step % t.log_every == 0:
+                    self.read_window()
                     self.log(f"step {self.p.step} epoch {self.p.epoch + 1}: loss {self.window.loss:.3f}, "
                              f"{self.window.tok_per_s:.0f} tgt tok/s", quiet=bar.active)
+                bar.update(self.p.step, self.window.loss, self.window.tok_per_s)
                 stop = self.world.from_main(self.stop_reason())
                 if stop is None and t.eval_every and self.p.step % t.eval_every == 0:
                     stop, validated_at = self.validate_everywhere(), self.p.step
@@ -299,6 +309,7 @@ class Trainer:
 
     def validate_everywhere(self) -> str | None:
         """Rank 0 validates while the others wait; all learn whether to stop (patience)."""
+        self.read_window()
         if self.world.main:
             self.validate(self.window.loss, self.window.tokens, self.window.seconds)
         self.window = Window()
@@ -319,16 +330,27 @@ class Trainer:
 
 @dataclass
 class Window:
-    """Training loss and throughput since the last validation."""
+    """Training loss and throughput since the last validation. The steps add their statistics
+    on the device; read() brings them to the host, so the loop waits for the device only then."""
 
     loss_sum: float = 0.0
     tokens: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time from the window's start to its last read
+    unread: torch.Tensor | None = None  # (loss sum, tokens, skipped batches) of steps not read yet
+    started: float = field(default_factory=time.monotonic)
 
-    def add(self, step: tuple[float, int] | None, seconds: float) -> None:
-        if step is not None:
-            self.loss_sum, self.tokens = self.loss_sum + step[0], self.tokens + step[1]
-        self.seconds += seconds
+    def add(self, step: torch.Tensor) -> None:
+        self.unread = step if self.unread is None else self.unread + step
+
+    def read(self) -> int:
+        """Take in the unread steps; returns how many of them were skipped as non-finite."""
+        if self.unread is None:
+            return 0
+        loss_sum, tokens, skipped = self.unread.tolist()
+        self.unread = None
+        self.loss_sum, self.tokens = self.loss_sum + loss_sum, self.tokens + int(tokens)
+        self.seconds = time.monotonic() - self.started
+        return int(skipped)
 
     @property
     def loss(self) -> float:

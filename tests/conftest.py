@@ -39,6 +39,28 @@ def write_jsonl(root: Path, shape: str = "flat", sizes=(300, 40, 40)) -> Path:
     return root
 
 
+def tiny_trainer(run_dir, world=None, **overrides):
+    """A Trainer of a tiny bahdanau model on a toy vocabulary, without dropout or warmup, for
+    driving train_step by hand; returns it and its tokenizer."""
+    import datasets
+    import torch
+
+    from seq2seq.config import load_config
+    from seq2seq.distributed import World
+    from seq2seq.models import build_model
+    from seq2seq.rundir import RunDir
+    from seq2seq.tokenizer import Tokenizer
+    from seq2seq.train import Corpus, Progress, Trainer
+
+    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
+    cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0, **overrides})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, tok.vocab_size)
+    corpus = Corpus(datasets.Dataset.from_dict({"src_len": [1], "tgt_len": [1]}), [], [])
+    return Trainer(cfg, RunDir(run_dir), model, tok, corpus, torch.device("cpu"), Progress(),
+                   lambda *a, **k: None, world or World()), tok
+
+
 @pytest.fixture
 def toy_dataset(tmp_path) -> Path:
     return write_jsonl(tmp_path / "toy")

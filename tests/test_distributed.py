@@ -6,21 +6,15 @@ import os
 import subprocess
 import sys
 
-import datasets
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from seq2seq.batching import collate
-from seq2seq.config import load_config
 from seq2seq.distributed import World, torchrun_world
 from seq2seq.errors import UserError
-from seq2seq.models import build_model
-from seq2seq.rundir import RunDir
-from seq2seq.tokenizer import Tokenizer
-from seq2seq.train import Corpus, Progress, Trainer
-from tests.conftest import TINY, toy_pairs, write_jsonl
+from tests.conftest import TINY, tiny_trainer, toy_pairs, write_jsonl
 
 STEPS, B = 4, 6  # updates, pairs per rank and step
 
@@ -28,20 +22,14 @@ STEPS, B = 4, 6  # updates, pairs per rank and step
 def train_steps(world: World, run_dir, rank_batches: list[list[tuple[str, str]]]) -> tuple[list[float], dict]:
     """STEPS updates of a tiny bahdanau model, each on this rank's batch; returns the losses
     (per target token of all ranks' batches) and the final weights."""
-    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
-    cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0})
-    torch.manual_seed(0)
-    model = build_model(cfg.model, tok.vocab_size)
-    corpus = Corpus(datasets.Dataset.from_dict({"src_len": [1], "tgt_len": [1]}), [], [])
-    trainer = Trainer(cfg, RunDir(run_dir), model, tok, corpus, torch.device("cpu"), Progress(),
-                      lambda *a, **k: None, world)
+    trainer, tok = tiny_trainer(run_dir, world)
     losses = []
     for pairs in rank_batches:
         batch = collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
-        loss_sum, n_tokens = trainer.train_step(batch)
+        loss_sum, n_tokens, _ = trainer.train_step(batch).tolist()
         losses.append(loss_sum / n_tokens)
         trainer.p.step += 1
-    return losses, model.state_dict()
+    return losses, trainer.model.state_dict()
 
 
 def steps_of(rank: int, size: int) -> list[list[tuple[str, str]]]:

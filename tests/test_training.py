@@ -1,5 +1,6 @@
 """Training behaviour: every model overfits a handful of pairs; the CLI trains and evaluates end to end."""
 
+import copy
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from seq2seq.models import MODELS, build_model
 from seq2seq.search import translate
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.train import token_loss
-from tests.conftest import MULTI30K, TINY, toy_pairs
+from tests.conftest import MULTI30K, TINY, tiny_trainer, toy_pairs
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -65,6 +66,42 @@ def test_train_then_eval_end_to_end(toy_dataset, tmp_path):
     assert [c["k"] for c in report["concat"]] == [1, 2] and report["concat"][1]["n"] == 20
     assert len((run / "eval" / "test.hyp.txt").read_text().splitlines()) == 40
     assert "BLEU" in out.stdout and "signature" not in out.stderr
+
+
+def test_a_batch_with_a_non_finite_loss_is_skipped_without_touching_the_weights(tmp_path):
+    trainer, tok = tiny_trainer(tmp_path)
+    pairs = toy_pairs(8, seed=4)
+    batch = collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
+    model, optimizer = trainer.model, trainer.optimizer
+    good = trainer.train_step(batch).tolist()  # a good step first, so that Adam has moments to keep
+    assert good[1] == batch.n_tokens and good[0] > 0 and good[2] == 0
+    before = copy.deepcopy((model.state_dict(), optimizer.state_dict()["state"]))
+
+    trainer.step_fn = lambda *inputs: model(*inputs) * float("nan")
+    assert trainer.train_step(batch).tolist() == [0.0, 0.0, 1.0]
+    weights, moments = model.state_dict(), optimizer.state_dict()["state"]
+    assert all(torch.equal(before[0][k], weights[k]) for k in weights)
+    assert all(torch.equal(before[1][p][k], moments[p][k]) for p in moments for k in moments[p])
+
+    trainer.step_fn = model
+    trainer.train_step(batch)
+    assert not all(torch.equal(before[0][k], v) for k, v in model.state_dict().items())
+
+
+def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_dataset, tmp_path):
+    # A learning rate of 1e30 makes the weights infinite after the first update; every later loss is NaN.
+    args = ["train", "--config", TINY, "--dataset", toy_dataset, "--max-steps", 20, "--epochs", 50,
+            "--set", "train.lr=1e30", "--set", "train.warmup_steps=0", "--set", "train.log_every=5",
+            "--set", "train.eval_every=20"]
+    failed = run_cli(*args, "--run-dir", tmp_path / "a", check=False)
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1] == (
+        "error: non-finite loss in 4 batches by step 5 (more than train.max_nonfinite=0); no checkpoint was saved yet")
+
+    run_cli(*args, "--set", "train.max_nonfinite=19", "--run-dir", tmp_path / "b")
+    log = (tmp_path / "b" / "train.log").read_text()
+    assert "step 5: 4 batches with a non-finite loss skipped (4/19)" in log
+    assert "step 20: 5 batches with a non-finite loss skipped (19/19)" in log
 
 
 def test_same_seed_same_cpu_run(toy_dataset, tmp_path):
