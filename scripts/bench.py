@@ -13,7 +13,8 @@ the test split greedily and with beam 5:
 
 Throughput counts real target tokens (EOS included, padding not) per wall-clock second of
 whole updates (batch collation, forward, backward, optimizer), median over the updates after
-the first `--warmup` ones, as the JoeyNMT baseline reports it. Peak memory is the process's
+the first `--warmup` ones, as the JoeyNMT baseline reports it; on a GPU, where updates are
+queued without waiting, median over windows of 10 updates (bf16 autocast there, fp32 on the CPU). Peak memory is the process's
 peak resident set on the CPU, and the peak allocated CUDA memory on a GPU.
 """
 
@@ -37,7 +38,7 @@ from seq2seq.evaluate import NO_LIMIT, load_run
 from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
 from seq2seq.search import translate
-from seq2seq.train import Progress, Trainer, pick_device, prepare
+from seq2seq.train import Progress, Trainer, describe, pick_device, prepare
 
 BENCH_DROPOUT = {"transformer": 0.1, "bahdanau": 0.2, "rnn": 0.2, "lstm": 0.2}  # ../shared/bench/README.md
 
@@ -79,20 +80,29 @@ def main() -> None:
         trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, device, Progress(), lambda *a, **k: None)
         src_lens, tgt_lens = corpus.lengths()
         batches = token_batches(src_lens, tgt_lens, cfg.train.batch_tokens, cfg.train.seed, 0)
+        batches = (batches * (1 + args.updates // len(batches)))[:args.updates]
+        # The training loop does not wait for a GPU between updates, so on one the clock reads
+        # whole windows of updates; on the CPU every update is its own window.
+        per_window = 1 if device.type == "cpu" else 10
         rates = []
         model.train()
-        for idx in (batches * (1 + args.updates // len(batches)))[:args.updates]:
+        for start in range(0, len(batches), per_window):
             sync(device)
             tick = time.perf_counter()
-            batch = corpus.batch(idx).to(device)
-            trainer.train_step(batch)
+            tokens = 0
+            for idx in batches[start:start + per_window]:
+                batch = corpus.batch(idx).to(device)
+                trainer.train_step(batch)
+                trainer.p.step += 1
+                tokens += batch.n_tokens
             sync(device)
-            rates.append(batch.n_tokens / (time.perf_counter() - tick))
-            trainer.p.step += 1
-    common = {"model": args.model, "device": str(device.type), "threads": torch.get_num_threads(),
+            rates.append(tokens / (time.perf_counter() - tick))
+        warmup = -(-args.warmup // per_window)  # windows holding the warmup updates
+    common = {"model": args.model, "device": device.type, "hardware": describe(device),
+              "dtype": "bf16" if device.type == "cuda" else "fp32", "threads": torch.get_num_threads(),
               "params": trainer.params}
     emit(common | {"what": "train", "updates": args.updates,
-                   "tgt_tok_per_s": round(statistics.median(rates[args.warmup:] or rates)),
+                   "tgt_tok_per_s": round(statistics.median(rates[warmup:] or rates)),
                    "peak_mem_mb": round(peak_mem_mb(device))})
     if args.decode:
         test = clean(load_split(cfg.data, "test"), NO_LIMIT).pairs[:args.decode]

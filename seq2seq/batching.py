@@ -28,9 +28,12 @@ class Batch:
     n_tokens: int  # real target tokens (EOS included): what the loss is averaged over
 
     def to(self, device: torch.device) -> Batch:
-        move = dict(device=device, non_blocking=True)
-        return Batch(self.src.to(**move), self.src_mask.to(**move), self.tgt_in.to(**move),
-                     self.tgt_out.to(**move), self.n_tokens)
+        pin = device.type == "cuda"  # from page-locked memory the copy runs beside the queued step
+
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return (t.pin_memory() if pin else t).to(device, non_blocking=True)
+
+        return Batch(move(self.src), move(self.src_mask), move(self.tgt_in), move(self.tgt_out), self.n_tokens)
 
 
 def token_batches(src_lens: list[int], tgt_lens: list[int], batch_tokens: int,

@@ -144,12 +144,12 @@ class Trainer:
         self.src_lens, self.tgt_lens = corpus.lengths()
         per_epoch = len(world.shard(token_batches(self.src_lens, self.tgt_lens, t.batch_tokens)))
         self.total_steps = t.max_steps or t.epochs * per_epoch
+        if t.compile and device.type == "cuda":
+            model.compile_steps()
         self.step_fn = model
         if world.size > 1:  # gradients all-reduced (averaged) across ranks during backward
             self.step_fn = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
-        if t.compile and device.type == "cuda":
-            self.step_fn = torch.compile(self.step_fn)
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
         self.stop_signal: str | None = None
         self.params = count_parameters(model)

@@ -111,11 +111,11 @@ def test_a_source_longer_than_the_transformer_positions_is_cut_not_a_crash():
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_a_compiled_model_gives_the_same_logits_and_gradients(name):
-    """`train.compile` wraps the model in torch.compile on CUDA; the graphs it captures must compute
-    what the eager model does. Captured here with the aot_eager backend (no code generation, so no
-    compiler on the CPU test path). nn.RNN/LSTM/GRU are left to eager (cuDNN) by torch.compile;
-    the rest of each model, the Bahdanau decoder's step loop among it, is captured."""
+def test_compiled_steps_give_the_eager_logits_and_gradients_for_every_shape(name):
+    """`train.compile` (CUDA) compiles each model's per-batch work in place (Seq2Seq.compile_steps);
+    the graphs it captures must compute what the eager model does, and batches of new shapes must
+    not keep adding graphs. Captured with the aot_eager backend (no code generation, so no compiler
+    on the CPU test path). nn.RNN/LSTM/GRU are left to eager (cuDNN) by torch.compile."""
     from torch._dynamo.backends.registry import lookup_backend
 
     torch._dynamo.reset()
@@ -125,16 +125,23 @@ def test_a_compiled_model_gives_the_same_logits_and_gradients(name):
         graphs.append(graph)
         return lookup_backend("aot_eager")(graph, inputs)
 
-    model = tiny_model(name).train()
-    src, mask, tgt_in = random_batch()
-    results = []
-    for step in (model, torch.compile(model, backend=aot_eager)):
-        model.zero_grad()
-        logits = step(src, mask, tgt_in)  # (B, T, V)
-        logits.square().mean().backward()
-        results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
-    (eager, eager_grads), (compiled, compiled_grads) = results
-    assert graphs, "torch.compile captured no graph"
-    torch.testing.assert_close(compiled, eager)
-    for g_compiled, g_eager in zip(compiled_grads, eager_grads):
-        torch.testing.assert_close(g_compiled, g_eager)
+    eager, compiled = tiny_model(name).train(), tiny_model(name).train()
+    compiled.compile_steps(backend=aot_eager)
+    graphs_after = []
+    for B, S, T in ((3, 7, 6), (2, 9, 4), (3, 5, 8), (2, 6, 3)):
+        src, mask, tgt_in = random_batch(B, S, T, seed=T)
+        results = []
+        for model in (eager, compiled):
+            model.zero_grad()
+            logits = model(src, mask, tgt_in)  # (B, T, V)
+            logits.square().mean().backward()
+            results.append((logits.detach(), [p.grad.clone() for p in model.parameters()]))
+        (want, want_grads), (got, got_grads) = results
+        torch.testing.assert_close(got, want)
+        for g_got, g_want in zip(got_grads, want_grads):
+            torch.testing.assert_close(g_got, g_want)
+        graphs_after.append(len(graphs))
+    assert graphs_after[0] > 0, "torch.compile captured no graph"
+    assert graphs_after[-1] == graphs_after[-2], f"graphs captured after each batch: {graphs_after}"
+    if name == "bahdanau":  # the one step graph serves every length from the first batch on
+        assert graphs_after[-1] == graphs_after[0], graphs_after

@@ -63,6 +63,12 @@ class Bahdanau(Seq2Seq):
         s, c, alpha = self._step(memory, state["s"], Ey)
         return self._logits(s, c, Ey), {"s": s}, alpha
 
+    def compile_steps(self, **options) -> None:
+        """The recurrence step (attention, then GRU cell) is compiled alone, with dynamic shapes:
+        compiling the whole forward would unroll its loop, a new graph for every target length.
+        One graph serves every step of every batch, in training and in search alike."""
+        self._step = torch.compile(self._step, dynamic=True, **options)
+
     def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
         memory = self.encode(src, src_mask)
         s = self.init_state(memory)["s"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Callable
 
+import torch
 from torch import Tensor, nn
 
 Memory = dict[str, Tensor]
@@ -42,6 +43,11 @@ class Seq2Seq(nn.Module, ABC):
 
     def use_attention_layer(self, layer: int) -> None:
         """Choose which source attention decode_step returns (Python indexing, -1 the last)."""
+
+    def compile_steps(self, **options) -> None:
+        """torch.compile what runs on every batch, in place (the weights and their names stay as
+        they are): here the whole teacher-forced forward."""
+        self.forward = torch.compile(self.forward, **options)
 
 
 class Maxout(nn.Module):
