@@ -20,6 +20,9 @@ ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Cl
 from seq2seq.config import DEFAULT_DATASET, load_config, parse_set
 from seq2seq.errors import UserError
 
+# How torch says an allocation failed: on CUDA, and on the CPU (c10's DefaultCPUAllocator).
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate German->English translators: rnn, lstm, bahdanau, transformer.")
 
@@ -208,6 +211,12 @@ def main() -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
+    except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        if not isinstance(e, MemoryError) and not any(s in str(e) for s in OUT_OF_MEMORY):
+            raise
+        print("error: out of memory; use a smaller --beam, eval.batch_tokens or train.batch_tokens",
+              file=sys.stderr)
+        sys.exit(1)
     if isinstance(code, int) and code:  # typer returns 130 for a Ctrl-C it caught itself
         if code == 130:
             print("error: interrupted", file=sys.stderr)

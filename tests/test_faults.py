@@ -395,6 +395,25 @@ def test_ctrl_c_outside_training_exits_130(trained, monkeypatch, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1] == "error: interrupted"
 
 
+def test_running_out_of_memory_is_one_line(trained, monkeypatch, capsys):
+    """A beam too wide for the memory: the allocator's failure becomes one line and exit 1."""
+    from seq2seq import search
+    from seq2seq.cli import main
+
+    def too_wide(*args, **kwargs):
+        torch.empty(10**13)  # 40 TB: the CPU allocator refuses it, as it would a huge beam
+
+    monkeypatch.setattr(search, "beam_search", too_wide)
+    monkeypatch.setattr(sys, "argv", ["seq2seq", "eval", str(trained), "--beam", "100000"])
+    before = snapshot(trained)
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: out of memory; use a smaller --beam, eval.batch_tokens or train.batch_tokens"]
+    assert snapshot(trained) == before
+
+
 def test_a_relative_dataset_path_is_stored_absolute(tmp_path):
     """The run's config must find its data from any working directory (eval, --resume)."""
     write_jsonl(tmp_path / "data")
