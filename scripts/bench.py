@@ -14,8 +14,9 @@ the test split greedily and with beam 5:
 Throughput counts real target tokens (EOS included, padding not) per wall-clock second of
 whole updates (batch collation, forward, backward, optimizer), median over the updates after
 the first `--warmup` ones, as the JoeyNMT baseline reports it; on a GPU, where updates are
-queued without waiting, median over windows of 10 updates (bf16 autocast there, fp32 on the CPU). Peak memory is the process's
-peak resident set on the CPU, and the peak allocated CUDA memory on a GPU.
+queued without waiting, median over windows of 10 updates. fp32 on the CPU, bf16 autocast on
+a GPU. Peak memory is the process's peak resident set on the CPU, and the peak allocated CUDA
+memory on a GPU.
 """
 
 from __future__ import annotations

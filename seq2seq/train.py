@@ -206,16 +206,16 @@ class Trainer:
         stats = torch.stack([loss.detach().double(), loss.new_tensor(batch.n_tokens, dtype=torch.float64),
                              (~torch.isfinite(loss)).double()])  # (3,)
         stats = self.world.all_reduce(stats)  # over all ranks: each skips or takes the same update
-        skipped = (stats[2] > 0).double()
+        skipped = stats[2] > 0
         # DDP averages gradients over ranks: scaled by the world size, the result is the gradient
         # of the loss per target token of all ranks' batches together, as in one process.
-        (loss * self.world.size / stats[1]).backward()
+        (loss * self.world.size / stats[1].float()).backward()
         if self.cfg.train.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
         self.optimizer.found_inf = skipped.float()  # the fused AdamW leaves parameters and moments as they are
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return torch.where(skipped > 0, stats.new_tensor([0.0, 0.0, 1.0]), stats)
+        return torch.where(skipped, stats.new_tensor([0.0, 0.0, 1.0]), stats)
 
     def read_window(self) -> None:
         """Bring the steps' statistics from the device (the loop's one wait for it) and count the
