@@ -211,10 +211,11 @@ def main() -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
-    except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
-        if not isinstance(e, MemoryError) and not any(s in str(e) for s in OUT_OF_MEMORY):
+    except RuntimeError as e:  # torch.OutOfMemoryError is one; any other is a bug, shown whole
+        if not any(s in str(e) for s in OUT_OF_MEMORY):
             raise
-        print("error: out of memory; use a smaller --beam, eval.batch_tokens or train.batch_tokens",
+        said = str(e).strip().splitlines()[0][:160]
+        print(f"error: out of memory ({said}); use a smaller --beam, eval.batch_tokens or train.batch_tokens",
               file=sys.stderr)
         sys.exit(1)
     if isinstance(code, int) and code:  # typer returns 130 for a Ctrl-C it caught itself

@@ -183,6 +183,8 @@ class Trainer:
     def restore(self, ckpt: dict) -> None:
         checkpoint.load_weights(self.model, ckpt["model"], self.run.checkpoint("last"))
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        for group in self.optimizer.param_groups:  # checkpoints from before the fused optimizer say otherwise
+            group["fused"], group["foreach"] = True, None
         self.p = Progress(**ckpt["progress"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if "cuda" in ckpt["rng"] and self.device.type == "cuda":
@@ -196,26 +198,26 @@ class Trainer:
 
     def train_step(self, batch: Batch) -> torch.Tensor:
         """One update on this rank's batch, queued without waiting for the device. Returns, on the
-        device, (loss summed over the target tokens of all ranks' batches, their count, 0); for a
-        batch whose loss is not finite the update is skipped and it returns (0, 0, 1)."""
+        device, (loss summed over the target tokens of all ranks' batches, their count, 0); when
+        the loss or a gradient is not finite the update is skipped and it returns (0, 0, 1)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr_at(self.p.step, self.cfg, self.total_steps)
         with self.autocast:  # the (B, T, V) logits are not kept: backward needs only their log-softmax
             loss = token_loss(self.step_fn(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out,
                               self.cfg.train.label_smoothing)
-        stats = torch.stack([loss.detach().double(), loss.new_tensor(batch.n_tokens, dtype=torch.float64),
-                             (~torch.isfinite(loss)).double()])  # (3,)
-        stats = self.world.all_reduce(stats)  # over all ranks: each skips or takes the same update
-        skipped = stats[2] > 0
+        # (loss sum, target tokens) over all ranks' batches, counted on the device: no wait for it.
+        stats = self.world.all_reduce(torch.stack([loss.detach().double(),
+                                                   (batch.tgt_out != PAD).sum().double()]))  # (2,)
         # DDP averages gradients over ranks: scaled by the world size, the result is the gradient
         # of the loss per target token of all ranks' batches together, as in one process.
         (loss * self.world.size / stats[1].float()).backward()
-        if self.cfg.train.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.clip_norm)
+        clip = self.cfg.train.clip_norm if self.cfg.train.clip_norm > 0 else float("inf")  # inf: norm only
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # the same on every rank
+        skipped = ~(torch.isfinite(stats[0]) & torch.isfinite(grad_norm))  # a NaN/inf loss or gradient
         self.optimizer.found_inf = skipped.float()  # the fused AdamW leaves parameters and moments as they are
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return torch.where(skipped, stats.new_tensor([0.0, 0.0, 1.0]), stats)
+        return torch.cat([torch.where(skipped, 0.0, stats), skipped.double()[None]])  # (3,)
 
     def read_window(self) -> None:
         """Bring the steps' statistics from the device (the loop's one wait for it) and count the
@@ -286,11 +288,10 @@ class Trainer:
                     self.log(f"step {self.p.step} epoch {self.p.epoch + 1}: loss {self.window.loss:.3f}, "
                              f"{self.window.tok_per_s:.0f} tgt tok/s", quiet=bar.active)
                 bar.update(self.p.step, self.window.loss, self.window.tok_per_s)
-                stop = self.world.from_main(self.stop_reason())
+                stop, save = self.world.from_main((self.stop_reason(), self.checkpoint_due()))
                 if stop is None and t.eval_every and self.p.step % t.eval_every == 0:
                     stop, validated_at = self.validate_everywhere(), self.p.step
-                elif stop is None and (t.checkpoint_every and self.p.step % t.checkpoint_every == 0 or
-                                       t.checkpoint_seconds and time.monotonic() - self.last_save > t.checkpoint_seconds):
+                elif stop is None and save:
                     self.save_last()
                 if stop:
                     break
@@ -315,6 +316,11 @@ class Trainer:
         self.window = Window()
         return self.world.from_main(self.stop_reason())
 
+    def checkpoint_due(self) -> bool:
+        t = self.cfg.train
+        return bool(t.checkpoint_every and self.p.step % t.checkpoint_every == 0 or
+                    t.checkpoint_seconds and time.monotonic() - self.last_save > t.checkpoint_seconds)
+
     def stop_reason(self) -> str | None:
         t = self.cfg.train
         if self.p.bad_validations > t.patience:
@@ -335,7 +341,7 @@ class Window:
 
     loss_sum: float = 0.0
     tokens: int = 0
-    seconds: float = 0.0  # wall time from the window's start to its last read
+    seconds: float = 0.0  # wall time from the window's start to its last read (checkpoint saves included)
     unread: torch.Tensor | None = None  # (loss sum, tokens, skipped batches) of steps not read yet
     started: float = field(default_factory=time.monotonic)
 

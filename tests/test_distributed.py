@@ -19,17 +19,20 @@ from tests.conftest import TINY, tiny_trainer, toy_pairs, write_jsonl
 STEPS, B = 4, 6  # updates, pairs per rank and step
 
 
-def train_steps(world: World, run_dir, rank_batches: list[list[tuple[str, str]]]) -> tuple[list[float], dict]:
-    """STEPS updates of a tiny bahdanau model, each on this rank's batch; returns the losses
-    (per target token of all ranks' batches) and the final weights."""
+def train_steps(world: World, run_dir, rank_batches: list[list[tuple[str, str]]],
+                poisoned: int | None = None) -> tuple[list[list[float]], dict]:
+    """STEPS updates of a tiny bahdanau model, each on this rank's batch (the one at index
+    `poisoned` given NaN logits); returns each step's (loss sum, target tokens, skipped) over all
+    ranks, and the final weights."""
     trainer, tok = tiny_trainer(run_dir, world)
-    losses = []
+    trainer.model.W_o.register_forward_hook(
+        lambda module, inputs, logits: logits * float("nan") if trainer.p.step == poisoned else logits)
+    stats = []
     for pairs in rank_batches:
         batch = collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
-        loss_sum, n_tokens, _ = trainer.train_step(batch).tolist()
-        losses.append(loss_sum / n_tokens)
+        stats.append(trainer.train_step(batch).tolist())
         trainer.p.step += 1
-    return losses, trainer.model.state_dict()
+    return stats, trainer.model.state_dict()
 
 
 def steps_of(rank: int, size: int) -> list[list[tuple[str, str]]]:
@@ -38,20 +41,29 @@ def steps_of(rank: int, size: int) -> list[list[tuple[str, str]]]:
     return [step[rank * len(step) // size:(rank + 1) * len(step) // size] for step in per_step]
 
 
-def worker(rank: int, size: int, init_file: str, out: str) -> None:
+def worker(rank: int, size: int, init_file: str, out: str, poisoned_on_rank_1: int | None) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
     try:
-        torch.save(train_steps(World(rank, size), out, steps_of(rank, size)), os.path.join(out, f"rank{rank}.pt"))
+        poisoned = poisoned_on_rank_1 if rank == 1 else None
+        torch.save(train_steps(World(rank, size), out, steps_of(rank, size), poisoned),
+                   os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
-def test_two_processes_with_batch_b_match_one_process_with_batch_2b(tmp_path):
-    mp.spawn(worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    single_losses, single_weights = train_steps(World(), tmp_path, steps_of(0, 1))
+@pytest.mark.parametrize("poisoned", [None, 1])
+def test_two_processes_with_batch_b_match_one_process_with_batch_2b(tmp_path, poisoned):
+    """With `poisoned`, rank 1 alone gets a NaN loss at that step: every rank skips the update,
+    as one process skips it for its whole batch."""
+    mp.spawn(worker, args=(2, str(tmp_path / "init"), str(tmp_path), poisoned), nprocs=2, join=True)
+    single_stats, single_weights = train_steps(World(), tmp_path, steps_of(0, 1), poisoned)
+    single_losses = [loss / tokens if tokens else None for loss, tokens, _ in single_stats]
+    assert [skipped for _, _, skipped in single_stats] == [float(i == poisoned) for i in range(STEPS)]
     for rank in range(2):
-        losses, weights = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
-        assert all(abs(a - b) < 1e-5 for a, b in zip(losses, single_losses)), (losses, single_losses)
+        stats, weights = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        assert [s[2] for s in stats] == [s[2] for s in single_stats]
+        losses = [loss / tokens if tokens else None for loss, tokens, _ in stats]
+        assert all(a == b or abs(a - b) < 1e-5 for a, b in zip(losses, single_losses)), (losses, single_losses)
         for key in single_weights:
             torch.testing.assert_close(weights[key], single_weights[key], atol=1e-5, rtol=1e-4)
     assert single_losses[-1] < single_losses[0]

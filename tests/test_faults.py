@@ -396,12 +396,13 @@ def test_ctrl_c_outside_training_exits_130(trained, monkeypatch, capsys):
 
 
 def test_running_out_of_memory_is_one_line(trained, monkeypatch, capsys):
-    """A beam too wide for the memory: the allocator's failure becomes one line and exit 1."""
+    """A beam too wide for the memory: the allocator's failure becomes one line and exit 1; any
+    other RuntimeError is a bug and keeps its traceback."""
     from seq2seq import search
     from seq2seq.cli import main
 
     def too_wide(*args, **kwargs):
-        torch.empty(10**13)  # 40 TB: the CPU allocator refuses it, as it would a huge beam
+        torch.empty(2**48)  # 1 PiB, beyond any address space: the CPU allocator refuses it
 
     monkeypatch.setattr(search, "beam_search", too_wide)
     monkeypatch.setattr(sys, "argv", ["seq2seq", "eval", str(trained), "--beam", "100000"])
@@ -409,9 +410,17 @@ def test_running_out_of_memory_is_one_line(trained, monkeypatch, capsys):
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 1
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "error: out of memory; use a smaller --beam, eval.batch_tokens or train.batch_tokens"]
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: out of memory (") and "can't allocate memory" in line
+    assert line.endswith("); use a smaller --beam, eval.batch_tokens or train.batch_tokens")
     assert snapshot(trained) == before
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(search, "beam_search", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        main()
 
 
 def test_a_relative_dataset_path_is_stored_absolute(tmp_path):

@@ -68,7 +68,8 @@ def test_train_then_eval_end_to_end(toy_dataset, tmp_path):
     assert "BLEU" in out.stdout and "signature" not in out.stderr
 
 
-def test_a_batch_with_a_non_finite_loss_is_skipped_without_touching_the_weights(tmp_path):
+@pytest.mark.parametrize("poisoned", ["loss", "gradient"])
+def test_a_batch_with_a_non_finite_loss_or_gradient_is_skipped_without_touching_the_weights(tmp_path, poisoned):
     trainer, tok = tiny_trainer(tmp_path)
     pairs = toy_pairs(8, seed=4)
     batch = collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
@@ -77,15 +78,31 @@ def test_a_batch_with_a_non_finite_loss_is_skipped_without_touching_the_weights(
     assert good[1] == batch.n_tokens and good[0] > 0 and good[2] == 0
     before = copy.deepcopy((model.state_dict(), optimizer.state_dict()["state"]))
 
-    trainer.step_fn = lambda *inputs: model(*inputs) * float("nan")
+    if poisoned == "loss":
+        trainer.step_fn = lambda *inputs: model(*inputs) * float("nan")
+    else:  # a finite loss whose backward overflows
+        hook = model.W_o.bias.register_hook(lambda grad: grad * float("inf"))
     assert trainer.train_step(batch).tolist() == [0.0, 0.0, 1.0]
     weights, moments = model.state_dict(), optimizer.state_dict()["state"]
     assert all(torch.equal(before[0][k], weights[k]) for k in weights)
     assert all(torch.equal(before[1][p][k], moments[p][k]) for p in moments for k in moments[p])
 
     trainer.step_fn = model
+    if poisoned == "gradient":
+        hook.remove()
     trainer.train_step(batch)
     assert not all(torch.equal(before[0][k], v) for k, v in model.state_dict().items())
+
+
+def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes(tmp_path):
+    trainer, tok = tiny_trainer(tmp_path)
+    pairs = toy_pairs(8, seed=4)
+    batch = collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
+    unfused = torch.optim.AdamW(trainer.model.parameters(), lr=1e-3)  # as checkpoints before the fused one
+    trainer.model(batch.src, batch.src_mask, batch.tgt_in).sum().backward()
+    unfused.step()
+    trainer.restore(trainer.state(resumable=True) | {"optimizer": unfused.state_dict()})
+    assert trainer.train_step(batch).tolist()[2] == 0
 
 
 def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_dataset, tmp_path):
@@ -102,6 +119,7 @@ def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_datase
     log = (tmp_path / "b" / "train.log").read_text()
     assert "step 5: 4 batches with a non-finite loss skipped (4/19)" in log
     assert "step 20: 5 batches with a non-finite loss skipped (19/19)" in log
+    assert torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["progress"]["nonfinite"] == 19
 
 
 def test_same_seed_same_cpu_run(toy_dataset, tmp_path):
