@@ -93,7 +93,7 @@ class TrainConfig:
     eval_every: int = 0  # validate every N steps; 0 = once per epoch
     checkpoint_every: int = 0  # also save `last` every N steps; 0 = at validations only
     checkpoint_seconds: float = 600.0  # and at least this often (0 = off)
-    max_nonfinite: int = 0  # batches with a NaN/inf loss skipped before training stops
+    max_nonfinite: int = 0  # batches with a NaN/inf loss or gradient skipped before training stops
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda
     compile: bool = False  # torch.compile the model (CUDA only)

@@ -50,7 +50,7 @@ class Progress:
     best_bleu: float = -1.0
     bad_validations: int = 0  # validations since the best one (early stopping)
     elapsed: float = 0.0  # wall seconds of training in earlier processes
-    nonfinite: int = 0  # batches skipped for a NaN/inf loss
+    nonfinite: int = 0  # batches skipped for a NaN/inf loss or gradient
 
 
 @dataclass
@@ -229,9 +229,9 @@ class Trainer:
         if self.p.nonfinite > self.cfg.train.max_nonfinite:
             kept = (f"the last good checkpoint is kept in {self.run.checkpoints}"
                     if self.run.checkpoint("last").exists() else "no checkpoint was saved yet")
-            raise UserError(f"non-finite loss in {self.p.nonfinite} batches by step {self.p.step} (more than "
-                            f"train.max_nonfinite={self.cfg.train.max_nonfinite}); {kept}", exit_code=1)
-        self.log(f"step {self.p.step}: {skipped} batches with a non-finite loss skipped "
+            raise UserError(f"non-finite loss or gradient in {self.p.nonfinite} batches by step {self.p.step} "
+                            f"(more than train.max_nonfinite={self.cfg.train.max_nonfinite}); {kept}", exit_code=1)
+        self.log(f"step {self.p.step}: {skipped} batches with a non-finite loss or gradient skipped "
                  f"({self.p.nonfinite}/{self.cfg.train.max_nonfinite})")
 
     @torch.no_grad()

@@ -112,13 +112,13 @@ def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_datase
             "--set", "train.eval_every=20"]
     failed = run_cli(*args, "--run-dir", tmp_path / "a", check=False)
     assert failed.returncode == 1
-    assert failed.stderr.strip().splitlines()[-1] == (
-        "error: non-finite loss in 4 batches by step 5 (more than train.max_nonfinite=0); no checkpoint was saved yet")
+    assert failed.stderr.strip().splitlines()[-1] == ("error: non-finite loss or gradient in 4 batches by step 5 "
+                                                      "(more than train.max_nonfinite=0); no checkpoint was saved yet")
 
     run_cli(*args, "--set", "train.max_nonfinite=19", "--run-dir", tmp_path / "b")
     log = (tmp_path / "b" / "train.log").read_text()
-    assert "step 5: 4 batches with a non-finite loss skipped (4/19)" in log
-    assert "step 20: 5 batches with a non-finite loss skipped (19/19)" in log
+    assert "step 5: 4 batches with a non-finite loss or gradient skipped (4/19)" in log
+    assert "step 20: 5 batches with a non-finite loss or gradient skipped (19/19)" in log
     assert torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["progress"]["nonfinite"] == 19
 
 
