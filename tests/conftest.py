@@ -39,7 +39,7 @@ def write_jsonl(root: Path, shape: str = "flat", sizes=(300, 40, 40)) -> Path:
     return root
 
 
-def tiny_trainer(run_dir, world=None, **overrides):
+def tiny_trainer(run_dir, world=None):
     """A Trainer of a tiny bahdanau model on a toy vocabulary, without dropout or warmup, for
     driving train_step by hand; returns it and its tokenizer."""
     import datasets
@@ -53,12 +53,19 @@ def tiny_trainer(run_dir, world=None, **overrides):
     from seq2seq.train import Corpus, Progress, Trainer
 
     tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
-    cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0, **overrides})
+    cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0})
     torch.manual_seed(0)
     model = build_model(cfg.model, tok.vocab_size)
     corpus = Corpus(datasets.Dataset.from_dict({"src_len": [1], "tgt_len": [1]}), [], [])
     return Trainer(cfg, RunDir(run_dir), model, tok, corpus, torch.device("cpu"), Progress(),
                    lambda *a, **k: None, world or World()), tok
+
+
+def batch_of(tok, pairs: list[tuple[str, str]]):
+    """The pairs encoded and collated into one Batch."""
+    from seq2seq.batching import collate
+
+    return collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
 
 
 @pytest.fixture

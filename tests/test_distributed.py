@@ -11,10 +11,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from seq2seq.batching import collate
 from seq2seq.distributed import World, torchrun_world
 from seq2seq.errors import UserError
-from tests.conftest import TINY, tiny_trainer, toy_pairs, write_jsonl
+from tests.conftest import TINY, batch_of, tiny_trainer, toy_pairs, write_jsonl
 
 STEPS, B = 4, 6  # updates, pairs per rank and step
 
@@ -29,8 +28,7 @@ def train_steps(world: World, run_dir, rank_batches: list[list[tuple[str, str]]]
         lambda module, inputs, logits: logits * float("nan") if trainer.p.step == poisoned else logits)
     stats = []
     for pairs in rank_batches:
-        batch = collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
-        stats.append(trainer.train_step(batch).tolist())
+        stats.append(trainer.train_step(batch_of(tok, pairs)).tolist())
         trainer.p.step += 1
     return stats, trainer.model.state_dict()
 

@@ -8,14 +8,13 @@ import sys
 import pytest
 import torch
 
-from seq2seq.batching import collate
 from seq2seq.config import load_config
 from seq2seq.metrics import corpus_scores
 from seq2seq.models import MODELS, build_model
 from seq2seq.search import translate
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.train import token_loss
-from tests.conftest import MULTI30K, TINY, tiny_trainer, toy_pairs
+from tests.conftest import MULTI30K, TINY, batch_of, tiny_trainer, toy_pairs
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -26,7 +25,7 @@ def test_every_model_overfits_a_handful_of_pairs(name):
                              "model.d_model": 64, "model.ff_dim": 128})
     torch.manual_seed(0)
     model = build_model(cfg.model, tok.vocab_size)
-    batch = collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
+    batch = batch_of(tok, pairs)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(300):
         loss = token_loss(model(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out) / batch.n_tokens
@@ -71,8 +70,7 @@ def test_train_then_eval_end_to_end(toy_dataset, tmp_path):
 @pytest.mark.parametrize("poisoned", ["loss", "gradient"])
 def test_a_batch_with_a_non_finite_loss_or_gradient_is_skipped_without_touching_the_weights(tmp_path, poisoned):
     trainer, tok = tiny_trainer(tmp_path)
-    pairs = toy_pairs(8, seed=4)
-    batch = collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
+    batch = batch_of(tok, toy_pairs(8, seed=4))
     model, optimizer = trainer.model, trainer.optimizer
     good = trainer.train_step(batch).tolist()  # a good step first, so that Adam has moments to keep
     assert good[1] == batch.n_tokens and good[0] > 0 and good[2] == 0
@@ -96,8 +94,7 @@ def test_a_batch_with_a_non_finite_loss_or_gradient_is_skipped_without_touching_
 
 def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes(tmp_path):
     trainer, tok = tiny_trainer(tmp_path)
-    pairs = toy_pairs(8, seed=4)
-    batch = collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
+    batch = batch_of(tok, toy_pairs(8, seed=4))
     unfused = torch.optim.AdamW(trainer.model.parameters(), lr=1e-3)  # as checkpoints before the fused one
     trainer.model(batch.src, batch.src_mask, batch.tgt_in).sum().backward()
     unfused.step()
