@@ -202,15 +202,11 @@ def main() -> None:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except typer.Abort:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):  # typer.Abort is a RuntimeError: caught before the branch below
+        code = 130
     except ClickException as e:
         print(f"error: {e.format_message()}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
     except RuntimeError as e:  # torch.OutOfMemoryError is one; any other is a bug, shown whole
         if not any(s in str(e) for s in OUT_OF_MEMORY):
             raise
@@ -218,7 +214,7 @@ def main() -> None:
         print(f"error: out of memory ({said}); use a smaller --beam, eval.batch_tokens or train.batch_tokens",
               file=sys.stderr)
         sys.exit(1)
-    if isinstance(code, int) and code:  # typer returns 130 for a Ctrl-C it caught itself
+    if isinstance(code, int) and code:  # 130: a Ctrl-C, ours or one typer caught itself
         if code == 130:
             print("error: interrupted", file=sys.stderr)
         sys.exit(code)

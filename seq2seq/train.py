@@ -100,16 +100,20 @@ def prepare(cfg: Config, log, tok: Tokenizer | None = None, world: World = World
         tok = Tokenizer(world.run_on_main(lambda: Tokenizer.train(
             [*sample["src"], *sample["tgt"]], cfg.data.vocab_size, cfg.data.spm_model_type).proto))
     encoded = tok.encode_table(augment_table(train, cfg.data.concat_k))
-    longest = cfg.model.max_positions - 1
-    kept = encoded.filter(lambda s, t: [a <= longest and b <= longest for a, b in zip(s, t)], batched=True,
+    kept = encoded.filter(lambda s, t: [fits(cfg, a, b) for a, b in zip(s, t)], batched=True,
                           input_columns=["src_len", "tgt_len"])
     if len(kept) < len(encoded):
-        log(f"train: {len(encoded) - len(kept)} pairs dropped as longer than {longest} tokens")
+        log(f"train: {len(encoded) - len(kept)} pairs dropped as longer than {cfg.model.max_positions - 1} tokens")
     if not len(kept):
         raise UserError(f"no training pair fits in model.max_positions={cfg.model.max_positions} tokens")
     log(f"train: {len(kept)} pairs (concatenations up to k={cfg.data.concat_k}), "
         f"validation: {len(valid)} pairs, vocabulary: {tok.vocab_size}")
     return Corpus(kept, [s for s, _ in valid], [t for _, t in valid]), tok
+
+
+def fits(cfg: Config, src_len: int, tgt_len: int) -> bool:
+    """Whether a pair of token counts fits the model's positions, EOS or BOS added to each side."""
+    return max(src_len, tgt_len) < cfg.model.max_positions
 
 
 def lr_at(step: int, cfg: Config, total_steps: int) -> float:
@@ -155,10 +159,9 @@ class Trainer:
         self.params = count_parameters(model)
         # The validation loss is taken over the pairs that fit the model's positions, as training
         # is; validation BLEU translates all of them (with sources cut to fit).
-        longest = cfg.model.max_positions - 1
-        fits = [(s, t) for s, t in zip(tok.encode(corpus.valid_src), tok.encode(corpus.valid_tgt))
-                if len(s) <= longest and len(t) <= longest]
-        self.valid_ids = [s for s, _ in fits], [t for _, t in fits]
+        pairs = [(s, t) for s, t in zip(tok.encode(corpus.valid_src), tok.encode(corpus.valid_tgt))
+                 if fits(cfg, len(s), len(t))]
+        self.valid_ids = [s for s, _ in pairs], [t for _, t in pairs]
 
     # -- checkpoints ---------------------------------------------------------------------------
 
