@@ -13,6 +13,8 @@ wmt/wmt14). A local directory may also hold plain parallel text files, one sente
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -54,7 +56,7 @@ def load_table(cfg: DataConfig, split: str):
         pairs = _read_parallel_text(*text_files)
         return datasets.Dataset.from_dict({"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]})
     rows = _load_hub_split(cfg, split, local=path)
-    return _decoded(cfg, split, lambda: _map_columns(rows, cfg, split))
+    return _decoded(cfg, split, lambda: _map_columns(rows, cfg, split, local=path))
 
 
 def clean_table(table, max_words: int) -> tuple[object, int, int]:
@@ -150,24 +152,47 @@ def _read_parallel_text(src_path: Path, tgt_path: Path) -> list[Pair]:
 
 
 def _read_lines(path: Path) -> list[str]:
+    """One sentence per line, lines ended by \n (a \r before it is dropped): a form feed, U+0085 or
+    U+2028 inside a sentence is part of it, and the count is that of `wc -l` (plus a last line
+    without \n)."""
     try:
-        return path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().decode("utf-8").split("\n")
     except UnicodeDecodeError as e:
         raise UserError(f"{path} is not valid UTF-8 (byte {e.start})") from None
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
+    if lines[-1] == "":
+        lines.pop()  # the \n that ends the last line starts none
+    return [line.removesuffix("\r") for line in lines]
+
+
+def fingerprint(table, pairs: list[Pair]) -> str:
+    """A hash of the pairs of a table (string columns src, tgt), then of a list, in order: the same
+    data has the same fingerprint wherever it lives. Cleaned text holds no tab or newline."""
+    h = hashlib.sha256()
+    for batch in table.with_format("arrow").iter(batch_size=10_000):
+        h.update(_as_lines(zip(batch["src"].to_pylist(), batch["tgt"].to_pylist())))
+    h.update(b"\0")
+    h.update(_as_lines(pairs))
+    return h.hexdigest()[:16]
+
+
+def _as_lines(pairs) -> bytes:
+    return "".join(f"{s}\t{t}\n" for s, t in pairs).encode("utf-8")
 
 
 def _load_hub_split(cfg: DataConfig, split: str, local: Path | None):
     import datasets
     import huggingface_hub
 
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its errors are ours to say, in one line
     huggingface_hub.utils.logging.set_verbosity_error()
     try:
         splits = datasets.load_dataset(cfg.dataset, cfg.dataset_config)
     except Exception as e:  # datasets raises many kinds: no network, bad files, bad config
         reason = first_line(e)
+        if local and (bad := _bad_row(local, cfg, split)):
+            raise UserError(bad) from None
         if local:
             empty = sorted(p.name for p in local.iterdir() if p.is_file() and p.stat().st_size == 0)
             if empty:
@@ -181,22 +206,76 @@ def _load_hub_split(cfg: DataConfig, split: str, local: Path | None):
     return splits[name]
 
 
-def _map_columns(rows, cfg: DataConfig, split: str):
+def _bad_row(local: Path, cfg: DataConfig, split: str) -> str | None:
+    """Where local JSON Lines data goes wrong, as "FILE line N: what": the first row that is not
+    JSON, not an object, or holds something other than a sentence (or null) for a language. The
+    split's own files are read first."""
+    for path in sorted(local.glob("*.jsonl"), key=lambda p: (not p.name.startswith(_SPLIT_ALIASES[split]), p.name)):
+        with open(path, "rb") as f:
+            for number, raw in enumerate(f, 1):  # lines end at \n only, as in the JSON Lines format
+                problem = _row_problem(raw, cfg)
+                if problem:
+                    return f"{path} line {number}: {problem}"
+    return None
+
+
+def _row_problem(raw: bytes, cfg: DataConfig) -> str | None:
+    if not raw.strip():
+        return None
+    try:
+        row = json.loads(raw)
+    except UnicodeDecodeError:
+        return "not valid UTF-8"
+    except json.JSONDecodeError as e:
+        return f"not JSON ({e.msg} at column {e.colno})"
+    if not isinstance(row, dict):
+        return f"{_kind(row)} where a JSON object should be"
+    sides = row.get("translation", row)
+    if not isinstance(sides, dict):
+        return f"'translation' is {_kind(sides)}, not an object"
+    for lang in (cfg.src_lang, cfg.tgt_lang):
+        if sides.get(lang) is not None and not isinstance(sides[lang], str):
+            return f"{lang!r} is {_kind(sides[lang])}, not a sentence"
+    return None
+
+
+def _kind(value: object) -> str:
+    kinds = {list: "an array", dict: "an object", str: "a string", bool: "true or false", int: "a number",
+             float: "a number"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _map_columns(rows, cfg: DataConfig, split: str, local: Path | None = None):
     """The rows' language columns as a table of `src` and `tgt`; a missing side becomes "", which
-    cleaning then drops as empty."""
+    cleaning then drops as empty, and a side that is not a sentence (a number, a list) is refused."""
     columns = rows.column_names
     s, t = cfg.src_lang, cfg.tgt_lang
     if s in columns and t in columns:
-        return rows.map(lambda b: {"src": [x or "" for x in b[s]], "tgt": [x or "" for x in b[t]]},
-                        batched=True, remove_columns=columns)
-    if "translation" in columns:
+        def sides(b):
+            return b[s], b[t]
+    elif "translation" in columns:
         first = rows[0]["translation"] if len(rows) else {s: "", t: ""}
         if not isinstance(first, dict) or first.get(s) is None or first.get(t) is None:
             have = ", ".join(k for k, v in first.items() if v is not None) if isinstance(first, dict) else repr(first)
             raise UserError(f"dataset {cfg.dataset} ({split}): the translation column lacks "
                             f"{s!r} or {t!r} (it has {have})")
-        return rows.map(lambda b: {"src": [(x or {}).get(s) or "" for x in b["translation"]],
-                                   "tgt": [(x or {}).get(t) or "" for x in b["translation"]]},
-                        batched=True, remove_columns=columns)
-    raise UserError(f"dataset {cfg.dataset} ({split}) has no {s!r} and {t!r} columns nor a 'translation' "
-                    f"column (columns: {', '.join(columns)}); set --src-lang/--tgt-lang")
+
+        def sides(b):
+            return ([x.get(s) if isinstance(x, dict) else x for x in b["translation"]],
+                    [x.get(t) if isinstance(x, dict) else x for x in b["translation"]])
+    else:
+        raise UserError(f"dataset {cfg.dataset} ({split}) has no {s!r} and {t!r} columns nor a 'translation' "
+                        f"column (columns: {', '.join(columns)}); set --src-lang/--tgt-lang")
+
+    def sentence(value: object, lang: str, row: int) -> str:
+        if value is None or isinstance(value, str):
+            return value or ""
+        raise UserError((local and _bad_row(local, cfg, split)) or
+                        f"dataset {cfg.dataset} ({split}) row {row + 1}: {lang!r} is {_kind(value)}, not a sentence")
+
+    def to_pairs(b: dict, rows: list[int]) -> dict:
+        src, tgt = sides(b)
+        return {"src": [sentence(x, s, i) for x, i in zip(src, rows)],
+                "tgt": [sentence(x, t, i) for x, i in zip(tgt, rows)]}
+
+    return rows.map(to_pairs, batched=True, with_indices=True, remove_columns=columns)

@@ -40,6 +40,21 @@ def test_loads_parallel_text_files(tmp_path):
                                                                          ("drei", "Three.")]
 
 
+def test_parallel_text_is_split_at_newlines_only(tmp_path):
+    """A form feed, U+0085 or U+2028 inside a sentence is part of it (str.splitlines would break
+    the line there and misalign every pair after it); lines are counted as `wc -l` counts them."""
+    source = "ein\x0cHund\nzwei\u2028Katzen\r\ndrei\x85Mäuse\nvier\n"
+    for split in ("train", "val", "test"):
+        (tmp_path / f"{split}.de").write_text(source, encoding="utf-8", newline="")
+        (tmp_path / f"{split}.en").write_text("a dog\ntwo cats\nthree mice\nfour\n", encoding="utf-8")
+    assert load_split(DataConfig(dataset=str(tmp_path)), "test") == [
+        ("ein\x0cHund", "a dog"), ("zwei\u2028Katzen", "two cats"), ("drei\x85Mäuse", "three mice"), ("vier", "four")]
+    (tmp_path / "train.en").write_text("a dog\ntwo cats\nthree mice\n", encoding="utf-8")
+    with pytest.raises(UserError, match=f"train.de has 4 lines but {tmp_path}/train.en has 3"):
+        load_split(DataConfig(dataset=str(tmp_path)), "train")
+    assert source.count("\n") == 4  # what wc -l says
+
+
 def test_swapped_languages(toy_dataset):
     pairs = load_split(DataConfig(dataset=str(toy_dataset), src_lang="en", tgt_lang="de"), "test")
     assert pairs[0] == tuple(reversed(toy_pairs(40, 3)[0]))
