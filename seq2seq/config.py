@@ -20,6 +20,9 @@ import yaml
 from seq2seq.errors import UserError
 
 DEFAULT_DATASET = "bentrevett/multi30k"
+MAX_CONCAT_K = 16  # data.concat_k: each k adds another copy of the training text
+MAX_BOOTSTRAP = 10_000  # eval.bootstrap: 95% intervals settle long before
+MAX_YAML_NODES = 10_000  # a config holds about 60 values; more, counting each alias anew, is an alias bomb
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class DataConfig:
 
     def check(self) -> None:
         _positive(self, "max_words", "concat_k", "vocab_size")
+        _at_most(self, "concat_k", MAX_CONCAT_K, "each k adds another copy of the training text")
         if self.max_train_pairs is not None:
             _positive(self, "max_train_pairs")
         _one_of(self, "spm_model_type", ("unigram", "bpe"))
@@ -130,6 +134,7 @@ class EvalConfig:
     def check(self) -> None:
         _positive(self, "beam", "max_len_a", "batch_tokens")
         _non_negative(self, "length_penalty", "max_len_b", "bootstrap")
+        _at_most(self, "bootstrap", MAX_BOOTSTRAP, "95% intervals settle with about 1000 resamples")
         if not self.buckets or sorted(set(self.buckets)) != self.buckets or self.buckets[0] < 1:
             raise UserError(f"eval.buckets must be increasing positive word counts, got {self.buckets}")
         if not self.concat or min(self.concat) < 1:
@@ -212,11 +217,41 @@ def read_yaml(path: Path) -> object:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"cannot read config file {path}: {e}") from None
     try:
-        return yaml.safe_load(text)
+        return safe_yaml(text, str(path))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" (line {mark.line + 1})" if mark else ""
         raise UserError(f"malformed YAML in {path}{at}: {getattr(e, 'problem', e)}") from None
+
+
+def safe_yaml(text: str, where: str) -> object:
+    """yaml.safe_load, in bounded memory: a document whose aliases expand it past MAX_YAML_NODES
+    nodes (an alias bomb) is refused before it is built."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node) > MAX_YAML_NODES:
+            raise UserError(f"{where}: YAML whose aliases expand it to more than {MAX_YAML_NODES} values "
+                            "is refused (an alias bomb?)")
+        return loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node) -> int:
+    """Nodes in the document with every alias written out, counted up to just past MAX_YAML_NODES."""
+    count, todo = 1, [node]
+    while todo and count <= MAX_YAML_NODES:
+        node = todo.pop()
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            continue
+        count += len(children)
+        todo += children
+    return count
 
 
 def parse_set(items: list[str]) -> dict[str, object]:
@@ -227,7 +262,7 @@ def parse_set(items: list[str]) -> dict[str, object]:
         if not sep or not key.strip():
             raise UserError(f"--set expects section.key=value, got {item!r}")
         try:
-            out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+            out[key.strip()] = safe_yaml(value, "--set") if value.strip() else None
         except yaml.YAMLError:
             out[key.strip()] = value
     return out
@@ -284,6 +319,12 @@ def _non_negative(section: object, *names: str) -> None:
     for name in names:
         if getattr(section, name) < 0:
             raise UserError(f"{_section_name(section)}.{name} must be >= 0, got {getattr(section, name)}")
+
+
+def _at_most(section: object, name: str, bound: int, why: str) -> None:
+    value = getattr(section, name)
+    if value > bound:
+        raise UserError(f"{_section_name(section)}.{name} must be at most {bound} ({why}), got {value}")
 
 
 def _one_of(section: object, name: str, choices: tuple[str, ...]) -> None:

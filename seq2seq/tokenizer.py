@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import sentencepiece as spm
@@ -31,7 +32,13 @@ class Tokenizer:
                 pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, input_sentence_size=2_000_000,
                 shuffle_input_sentence=True, num_threads=2, minloglevel=2)
         except RuntimeError as e:
-            raise UserError(f"cannot train the sentencepiece model: {str(e).strip().splitlines()[-1]}") from None
+            said = str(e).strip().splitlines()[-1]
+            need = re.search(r"smaller than required_chars\. \d+ vs (\d+)", said)
+            if need:  # sentencepiece's own advice names one of its options, which this tool does not have
+                raise UserError(f"data.vocab_size={vocab_size} is too small: the training text needs {need[1]} "
+                                "pieces (one per character, and the special ids): set data.vocab_size to at "
+                                f"least {need[1]}") from None
+            raise UserError(f"cannot train the sentencepiece model: {said}") from None
         return Tokenizer(model.getvalue())
 
     @staticmethod
