@@ -24,17 +24,18 @@ def save(path: Path, checkpoint: dict) -> None:
     atomic_write(path, lambda f: torch.save({"format": FORMAT, **checkpoint}, f))
 
 
-def load(path: Path) -> dict:
+def load(path: Path, remedy: str = "use the other checkpoint or train again", mmap: bool = False) -> dict:
+    """A checkpoint, or one clear error that ends with `remedy`. With mmap, tensors are mapped from
+    the file, not read: cheap when only the progress is wanted."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"no checkpoint at {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (PermissionError, IsADirectoryError) as e:
         raise UserError(f"cannot read checkpoint {path}: {e.strerror}") from None
     except Exception as e:  # a damaged file fails in many ways: zip, pickle, storage, key errors
-        raise UserError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); "
-                        "use the other checkpoint or train again") from None
+        raise UserError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}); {remedy}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or not REQUIRED <= ckpt.keys():
         raise UserError(f"{path} is not a seq2seq checkpoint (format {FORMAT})")
     return ckpt

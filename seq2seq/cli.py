@@ -6,11 +6,12 @@ usage error from the parser); never a traceback.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import typer
 
@@ -20,11 +21,27 @@ ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Cl
 from seq2seq.config import DEFAULT_DATASET, load_config, parse_set
 from seq2seq.errors import UserError
 
+TRANSLATE_CHUNK = 1000  # lines read, translated and printed at a time
+
 # How torch says an allocation failed: on CUDA, and on the CPU (c10's DefaultCPUAllocator).
 OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train and evaluate German->English translators: rnn, lstm, bahdanau, transformer.")
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        from seq2seq import __version__
+
+        print(f"seq2seq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")) -> None:
+    pass
 
 
 def _csv_ints(text: str | None, option: str) -> list[int] | None:
@@ -153,7 +170,7 @@ def translate(
     import dataclasses
 
     from seq2seq.evaluate import load_run
-    from seq2seq.search import translate as decode
+    from seq2seq.search import count_cut, cut_warning, translate as decode
 
     if attention_plot is not None:
         from seq2seq.plots import attention_figure, attention_map, figure_format, save
@@ -168,31 +185,33 @@ def translate(
     e.check()
     lines = _stdin_lines()
     if attention_plot is not None:
-        if len(lines) != 1 or not lines[0].strip():
+        first = next(lines, None)
+        n = (first is not None) + sum(1 for _ in lines)
+        if n != 1 or not first.strip():
             raise UserError("--attention-plot draws one sentence: give exactly one non-empty line on stdin, "
-                            f"got {len(lines)} line{'s' * (len(lines) != 1)}")
-        amap = attention_map(loaded, lines[0], layer)
+                            f"got {n} line{'s' * (n != 1)}")
+        amap = attention_map(loaded, first, layer)
         save(attention_figure(amap), attention_plot)
         print(amap.translation)
         return
-    todo = [i for i, line in enumerate(lines) if line.strip()]  # an empty line stays empty
-    out = [""] * len(lines)
-    hyps = decode(loaded.model, loaded.tok, [lines[i] for i in todo], loaded.device, e.beam, e.length_penalty,
-                  e.max_len_a, e.max_len_b, e.batch_tokens)
-    for i, text in zip(todo, hyps):
-        out[i] = text
-    for text in out:
-        print(text)
+    cut = 0
+    while chunk := list(itertools.islice(lines, TRANSLATE_CHUNK)):  # in bounded memory, printed as it goes
+        todo = [line for line in chunk if line.strip()]  # an empty line stays empty
+        cut += count_cut(loaded.model, loaded.tok, todo)
+        hyps = iter(decode(loaded.model, loaded.tok, todo, loaded.device, e.beam, e.length_penalty,
+                           e.max_len_a, e.max_len_b, e.batch_tokens))
+        print("\n".join(next(hyps) if line.strip() else "" for line in chunk), flush=True)
+    if cut:
+        print(cut_warning(cut, loaded.model), file=sys.stderr)
 
 
-def _stdin_lines() -> list[str]:
-    lines = []
+def _stdin_lines() -> Iterator[str]:
+    """stdin's lines, split at \n only, as they come."""
     for number, raw in enumerate(sys.stdin.buffer, 1):
         try:
-            lines.append(raw.decode("utf-8").rstrip("\r\n"))
+            yield raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
             raise UserError(f"stdin line {number} is not valid UTF-8") from None
-    return lines
 
 
 def main() -> None:
@@ -205,12 +224,13 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):  # typer.Abort is a RuntimeError: caught before the branch below
         code = 130
     except ClickException as e:
-        print(f"error: {e.format_message()}", file=sys.stderr)
+        if e.format_message():  # none after the help that `seq2seq` alone prints
+            print(f"error: {e.format_message()}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except RuntimeError as e:  # torch.OutOfMemoryError is one; any other is a bug, shown whole
-        if not any(s in str(e) for s in OUT_OF_MEMORY):
-            raise
-        said = str(e).strip().splitlines()[0][:160]
+    except (MemoryError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        if isinstance(e, RuntimeError) and not any(s in str(e) for s in OUT_OF_MEMORY):
+            raise  # any other is a bug, shown whole
+        said = (str(e)[:1000].strip().splitlines() or [type(e).__name__])[0][:160]  # a MemoryError may say nothing
         print(f"error: out of memory ({said}); use a smaller --beam, eval.batch_tokens or train.batch_tokens",
               file=sys.stderr)
         sys.exit(1)

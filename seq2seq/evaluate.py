@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ from seq2seq.metrics import by_length, corpus_scores, score_subset, sentence_sta
 from seq2seq.models import build_model
 from seq2seq.models.base import Seq2Seq, count_parameters
 from seq2seq.rundir import RunDir
-from seq2seq.search import translate
+from seq2seq.search import count_cut, cut_warning, translate
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.train import pick_device
 
@@ -72,7 +74,11 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
     if not pairs:
         raise UserError(f"dataset {data_cfg.dataset} has no {split} pairs")
 
+    cut = 0
+
     def decode(sources: list[str]) -> list[str]:
+        nonlocal cut
+        cut += count_cut(loaded.model, loaded.tok, sources)
         return translate(loaded.model, loaded.tok, sources, loaded.device, e.beam, e.length_penalty,
                          e.max_len_a, e.max_len_b, e.batch_tokens)
 
@@ -90,7 +96,7 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
               "buckets": by_length(stats, [len(s.split()) for s in srcs], e.buckets, e.bootstrap),
               "concat": []}
     other = data_cfg.dataset if data_cfg.dataset != cfg.data.dataset else None
-    out = report_path(loaded.run, split, e.beam, other)
+    out = report_path(loaded.run, split, e.beam, other, loaded.which)
     hypotheses = {out.with_suffix(".hyp.txt"): hyps}
     for k in e.concat:
         joined = concatenate(pairs, k)
@@ -107,11 +113,19 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
     for path, lines in hypotheses.items():
         atomic_write_text(path, "\n".join(lines) + "\n")
     atomic_write_json(out, report)
+    if cut:
+        print(cut_warning(cut, loaded.model), file=sys.stderr)
     return report
 
 
-def report_path(run: RunDir, split: str = "test", beam: int = 1, other: str | None = None) -> Path:
-    """eval/<split>[.beamN].json; for a dataset other than the run's, in eval/<its name>/, so
-    that the report on the run's own data (which `compare` reads) stays."""
-    folder = run.eval / Path(other.rstrip("/")).name if other else run.eval
-    return folder / (f"{split}.json" if beam == 1 else f"{split}.beam{beam}.json")
+def report_path(run: RunDir, split: str = "test", beam: int = 1, other: str | None = None,
+                which: str = "best") -> Path:
+    """eval/<split>[.last][.beamN].json: one report per checkpoint and beam, the best checkpoint's
+    under the plain name that `compare` reads. For a dataset other than the run's, in
+    eval/<its name>-<hash of its location>/: no two datasets share a folder, and the report on
+    the run's own data stays."""
+    folder = run.eval
+    if other:
+        folder /= f"{Path(other.rstrip('/')).name}-{hashlib.sha256(other.encode()).hexdigest()[:8]}"
+    name = split + ("" if which == "best" else f".{which}") + ("" if beam == 1 else f".beam{beam}")
+    return folder / f"{name}.json"

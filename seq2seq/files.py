@@ -74,3 +74,23 @@ def read_json_object(path: Path) -> dict:
     if not isinstance(value, dict):
         raise UserError(f"{path} is not valid JSON (not an object)")
     return value
+
+
+TYPE_NAMES = {int: "an integer", float: "a number", str: "text", list: "a list", dict: "an object", None: "null"}
+
+
+def check_fields(obj: dict, types: dict[str, object], where: str) -> None:
+    """One clear error for the first field of a JSON object whose value has the wrong type. A type
+    is int, float (an int will do), str, list, dict, None, or a tuple of them; absent fields pass."""
+    for key, expected in types.items():
+        kinds = expected if isinstance(expected, tuple) else (expected,)
+        if key in obj and not any(_is(obj[key], kind) for kind in kinds):
+            said = json.dumps(obj[key], ensure_ascii=False)
+            raise UserError(f"{where}: {key} must be {' or '.join(TYPE_NAMES[k] for k in kinds)}, "
+                            f"got {said if len(said) <= 40 else said[:37] + '...'}")
+
+
+def _is(value: object, kind: object) -> bool:
+    if kind is None:
+        return value is None
+    return type(value) in ((int, float) if kind is float else (kind,))  # type(): a bool is no number

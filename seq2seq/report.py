@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 
+from seq2seq import checkpoint
 from seq2seq.errors import UserError
 from seq2seq.evaluate import report_path
-from seq2seq.files import read_json_object
+from seq2seq.files import check_fields, read_json_object
 from seq2seq.rundir import RunDir
 
 
@@ -46,6 +48,10 @@ BUCKET_KEYS = ("range", "n", "bleu", "ci_low", "ci_high")
 CONCAT_KEYS = ("k", "src_words", "n", "bleu", "ci_low", "ci_high")
 REPORT_KEYS = ("model", "params", "checkpoint", "step", "beam", "n", "bleu", "ci_low", "ci_high", "chrf",
                "buckets", "concat")
+FIELD_TYPES = {"model": str, "checkpoint": str, "range": str, "params": int, "step": int, "steps": (int, None),
+               "beam": int, "n": int, "k": int, "bleu": (float, None), "ci_low": (float, None),
+               "ci_high": (float, None), "chrf": float, "src_words": float, "train_seconds": (float, None),
+               "best_val_bleu": (float, None), "buckets": list, "concat": list}  # of reports, their parts, run.json
 TEXT_COLUMNS = 2  # run and model, left-aligned; the figures after them are right-aligned
 
 
@@ -70,17 +76,34 @@ def comparison_row(run_dir: str | Path, beam: int = 1) -> dict:
     missing = [key for key in REPORT_KEYS if key not in report]
     if missing:
         raise UserError(f"{path} lacks {', '.join(missing)}: run `seq2seq eval {run.path}{again}` again")
+    check_report(report, path)
     own = run.read_config().data.dataset
     if report.get("dataset", own) != own:
         raise UserError(f"{path} scores dataset {report['dataset']}, not the run's own {own}: "
                         f"run `seq2seq eval {run.path}{again}` again")
+    best = run.checkpoint("best")
+    best_step = checkpoint.load(best, mmap=True)["progress"]["step"] if best.exists() else report["step"]
+    if best_step != report["step"]:
+        print(f"warning: {path} scores the checkpoint of step {report['step']}, but the run's best checkpoint "
+              f"is now of step {best_step}: run `seq2seq eval {run.path}{again}` again", file=sys.stderr)
     info = run.read_info()
+    check_fields(info, FIELD_TYPES, str(run.info))
     return {"run": str(run.path), "model": info.get("model", report["model"]),
             "params": info.get("params", report["params"]), "steps": info.get("steps"),
             "train_seconds": info.get("train_seconds"), "val_bleu": info.get("best_val_bleu"),
             **{key: report[key] for key in ("checkpoint", "step", "beam", "n", "bleu", "ci_low", "ci_high", "chrf")},
             "buckets": [{key: b[key] for key in BUCKET_KEYS} for b in report["buckets"]],
             "concat": [{key: c[key] for key in CONCAT_KEYS} for c in report["concat"]]}
+
+
+def check_report(report: dict, path: Path) -> None:
+    """One clear error for a field of an eval report, or of its buckets and probes, of the wrong type."""
+    check_fields(report, FIELD_TYPES, str(path))
+    for key, keys in (("buckets", BUCKET_KEYS), ("concat", CONCAT_KEYS)):
+        for i, part in enumerate(report[key]):
+            if not isinstance(part, dict) or not set(keys) <= part.keys():
+                raise UserError(f"{path}: {key}[{i}] must be an object with {', '.join(keys)}")
+            check_fields(part, FIELD_TYPES, f"{path}: {key}[{i}]")
 
 
 def render_comparison(rows: list[dict], fmt: str) -> str:
@@ -126,6 +149,7 @@ def _display_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     run did not evaluate, or a bucket without sentences, reads "-"."""
     columns = [("run", lambda r: r["run"]), ("model", lambda r: r["model"]),
                ("params", lambda r: _count(r["params"])), ("steps", lambda r: _number(r["steps"])),
+               ("eval step", lambda r: _number(r["step"])),
                ("train", lambda r: _duration(r["train_seconds"])), ("val BLEU", lambda r: _number(r["val_bleu"], 1)),
                ("test BLEU", _scored), ("chrF", lambda r: _number(r["chrf"], 1))]
     for label in _bucket_ranges(rows):
@@ -161,7 +185,7 @@ def _find(items: list[dict], key: str, value) -> dict | None:
 
 
 def _scored(part: dict | None) -> str:
-    if part is None or part["n"] == 0:
+    if part is None or part["n"] == 0 or part["bleu"] is None:
         return "-"
     return f"{part['bleu']:.1f} {_ci(part, 1)}".rstrip()
 

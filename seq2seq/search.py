@@ -115,6 +115,18 @@ def source_ids(model: Seq2Seq, tok: Tokenizer, sources: list[str]) -> list[list[
     return [s[:limit - 1] if limit else s for s in tok.encode(sources)]
 
 
+def count_cut(model: Seq2Seq, tok: Tokenizer, sources: list[str]) -> int:
+    """How many sources are longer than the model's positions hold: source_ids() cuts them."""
+    limit = model.max_positions
+    return sum(len(ids) > limit - 1 for ids in tok.encode(sources)) if limit else 0
+
+
+def cut_warning(n: int, model: Seq2Seq) -> str:
+    return (f"warning: {n} source{'s' * (n != 1)} longer than the model's {model.max_positions - 1} tokens "
+            f"{'were' if n != 1 else 'was'} cut to fit; {'their' if n != 1 else 'its'} translation covers the "
+            "beginning only")
+
+
 def output_limit(src_mask: Tensor, a: float, b: int, max_positions: int | None = None) -> Tensor:
     """Longest output per sentence, EOS excluded: a * source length + b, within the model's positions."""
     max_len = (src_mask.sum(1) * a + b).long()  # (B,)

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -18,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from matplotlib.image import imread
 
-from seq2seq.cli import main
-from seq2seq.evaluate import load_run
+from seq2seq.cli import TRANSLATE_CHUNK, main
+from seq2seq.evaluate import load_run, report_path
 from seq2seq.plots import attention_map, curves_figure, length_figure, run_labels
 from seq2seq.report import load_comparison, render_comparison
 from seq2seq.rundir import RunDir
@@ -157,15 +159,39 @@ def test_an_eval_on_another_dataset_keeps_the_report_on_the_runs_own(runs, cli, 
     run = tmp_path / "run"
     shutil.copytree(runs["bahdanau"], run)
     own = (run / "eval" / "test.json").read_text()
-    other = write_jsonl(tmp_path / "other")
-    assert cli("eval", run, "--dataset", other, "--bootstrap", 0)[0] == 0
-    assert json.loads((run / "eval" / "other" / "test.json").read_text())["dataset"] == str(other)
+    other, namesake = write_jsonl(tmp_path / "a" / "x"), write_jsonl(tmp_path / "b" / "x", sizes=(10, 10, 7))
+    for dataset in (other, namesake):  # two datasets of the same name, each in a folder of its own
+        assert cli("eval", run, "--dataset", dataset, "--bootstrap", 0)[0] == 0
+    reports = sorted((run / "eval").glob("x-*/test.json"))
+    assert len(reports) == 2 and {json.loads(r.read_text())["n"] for r in reports} == {40, 7}
+    assert json.loads(report_path(RunDir(run), other=str(other)).read_text())["dataset"] == str(other)
     assert (run / "eval" / "test.json").read_text() == own
     # a report that says it scored another dataset (as older versions wrote them) is refused
     (run / "eval" / "test.json").write_text(json.dumps(json.loads(own) | {"dataset": str(other)}))
     code, out, err = cli("compare", run)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert f"scores dataset {other}, not the run's own" in err
+
+
+def test_reports_are_kept_per_checkpoint_and_compare_says_which_step_it_scores(runs, cli, tmp_path):
+    run = shutil.copytree(runs["bahdanau"], tmp_path / "run")
+    best = (run / "eval" / "test.json").read_text()
+    assert cli("eval", run, "--checkpoint", "last", "--bootstrap", 0)[0] == 0
+    assert json.loads((run / "eval" / "test.last.json").read_text())["checkpoint"] == "last"
+    assert (run / "eval" / "test.last.hyp.txt").exists() and (run / "eval" / "test.json").read_text() == best
+    code, out, err = cli("compare", run)
+    header, _, row = out.splitlines()
+    assert code == 0 and err == "" and "eval step" in header
+    # the run trains on and its best checkpoint moves past the step the report scored
+    path = run / "checkpoints" / "best.pt"
+    ckpt = torch.load(path, weights_only=True)
+    step = ckpt["progress"]["step"]
+    ckpt["progress"]["step"] = 144
+    torch.save(ckpt, path)
+    code, out, err = cli("compare", run, "--format", "json")
+    assert code == 0 and json.loads(out)[0]["step"] == step == json.loads(best)["step"]
+    assert err == (f"warning: {run}/eval/test.json scores the checkpoint of step {step}, but the run's best "
+                   f"checkpoint is now of step 144: run `seq2seq eval {run}` again\n")
 
 
 @pytest.mark.parametrize("args, message", [
@@ -188,16 +214,17 @@ def test_run_labels_name_the_dir_only_where_models_repeat():
 def test_table_marks_what_a_run_did_not_measure():
     def row(model, buckets, concat):
         return {"run": model, "model": model, "params": 1_234_567, "steps": 100, "train_seconds": 3725.0,
-                "val_bleu": None, "checkpoint": "best", "step": 100, "beam": 1, "n": 10, "bleu": 20.0,
+                "val_bleu": None, "checkpoint": "best", "step": 80, "beam": 1, "n": 10, "bleu": 20.0,
                 "ci_low": None, "ci_high": None, "chrf": 45.0, "buckets": buckets, "concat": concat}
 
     bucket = {"range": "1-10", "n": 10, "bleu": 20.0, "ci_low": 18.0, "ci_high": 22.04}
     empty = {"range": "11+", "n": 0, "bleu": 0.0, "ci_low": None, "ci_high": None}
     rows = [row("a", [bucket, empty], []), row("b", [bucket], [{"k": 2, "src_words": 14.0, **bucket}])]
     header, _, a, b = render_comparison(rows, "table").splitlines()
-    assert header.split() == ["run", "model", "params", "steps", "train", "val", "BLEU", "test", "BLEU", "chrF",
-                              "1-10", "words", "11+", "words", "k=2"]
-    assert a.split() == ["a", "a", "1.2M", "100", "1h02m", "-", "20.0", "45.0", "20.0", "[18.0,", "22.0]", "-", "-"]
+    assert header.split() == ["run", "model", "params", "steps", "eval", "step", "train", "val", "BLEU", "test",
+                              "BLEU", "chrF", "1-10", "words", "11+", "words", "k=2"]
+    assert a.split() == ["a", "a", "1.2M", "100", "80", "1h02m", "-", "20.0", "45.0", "20.0", "[18.0,", "22.0]", "-",
+                         "-"]
     assert b.split()[-4:] == ["-", "20.0", "[18.0,", "22.0]"]
     assert a.index("1.2M") + len("1.2M") == header.index("params") + len("params")  # figures align right
     flat = list(csv.DictReader(io.StringIO(render_comparison(rows, "csv"))))
@@ -217,6 +244,37 @@ def test_translate_writes_one_line_per_input_line_in_order(runs, cli):
     assert lines[-1] == "" and len(lines[:-1]) == len(sources) + 1 and lines[5] == ""
     hyps = (run / "eval" / "test.hyp.txt").read_text().split("\n")[:-1]
     assert lines[:5] + lines[6:-1] == hyps
+
+
+def test_translate_prints_as_it_reads(runs):
+    """A pipe of many lines is translated a chunk at a time: the first lines come back while
+    stdin is still open, and every line gets one, in order."""
+    proc = subprocess.Popen([sys.executable, "-m", "seq2seq", "translate", runs["bahdanau"]], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    proc.stdin.write("eins zwei\n" * TRANSLATE_CHUNK)
+    proc.stdin.flush()
+    ready, _, _ = select.select([proc.stdout], [], [], 120)
+    assert ready, "nothing printed before stdin closed"
+    first = proc.stdout.readline()
+    proc.stdin.write("\ndrei\n")
+    proc.stdin.close()
+    out = [first, *proc.stdout.readlines()]
+    assert proc.wait() == 0
+    assert len(out) == TRANSLATE_CHUNK + 2 and out[:TRANSLATE_CHUNK] == [first] * TRANSLATE_CHUNK and out[-2] == "\n"
+
+
+def test_sources_longer_than_the_positions_are_cut_and_said_so(runs, cli, tmp_path):
+    run = tmp_path / "short"
+    data = Path(RunDir(runs["transformer"]).read_config().data.dataset)
+    trained = seq2seq("train", "--config", TINY, "--model", "transformer", "--dataset", data, "--max-steps", 1,
+                      "--run-dir", run, "--set", "model.max_positions=6")
+    assert trained.returncode == 0, trained.stderr
+    code, out, err = cli("translate", run, stdin="eins\n" + "eins zwei drei vier fünf sechs sieben\n" * 2)
+    assert code == 0 and len(out.splitlines()) == 3
+    assert err == ("warning: 2 sources longer than the model's 5 tokens were cut to fit; their translation covers "
+                   "the beginning only\n")
+    code, _, err = cli("eval", run, "--bootstrap", 0, "--concat", "1,2")
+    assert code == 0 and err.count("\n") == 1 and "tokens were cut to fit" in err
 
 
 def test_translate_of_nothing_is_nothing(runs, cli):
