@@ -1,26 +1,45 @@
 """The run directory: everything a run writes lives here, and nothing elsewhere.
 
+    run.json           this tool's mark (written first), model, parameter count, device, every
+                       command that trained the run, and when training ends its summary
     config.yaml        the resolved config
     spm.model          the sentencepiece model
-    run.json           model, parameter count, device, and when training ends its summary
     metrics.jsonl      one line per validation
     train.log          the log
     checkpoints/       last.pt (resumable) and best.pt (by validation BLEU)
     eval/              <split>.json reports and <split>.hyp.txt hypotheses (another
-                       dataset's in eval/<its name>/)
+                       dataset's in eval/<its name>-<hash>/)
+    train.lock         locked by the one process that trains the run, for as long as it lives
+    .replaced/         with --overwrite, the run being replaced, until the new one saves its
+                       first checkpoint
+
+A directory is a run dir when its run.json holds the mark; --overwrite replaces only the
+entries above, never anything else a user keeps beside them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import shutil
+import socket
+import time
 from pathlib import Path
 
 import yaml
 
 from seq2seq.config import Config, read_yaml
 from seq2seq.errors import UserError
-from seq2seq.files import atomic_write_json, atomic_write_text, read_json_object
+from seq2seq.files import atomic_write_json, atomic_write_text, check_fields, read_json_object
+
+MARK = {"tool": "seq2seq", "run_format": 1}
+LEGACY_INFO = {"model", "params", "torch", "command"}  # what run.json held before the mark
+PARTS = ("run.json", "config.yaml", "spm.model", "metrics.jsonl", "train.log", "checkpoints", "eval")
+CHECKOUT = Path(__file__).resolve().parents[1]
+METRIC_TYPES = {"step": int, "epoch": int, "train_loss": float, "val_loss": float, "val_bleu": (float, None),
+                "tgt_tok_per_s": float, "lr": float, "elapsed": float}
 
 
 class RunDir:
@@ -33,30 +52,125 @@ class RunDir:
         self.log = self.path / "train.log"
         self.checkpoints = self.path / "checkpoints"
         self.eval = self.path / "eval"
+        self.lock_file = self.path / "train.lock"
+        self.replaced = self.path / ".replaced"
+        self.created: bool | None = None  # set by create(): whether it made the directory
+        self._lock: int | None = None
 
     def checkpoint(self, which: str) -> Path:
         if which not in ("best", "last"):
             raise UserError(f"--checkpoint must be best or last, got {which!r}")
         return self.checkpoints / f"{which}.pt"
 
+    # -- making and replacing a run ------------------------------------------------------------
+
+    def is_run(self) -> bool:
+        """Whether this tool wrote the directory: its run.json holds the mark (or, for a run made
+        before the mark, what every earlier version wrote there, beside a config.yaml)."""
+        try:
+            info = json.loads(self.info.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(info, dict) and (info.get("tool") == MARK["tool"] or
+                                           LEGACY_INFO <= info.keys() and self.config.exists())
+
     def create(self, overwrite: bool) -> None:
-        """Make a fresh run dir; an existing non-empty one is kept unless overwrite."""
+        """Make a fresh run dir and lock it; with overwrite, replace the run in it. The replaced
+        run's files are kept in .replaced/ until the new run saves its first checkpoint."""
+        if overwrite:
+            _check_replaceable(self.path)
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"run dir {self.path} exists and is not a directory")
-        if self.path.exists() and any(self.path.iterdir()):
-            if not overwrite:
-                raise UserError(f"run dir {self.path} already exists: use --resume to continue it "
-                                "or --overwrite to replace it")
-            if not self.config.exists():
-                raise UserError(f"{self.path} is not empty and not a run dir: --overwrite replaces run dirs only")
-            shutil.rmtree(self.path)
+        existing = self.path.exists() and any(self.path.iterdir())
+        if existing and not overwrite:
+            raise UserError(f"run dir {self.path} already exists: use --resume to continue it "
+                            "or --overwrite to replace it")
+        if existing and not self.is_run():
+            raise UserError(f"{self.path} is not empty and not a run dir (no run.json with this tool's mark): "
+                            "--overwrite replaces run dirs only")
+        self.created = not self.path.exists()
         try:
-            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UserError(f"cannot create run dir {self.path}: {e.strerror}") from None
+        self.lock()
+        if existing:
+            self._set_aside()
+        self.update_info()  # the mark first: a run cut short from here on is one --overwrite replaces
+        self.checkpoints.mkdir()
+
+    def _set_aside(self) -> None:
+        """Move the run's entries into .replaced/; where that holds a run already (its replacement
+        was killed before its first checkpoint), the entries are that replacement's: dropped."""
+        keep = not self.replaced.exists()
+        if keep:
+            self.replaced.mkdir()
+        for part in self._parts():
+            if keep:
+                part.rename(self.replaced / part.name)
+            else:
+                _remove(part)
+
+    def drop_replaced(self) -> None:
+        """The new run has a checkpoint: the run it replaced goes."""
+        if self.replaced.exists():
+            shutil.rmtree(self.replaced, ignore_errors=True)
+
+    def abandon(self) -> None:
+        """Undo create() for a run that failed before its first checkpoint: remove what it wrote
+        and put back the run it replaced (or, where it replaced none, its lock and the directory
+        if create() made it)."""
+        if self.created is None or self.checkpoint("last").exists():
+            return
+        for part in self._parts():
+            _remove(part)
+        if self.replaced.exists():
+            for part in self.replaced.iterdir():
+                part.rename(self.path / part.name)
+            self.replaced.rmdir()
+            return
+        self.lock_file.unlink(missing_ok=True)
+        if self.created:
+            with contextlib.suppress(OSError):  # something else was put in it meanwhile: it stays
+                self.path.rmdir()
+
+    def _parts(self) -> list[Path]:
+        return [self.path / name for name in PARTS if (self.path / name).exists() or (self.path / name).is_symlink()]
+
+    # -- one trainer at a time -----------------------------------------------------------------
+
+    def lock(self) -> None:
+        """Hold train.lock for the life of this process (or until unlock()): a second trainer of
+        the run is refused. An OS lock, released by the kernel when the process dies."""
+        try:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise UserError(f"cannot lock {self.lock_file}: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = _holder(fd) if isinstance(e, BlockingIOError) else None
+            os.close(fd)
+            if holder is not None:
+                raise UserError(f"run {self.path} is being trained by process {holder}: one trainer per run; "
+                                "wait for it to end or stop it") from None
+            raise UserError(f"cannot lock {self.lock_file}: {e.strerror}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode())
+        self._lock = fd
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    # -- reading and writing -------------------------------------------------------------------
 
     def require(self) -> None:
         if not self.config.exists():
+            if self.is_run():
+                raise UserError(f"run {self.path} was stopped while it was being set up (no config.yaml): "
+                                "train it again with --overwrite")
             raise UserError(f"{self.path} is not a run dir (no config.yaml)")
 
     def write_config(self, config: Config) -> None:
@@ -70,17 +184,64 @@ class RunDir:
         return read_json_object(self.info) if self.info.exists() else {}
 
     def update_info(self, **fields) -> None:
-        atomic_write_json(self.info, self.read_info() | fields)
+        atomic_write_json(self.info, {**MARK, **self.read_info(), **fields})
+
+    def add_command(self, command: str) -> None:
+        """Record one more command that trained the run (runs before this kept only the first, in `command`)."""
+        info = self.read_info()
+        earlier = info.get("commands", [info["command"]] if "command" in info else [])
+        self.update_info(commands=[*earlier, command])
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics.exists():
             return []
         records = []
-        for line in self.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+        for number, line in enumerate(self.metrics.read_text(encoding="utf-8", errors="replace").split("\n"), 1):
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by a killed process: skipped
                 continue
             if isinstance(record, dict):
+                check_fields(record, METRIC_TYPES, f"{self.metrics} line {number}")
                 records.append(record)
         return records
+
+    def drop_metrics_after(self, step: int) -> int:
+        """Drop the records past `step`, written by a process stopped before it saved the checkpoint
+        that followed them; returns how many."""
+        records = self.read_metrics()
+        kept = [r for r in records if r.get("step", 0) <= step]
+        if len(kept) < len(records):
+            atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in kept))
+        return len(records) - len(kept)
+
+
+def _check_replaceable(path: Path) -> None:
+    """--overwrite never replaces a symbolic link, the current or home directory, a directory
+    holding either, or one holding this tool's checkout."""
+    if path.is_symlink():
+        raise UserError(f"run dir {path} is a symbolic link (to {path.resolve()}): --overwrite replaces "
+                        "a real directory only; name that directory instead")
+    target = path.resolve()
+    for place, what in ((Path.cwd(), "the current directory"), (Path.home().resolve(), "the home directory"),
+                        (CHECKOUT, "this tool's checkout")):
+        if target == place or target in place.parents:
+            relation = "is" if target == place else "holds"
+            raise UserError(f"refusing --overwrite of {path}: it {relation} {what}; name the run's own directory")
+
+
+def _holder(fd: int) -> str:
+    """What the lock's holder wrote into it: its PID and host (given a moment to write them)."""
+    for _ in range(20):
+        said = os.pread(fd, 200, 0).decode("utf-8", errors="replace").strip()
+        if said:
+            return said
+        time.sleep(0.05)
+    return "(unknown)"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import shutil
 import signal
 import sys
 import time
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from seq2seq import checkpoint
 from seq2seq.batching import Batch, collate, token_batches
 from seq2seq.config import Config
-from seq2seq.data import augment_table, clean, clean_table, load_split, load_table
+from seq2seq.data import augment_table, clean, clean_table, fingerprint, load_split, load_table
 from seq2seq.distributed import World, close_world, init_world
 from seq2seq.errors import UserError
 from seq2seq.files import append_line
@@ -35,7 +34,8 @@ from seq2seq.tokenizer import PAD, Tokenizer
 
 TOKENIZER_SAMPLE = 1_000_000  # pairs the sentencepiece model is trained on, at most
 
-# Fields that may change when a run is resumed; any other difference means another run.
+# Fields that may change when a run is resumed (and data.dataset: the data's fingerprint is checked);
+# any other difference means another run.
 RESUMABLE_CHANGES = {"epochs", "max_steps", "time_budget", "patience", "eval_every", "checkpoint_every",
                      "checkpoint_seconds", "log_every", "device", "compile", "max_nonfinite"}
 
@@ -55,12 +55,13 @@ class Progress:
 
 @dataclass
 class Corpus:
-    """The tokenized training pairs (an Arrow table: src_ids, tgt_ids, src_len, tgt_len) and the
-    raw validation pairs."""
+    """The tokenized training pairs (an Arrow table: src_ids, tgt_ids, src_len, tgt_len), the raw
+    validation pairs, and the fingerprint of both."""
 
     table: object
     valid_src: list[str]
     valid_tgt: list[str]
+    fingerprint: str = ""  # of the training and validation pairs (data.fingerprint)
 
     def lengths(self) -> tuple[list[int], list[int]]:
         """Tokens per source and target, with the EOS or BOS that collate adds."""
@@ -99,6 +100,9 @@ def prepare(cfg: Config, log, tok: Tokenizer | None = None, world: World = World
         sample = train.select(range(min(len(train), TOKENIZER_SAMPLE)))
         tok = Tokenizer(world.run_on_main(lambda: Tokenizer.train(
             [*sample["src"], *sample["tgt"]], cfg.data.vocab_size, cfg.data.spm_model_type).proto))
+        if tok.vocab_size < cfg.data.vocab_size:
+            log(f"vocabulary: {tok.vocab_size} pieces, fewer than data.vocab_size={cfg.data.vocab_size}: "
+                "the training text holds no more")
     encoded = tok.encode_table(augment_table(train, cfg.data.concat_k))
     kept = encoded.filter(lambda s, t: [fits(cfg, a, b) for a, b in zip(s, t)], batched=True,
                           input_columns=["src_len", "tgt_len"])
@@ -108,7 +112,7 @@ def prepare(cfg: Config, log, tok: Tokenizer | None = None, world: World = World
         raise UserError(f"no training pair fits in model.max_positions={cfg.model.max_positions} tokens")
     log(f"train: {len(kept)} pairs (concatenations up to k={cfg.data.concat_k}), "
         f"validation: {len(valid)} pairs, vocabulary: {tok.vocab_size}")
-    return Corpus(kept, [s for s, _ in valid], [t for _, t in valid]), tok
+    return Corpus(kept, [s for s, _ in valid], [t for _, t in valid], fingerprint(train, valid)), tok
 
 
 def fits(cfg: Config, src_len: int, tgt_len: int) -> bool:
@@ -167,7 +171,8 @@ class Trainer:
 
     def state(self, resumable: bool) -> dict:
         state = {"model": self.model.state_dict(), "config": self.cfg.to_dict(),
-                 "vocab": checkpoint.vocab_fingerprint(self.tok.proto), "progress": asdict(self.p)}
+                 "vocab": checkpoint.vocab_fingerprint(self.tok.proto), "data": self.corpus.fingerprint,
+                 "progress": asdict(self.p)}
         if resumable:
             state["optimizer"] = self.optimizer.state_dict()
             state["rng"] = {"torch": torch.get_rng_state()}
@@ -181,6 +186,7 @@ class Trainer:
             return
         self.p.elapsed = self.elapsed()
         checkpoint.save(self.run.checkpoint("last"), self.state(resumable=True))
+        self.run.drop_replaced()
         self.last_save = time.monotonic()
 
     def restore(self, ckpt: dict) -> None:
@@ -394,23 +400,35 @@ class ProgressBar:
 def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False) -> RunDir:
     """Train a run (as one process, or as one rank of a torchrun job); returns its run dir."""
     run = RunDir(run_dir)
-    ckpt, tok = None, None
-    if resume:
-        last = run.checkpoint("last")
-        if not last.exists():
-            raise UserError(f"run {run.path} has no checkpoint to resume from (it stopped before its first "
-                            "save): train it again with --overwrite")
-        run.read_info()  # a malformed run.json fails now, not after the data is prepared
-        ckpt = checkpoint.load(last)
-        check_resumable(Config.from_dict(ckpt["config"], where=str(last)), cfg, run)
-        tok = Tokenizer.load(run.spm)
-        if ckpt.get("vocab") != checkpoint.vocab_fingerprint(tok.proto):
-            raise UserError(f"checkpoint {last} was made with another vocabulary than {run.spm}")
     world, device = init_world(pick_device(cfg.train.device))
     try:
+        ckpt, tok = None, None
+        if resume:
+            world.run_on_main(run.lock)  # before the checkpoint is read: a second trainer never starts from it
+            ckpt, tok = _resumable(cfg, run)
         return _train(cfg, run, ckpt, tok, world, device, overwrite)
+    except BaseException:
+        if world.main:
+            run.abandon()  # a new run that failed before its first checkpoint leaves what was there before
+        raise
     finally:
+        run.unlock()
         close_world(world)
+
+
+def _resumable(cfg: Config, run: RunDir) -> tuple[dict, Tokenizer]:
+    """The run's last checkpoint and tokenizer, checked against the config it is resumed with."""
+    last = run.checkpoint("last")
+    if not last.exists():
+        raise UserError(f"run {run.path} has no checkpoint to resume from (it stopped before its first "
+                        "save): train it again with --overwrite")
+    run.read_info()  # a malformed run.json fails now, not after the data is prepared
+    ckpt = checkpoint.load(last, remedy="it cannot be resumed: train it again with --overwrite")
+    check_resumable(Config.from_dict(ckpt["config"], where=str(last)), cfg, run)
+    tok = Tokenizer.load(run.spm)
+    if ckpt.get("vocab") != checkpoint.vocab_fingerprint(tok.proto):
+        raise UserError(f"checkpoint {last} was made with another vocabulary than {run.spm}")
+    return ckpt, tok
 
 
 def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, world: World,
@@ -418,6 +436,8 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
     torch.manual_seed(cfg.train.seed)
     lines: list[str] = []  # log lines before the run dir exists
     corpus, tok = prepare(cfg, lines.append, tok, world)  # bad data fails here, before anything is written
+    if ckpt is not None:
+        check_same_data(ckpt, corpus, cfg, run, lines.append)
     world.run_on_main(lambda: _open_run(run, cfg, tok, fresh=ckpt is None, overwrite=overwrite))
 
     def log(msg: str, quiet: bool = False) -> None:
@@ -428,18 +448,25 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
 
     for line in lines:
         log(line)
+    if ckpt is None and run.replaced.exists():
+        log(f"the run replaced is kept in {run.replaced} until this one saves its first checkpoint")
     model = build_model(cfg.model, tok.vocab_size).to(device)
     trainer = Trainer(cfg, run, model, tok, corpus, device, Progress(), log, world)
     if ckpt is not None:
         trainer.restore(ckpt)
         log(f"resumed {run.path} at step {trainer.p.step} (epoch {trainer.p.epoch + 1})")
+        dropped = world.run_on_main(lambda: run.drop_metrics_after(trainer.p.step))
+        if dropped:
+            log(f"{dropped} metrics.jsonl records past step {trainer.p.step} dropped: they were written "
+                "after the checkpoint, by a process stopped before it saved the next")
     if world.size > 1:  # the same weights everywhere (DDP checks), different dropout on each rank;
         # only rank 0's RNG is checkpointed, so exact resumption holds for one process only
         torch.manual_seed(hash((cfg.train.seed, world.rank, trainer.p.step)) % 2**63)
     log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}")
     if world.main:
         run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device, world),
-                        torch=torch.__version__, command=" ".join(sys.argv))
+                        torch=torch.__version__)
+        run.add_command(" ".join(sys.argv))
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def request_stop(signum, _frame):
@@ -466,26 +493,36 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
 
 
 def _open_run(run: RunDir, cfg: Config, tok: Tokenizer, fresh: bool, overwrite: bool) -> None:
-    """Create (or reopen) the run dir and write the config and tokenizer into it."""
-    if not fresh:
-        run.write_config(cfg)
-        return
-    run.create(overwrite)
-    try:
+    """Create (or reopen) the run dir and write the config and tokenizer into it. A run cut short
+    here holds at least run.json's mark, and --overwrite replaces it."""
+    if fresh:
+        run.create(overwrite)
+    run.write_config(cfg)
+    if fresh:
         tok.save(run.spm)
-        run.write_config(cfg)
-    except BaseException:
-        shutil.rmtree(run.path, ignore_errors=True)  # a run that never started leaves nothing behind
-        raise
+
+
+def check_same_data(ckpt: dict, corpus: Corpus, cfg: Config, run: RunDir, log) -> None:
+    """A run resumes on the data it was trained on, wherever that lives now (data.dataset may
+    change: a moved copy has the same fingerprint)."""
+    saved = ckpt.get("data")
+    if saved is None:
+        log("the run predates data fingerprints: that its data is unchanged cannot be checked")
+    elif saved != corpus.fingerprint:
+        raise UserError(f"the data in {cfg.data.dataset} is not the data run {run.path} was trained on "
+                        f"(fingerprint {corpus.fingerprint}, the run's {saved}): resume it on its own data")
 
 
 def check_resumable(saved: Config, asked: Config, run: RunDir) -> None:
+    """The config of the run's last checkpoint (saved) against the one it is resumed with (asked)."""
     a, b = saved.to_dict(), asked.to_dict()
     if a["model"]["name"] != b["model"]["name"]:
-        raise UserError(f"run {run.path} trains model {a['model']['name']}, not {b['model']['name']}")
+        raise UserError(f"checkpoint {run.checkpoint('last')} is of model {a['model']['name']}, but run {run.path} "
+                        f"trains model {b['model']['name']}: it is not this run's checkpoint")
     for section in a:
         for key in a[section]:
-            if a[section][key] != b[section][key] and not (section == "train" and key in RESUMABLE_CHANGES):
+            if a[section][key] != b[section][key] and not (section == "train" and key in RESUMABLE_CHANGES
+                                                           or (section, key) == ("data", "dataset")):
                 raise UserError(f"cannot resume {run.path} with {section}.{key}={b[section][key]!r}: "
                                 f"the run has {a[section][key]!r}")
 

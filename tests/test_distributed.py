@@ -77,7 +77,7 @@ def test_torchrun_two_cpu_processes_write_one_run_dir(tmp_path):
     result = subprocess.run(args, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl", "run.json",
-                                                     "spm.model", "train.log"]
+                                                     "spm.model", "train.lock", "train.log"]
     log = (run / "train.log").read_text()
     assert log.count("model bahdanau:") == 1 and "2 processes" in log  # rank 0 alone logs
     assert json.loads((run / "run.json").read_text())["steps"] == 4

@@ -8,10 +8,12 @@ docs/errors.md holds; test_docs_table_is_current checks that the docs say what t
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -306,6 +308,124 @@ def case_resume_with_malformed_run_json(tmp, trained):
     return ["train", "--resume", tmp / "run"]
 
 
+def case_overwrite_config_but_not_a_run(tmp, trained):
+    (tmp / "P" / "src").mkdir(parents=True)
+    (tmp / "P" / "config.yaml").write_text("x\n")
+    (tmp / "P" / "notes.txt").write_text("notes\n")
+    return train_args(trained.parent / "data", tmp / "P", "--overwrite")
+
+
+def case_overwrite_current_directory(tmp, trained):  # run_case runs it in tmp
+    (tmp / "thesis.tex").write_text("months of work")
+    return train_args(trained.parent / "data", ".", "--overwrite")
+
+
+def case_overwrite_a_symbolic_link(tmp, trained):
+    shutil.copytree(trained, tmp / "real")
+    (tmp / "link").symlink_to(tmp / "real")
+    return train_args(trained.parent / "data", tmp / "link", "--overwrite")
+
+
+HELD: list[int] = []  # locks the cases below hold while their command runs
+
+
+def case_resume_while_another_process_trains(tmp, trained):
+    shutil.copytree(trained, tmp / "run")
+    fd = os.open(tmp / "run" / "train.lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as the trainer holds it, with what it writes there
+    os.ftruncate(fd, 0)
+    os.write(fd, b"4242 on trainer-host\n")
+    HELD.append(fd)
+    return ["train", "--resume", tmp / "run"]
+
+
+def case_resume_on_changed_data(tmp, trained):
+    shutil.copytree(trained, tmp / "run")
+    data = shutil.copytree(trained.parent / "data", tmp / "data")
+    rows = (data / "train.jsonl").read_text().splitlines()
+    (data / "train.jsonl").write_text("\n".join(rows[1:]) + "\n")  # one pair fewer
+    return ["train", "--resume", tmp / "run", "--dataset", data]
+
+
+def case_sentence_is_a_number(tmp, trained):
+    rows = _good_jsonl() + _jsonl([{"en": 12345, "de": 67890}])
+    return train_args(_dataset(tmp, {"train.jsonl": rows, "val.jsonl": _good_jsonl(), "test.jsonl": _good_jsonl()}),
+                      tmp / "run")
+
+
+def case_line_not_json(tmp, trained):
+    rows = _good_jsonl(7) + "{bad\n" + _good_jsonl(7)
+    return train_args(_dataset(tmp, {"train.jsonl": rows, "val.jsonl": _good_jsonl(), "test.jsonl": _good_jsonl()}),
+                      tmp / "run")
+
+
+def case_row_is_an_array(tmp, trained):
+    rows = _good_jsonl(7) + '["wort", "word"]\n' + _good_jsonl(7)
+    return train_args(_dataset(tmp, {"train.jsonl": rows, "val.jsonl": _good_jsonl(), "test.jsonl": _good_jsonl()}),
+                      tmp / "run")
+
+
+def _evaluated(tmp, trained, **report) -> Path:
+    """A copy of the trained run with an eval report of its best checkpoint, changed by `report`."""
+    run = shutil.copytree(trained, tmp / "evaluated")
+    step = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["progress"]["step"]
+    (run / "eval").mkdir()
+    (run / "eval" / "test.json").write_text(json.dumps(
+        {"model": "bahdanau", "params": 10, "checkpoint": "best", "step": step, "beam": 1, "n": 40, "bleu": 1.0,
+         "ci_low": None, "ci_high": None, "chrf": 9.0, "buckets": [], "concat": []} | report))
+    return run
+
+
+def case_compare_report_with_null_buckets(tmp, trained):
+    return ["compare", _evaluated(tmp, trained, buckets=None)]
+
+
+def case_compare_report_with_text_for_bleu(tmp, trained):
+    return ["compare", _evaluated(tmp, trained, bleu="high")]
+
+
+def case_compare_metrics_with_null_elapsed(tmp, trained):
+    run = _evaluated(tmp, trained)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 9, "val_bleu": 1.0, "elapsed": None}) + "\n")
+    return ["compare", run, "--curves", tmp / "curves.png"]
+
+
+def case_resume_with_an_alias_bomb_in_config(tmp, trained):
+    shutil.copytree(trained, tmp / "run")
+    levels = "abcdefghij"  # each list holds nine of the one before: 9**10 values once written out
+    bomb = f"a: &a [{', '.join(['x'] * 9)}]\n" + "".join(
+        f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip(levels, levels[1:]))
+    (tmp / "run" / "config.yaml").write_text(bomb)
+    return ["train", "--resume", tmp / "run"]
+
+
+def case_bootstrap_too_many(tmp, trained):
+    return ["eval", trained, "--bootstrap", 100_000_000]
+
+
+def case_concat_k_too_large(tmp, trained):
+    return train_args(trained.parent / "data", tmp / "run", "--set", "data.concat_k=1000")
+
+
+def case_resume_with_a_truncated_last(tmp, trained):
+    shutil.copytree(trained, tmp / "run")
+    last = tmp / "run" / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    return ["train", "--resume", tmp / "run"]
+
+
+def case_resume_with_a_checkpoint_of_another_model(tmp, trained):
+    assert seq2seq(*train_args(trained.parent / "data", tmp / "rnn", "--model", "rnn", "--max-steps", 1)).returncode == 0
+    shutil.copytree(trained, tmp / "run")
+    shutil.copy(tmp / "rnn" / "checkpoints" / "last.pt", tmp / "run" / "checkpoints" / "last.pt")
+    return ["train", "--resume", tmp / "run"]
+
+
+def case_vocab_size_too_small(tmp, trained):
+    return train_args(trained.parent / "data", tmp / "run", "--set", "data.vocab_size=10")
+
+
 CASES = {  # id: (what the user did, the command's arguments)
     "missing_split": ("a dataset without a validation split", case_missing_split),
     "missing_language_column": ("a dataset without the source language's column", case_missing_language_column),
@@ -348,6 +468,32 @@ CASES = {  # id: (what the user did, the command's arguments)
                                         case_resume_after_editing_the_config),
     "resume_with_malformed_run_json": ("`--resume` on a run whose run.json is not JSON",
                                        case_resume_with_malformed_run_json),
+    "overwrite_config_but_not_a_run": ("`--overwrite` on a directory with a config.yaml, notes and sources",
+                                       case_overwrite_config_but_not_a_run),
+    "overwrite_current_directory": ("`--run-dir . --overwrite` (or `--run-dir \"\"`)", case_overwrite_current_directory),
+    "overwrite_a_symbolic_link": ("`--overwrite` on a run dir that is a symbolic link", case_overwrite_a_symbolic_link),
+    "resume_while_another_process_trains": ("`--resume` of a run another process is training",
+                                            case_resume_while_another_process_trains),
+    "resume_on_changed_data": ("`--resume RUN --dataset D` where D is not the run's data", case_resume_on_changed_data),
+    "sentence_is_a_number": ('a JSONL row `{"en": 12345, "de": 67890}`', case_sentence_is_a_number),
+    "line_not_json": ("a JSONL line that is not JSON", case_line_not_json),
+    "row_is_an_array": ("a JSONL row that is an array", case_row_is_an_array),
+    "compare_report_with_null_buckets": ('`compare` on an eval report with `"buckets": null`',
+                                         case_compare_report_with_null_buckets),
+    "compare_report_with_text_for_bleu": ('`compare` on an eval report with `"bleu": "high"`',
+                                          case_compare_report_with_text_for_bleu),
+    "compare_metrics_with_null_elapsed": ('`compare --curves` on a metrics.jsonl line with `"elapsed": null`',
+                                          case_compare_metrics_with_null_elapsed),
+    "resume_with_an_alias_bomb_in_config": ("`--resume` of a run whose config.yaml is a YAML alias bomb",
+                                            case_resume_with_an_alias_bomb_in_config),
+    "bootstrap_too_many": ("`eval --bootstrap 100000000`", case_bootstrap_too_many),
+    "concat_k_too_large": ("`--set data.concat_k=1000`", case_concat_k_too_large),
+    "resume_with_a_truncated_last": ("`--resume` of a run whose last checkpoint is truncated",
+                                     case_resume_with_a_truncated_last),
+    "resume_with_a_checkpoint_of_another_model": ("`--resume` of a run whose last checkpoint is of another model",
+                                                  case_resume_with_a_checkpoint_of_another_model),
+    "vocab_size_too_small": ("`--set data.vocab_size=10`: fewer pieces than the text has characters",
+                             case_vocab_size_too_small),
 }
 
 
@@ -355,7 +501,11 @@ def run_case(case: str, tmp: Path, trained: Path) -> str:
     """Run one bad input; check exit 2, one line, no traceback, nothing written; return the line."""
     args = CASES[case][1](tmp, trained)
     before = snapshot(trained)
-    result = seq2seq(*args)
+    try:
+        result = seq2seq(*args, cwd=tmp)
+    finally:
+        while HELD:
+            os.close(HELD.pop())
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -415,12 +565,217 @@ def test_running_out_of_memory_is_one_line(trained, monkeypatch, capsys):
     assert line.endswith("); use a smaller --beam, eval.batch_tokens or train.batch_tokens")
     assert snapshot(trained) == before
 
+    def python_out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(search, "beam_search", python_out_of_memory)
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == ("error: out of memory (MemoryError); use a smaller --beam, eval.batch_tokens "
+                                       "or train.batch_tokens\n")
+
     def broken(*args, **kwargs):
         raise RuntimeError("shape mismatch")
 
     monkeypatch.setattr(search, "beam_search", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         main()
+
+
+# -- nothing lost, nothing mixed up ----------------------------------------------------------------
+
+def files(root: Path) -> dict[str, bytes]:
+    """Every file under root by its relative path, with its bytes; the lock (rewritten by whoever
+    takes it) aside."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != "train.lock"}
+
+
+@pytest.mark.parametrize("case, kept", [
+    ("overwrite_config_but_not_a_run", ["P/config.yaml", "P/notes.txt", "P/src"]),
+    ("overwrite_current_directory", ["thesis.tex"]),
+    ("overwrite_a_symbolic_link", ["link", "real/checkpoints/last.pt", "real/config.yaml"]),
+])
+def test_a_refused_overwrite_deletes_nothing(case, kept, tmp_path, trained):
+    run_case(case, tmp_path, trained)
+    assert all((tmp_path / name).exists() for name in kept)
+
+
+def test_overwrite_refuses_the_directories_that_hold_more_than_a_run(tmp_path, monkeypatch):
+    from seq2seq.errors import UserError
+    from seq2seq.rundir import CHECKOUT, RunDir
+
+    (tmp_path / "home" / "work").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path / "home" / "work")
+    for place in (Path(""), Path("."), Path(".."), tmp_path / "home", tmp_path, CHECKOUT, CHECKOUT.parent):
+        with pytest.raises(UserError, match="refusing --overwrite"):
+            RunDir(place).create(overwrite=True)
+
+
+def test_overwrite_replaces_only_the_runs_own_files(trained, tmp_path):
+    run = shutil.copytree(trained, tmp_path / "run")
+    (run / "notes.txt").write_text("keep")
+    (run / "src").mkdir()
+    (run / "src" / "model.py").write_text("mine")
+    result = seq2seq(*train_args(trained.parent / "data", run, "--overwrite", "--max-steps", 1))
+    assert result.returncode == 0, result.stderr
+    assert (run / "notes.txt").read_text() == "keep" and (run / "src" / "model.py").read_text() == "mine"
+    assert json.loads((run / "run.json").read_text())["steps"] == 1 and not (run / ".replaced").exists()
+    assert "fewer than data.vocab_size=200" in result.stderr  # the toy text holds fewer pieces: said
+
+
+def test_overwrite_keeps_the_old_run_when_the_new_one_fails_before_its_first_checkpoint(trained, tmp_path,
+                                                                                          monkeypatch, capsys):
+    from seq2seq import train as training
+    from seq2seq.cli import main
+
+    run = shutil.copytree(trained, tmp_path / "run")
+    (run / "notes.txt").write_text("keep")
+    before = files(run)
+
+    def out_of_memory(self, batch):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(training.Trainer, "train_step", out_of_memory)
+    monkeypatch.setattr(sys, "argv", ["seq2seq", *map(str, train_args(trained.parent / "data", run, "--overwrite"))])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: out of memory (CUDA out of memory")
+    assert files(run) == before and not (run / ".replaced").exists()
+
+
+def test_a_replacement_killed_before_its_first_checkpoint_leaves_the_old_run_where_it_said(trained, tmp_path):
+    run = shutil.copytree(trained, tmp_path / "run")
+    before = files(run)
+    args = train_args(trained.parent / "data", run, "--overwrite", "--epochs", 1000, "--set", "train.eval_every=100000",
+                      "--set", "train.checkpoint_seconds=0")  # no checkpoint for a long while
+    proc = subprocess.Popen([sys.executable, "-m", "seq2seq", *map(str, args)], stderr=subprocess.PIPE, text=True)
+    said = next(line for line in proc.stderr if "kept in" in line)
+    proc.kill()
+    proc.wait()
+    assert said == f"the run replaced is kept in {run / '.replaced'} until this one saves its first checkpoint\n"
+    assert files(run / ".replaced") == before and not (run / "checkpoints" / "last.pt").exists()
+    again = seq2seq(*train_args(trained.parent / "data", run, "--overwrite", "--max-steps", 1))
+    assert again.returncode == 0, again.stderr
+    assert not (run / ".replaced").exists() and json.loads((run / "run.json").read_text())["steps"] == 1
+
+
+def test_two_trainers_of_one_run_started_together_one_trains(trained, tmp_path):
+    """The other is refused with the holder's PID; eval and translate go on beside the trainer."""
+    run = shutil.copytree(trained, tmp_path / "run")
+    args = [sys.executable, "-m", "seq2seq", "train", "--resume", str(run), "--epochs", "100000", "--max-steps",
+            "100000", "--set", "train.eval_every=5", "--set", "train.patience=100000"]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    while all(p.poll() is None for p in procs):
+        time.sleep(0.05)
+    loser = next(p for p in procs if p.poll() is not None)
+    winner = next(p for p in procs if p is not loser)
+    err = loser.communicate()[1]
+    assert loser.returncode == 2, err
+    assert err == (f"error: run {run} is being trained by process {winner.pid} on {socket.gethostname()}: "
+                   "one trainer per run; wait for it to end or stop it\n")
+    wait_for_step(run, 12, winner)
+    evaluated = seq2seq("eval", run, "--bootstrap", 0)
+    translated = seq2seq("translate", run, input="eins zwei\n")
+    assert evaluated.returncode == 0 and translated.returncode == 0, evaluated.stderr + translated.stderr
+    winner.send_signal(signal.SIGINT)
+    winner.communicate(timeout=120)
+    assert winner.returncode == 130
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(steps) == len(set(steps)) > 2
+
+
+DIE_AT = """
+import os, signal, sys
+from seq2seq import rundir, train
+
+def dying(cls, name, step=None):
+    method = getattr(cls, name)
+
+    def die_first(self, *args):
+        if step is None or self.p.step == step:
+            os.kill(os.getpid(), signal.{signal})
+        return method(self, *args)
+
+    setattr(cls, name, die_first)
+
+dying({where})
+from seq2seq.cli import main
+main()
+"""
+
+
+def killed_at(signal_name: str, where: str, args) -> subprocess.CompletedProcess:
+    """The CLI with args, killed by the signal as it enters the method `where` names."""
+    code = DIE_AT.replace("{signal}", signal_name).replace("{where}", where)
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+def test_a_kill_between_a_validation_record_and_its_checkpoint_leaves_no_duplicate(toy_dataset, tmp_path):
+    run = tmp_path / "run"
+    args = train_args(toy_dataset, run, "--max-steps", 30, "--epochs", 100, "--set", "train.eval_every=10")
+    killed = killed_at("SIGKILL", 'train.Trainer, "save_last", 20', args)
+    assert killed.returncode == -signal.SIGKILL
+    steps = lambda: [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps() == [10, 20]  # the record of step 20 is written, its checkpoint is not
+    resumed = seq2seq("train", "--resume", run)
+    assert resumed.returncode == 0, resumed.stderr
+    assert steps() == [10, 20, 30]
+    assert "1 metrics.jsonl records past step 10 dropped" in resumed.stderr
+
+
+def test_a_run_killed_while_being_set_up_is_replaced_by_overwrite(toy_dataset, tmp_path):
+    run = tmp_path / "run"
+    killed = killed_at("SIGTERM", 'rundir.RunDir, "write_config"', train_args(toy_dataset, run, "--max-steps", 1))
+    assert killed.returncode == -signal.SIGTERM
+    assert (run / "run.json").exists() and (run / "checkpoints").is_dir() and not (run / "config.yaml").exists()
+    for args, says in ((train_args(toy_dataset, run, "--max-steps", 1), "use --resume to continue it or --overwrite"),
+                       (["train", "--resume", run], "stopped while it was being set up (no config.yaml): train it "
+                                                    "again with --overwrite")):
+        refused = seq2seq(*args)
+        assert refused.returncode == 2 and says in refused.stderr and refused.stderr.count("\n") == 1
+    again = seq2seq(*train_args(toy_dataset, run, "--max-steps", 1, "--overwrite"))
+    assert again.returncode == 0, again.stderr
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]["step"] == 1
+
+
+def test_a_run_resumes_on_a_moved_copy_of_its_data_and_keeps_every_command(trained, tmp_path):
+    run = shutil.copytree(trained, tmp_path / "run")
+    moved = shutil.copytree(trained.parent / "data", tmp_path / "moved")
+    first = json.loads((run / "run.json").read_text())["commands"]
+    result = seq2seq("train", "--resume", run, "--dataset", moved, "--max-steps", 3)
+    assert result.returncode == 0, result.stderr
+    assert f"dataset: {moved}\n" in (run / "config.yaml").read_text()
+    commands = json.loads((run / "run.json").read_text())["commands"]
+    assert len(first) == 1 and commands[0] == first[0] and commands[1].endswith(f"--max-steps 3")
+    # a run from before fingerprints, and before run.json kept every command, resumes as it did
+    last = run / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    del ckpt["data"]
+    torch.save(ckpt, last)
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({k: v for k, v in info.items() if k not in ("tool", "run_format",
+                                                                                          "commands")} |
+                                             {"command": "seq2seq train --model bahdanau"}))
+    result = seq2seq("train", "--resume", run, "--max-steps", 4)
+    assert result.returncode == 0, result.stderr
+    assert "the run predates data fingerprints: that its data is unchanged cannot be checked" in result.stderr
+    info = json.loads((run / "run.json").read_text())
+    assert info["commands"][0] == "seq2seq train --model bahdanau" and len(info["commands"]) == 2
+    assert info["tool"] == "seq2seq" and info["steps"] == 4
+
+
+def test_no_arguments_print_the_help_and_the_version_is_known():
+    from seq2seq import __version__
+
+    bare = seq2seq()
+    assert "Usage: seq2seq" in bare.stdout and bare.stderr == ""
+    version = seq2seq("--version")
+    assert version.returncode == 0 and version.stdout == f"seq2seq {__version__}\n"
 
 
 def test_a_relative_dataset_path_is_stored_absolute(tmp_path):
@@ -507,8 +862,9 @@ def test_a_full_or_read_only_disk_loses_nothing(trained, tmp_path, monkeypatch, 
         assert not list(run.rglob("*.tmp")) and not list(run.rglob(".*"))
         assert not (tmp_path / "new").exists()
     after = snapshot(run)
-    assert {p: t for p, t in after.items() if not p.endswith((".log", "metrics.jsonl", "eval"))} == \
-        {p: t for p, t in before.items() if not p.endswith((".log", "metrics.jsonl", "eval"))}
+    kept = (".log", "metrics.jsonl", "eval", "train.lock")  # appended to, or rewritten by whoever locks
+    assert {p: t for p, t in after.items() if not p.endswith(kept)} == \
+        {p: t for p, t in before.items() if not p.endswith(kept)}
 
 
 def main() -> None:
