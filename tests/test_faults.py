@@ -669,8 +669,13 @@ def test_two_trainers_of_one_run_started_together_one_trains(trained, tmp_path):
     args = [sys.executable, "-m", "seq2seq", "train", "--resume", str(run), "--epochs", "100000", "--max-steps",
             "100000", "--set", "train.eval_every=5", "--set", "train.patience=100000"]
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    while all(p.poll() is None for p in procs):
+    deadline = time.monotonic() + 120
+    while all(p.poll() is None for p in procs) and time.monotonic() < deadline:
         time.sleep(0.05)
+    if all(p.poll() is None for p in procs):
+        for p in procs:
+            p.kill()
+        pytest.fail("both trainers ran")
     loser = next(p for p in procs if p.poll() is not None)
     winner = next(p for p in procs if p is not loser)
     err = loser.communicate()[1]
