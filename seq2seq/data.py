@@ -273,9 +273,9 @@ def _map_columns(rows, cfg: DataConfig, split: str, local: Path | None = None):
         raise UserError((local and _bad_row(local, cfg, split)) or
                         f"dataset {cfg.dataset} ({split}) row {row + 1}: {lang!r} is {_kind(value)}, not a sentence")
 
-    def to_pairs(b: dict, rows: list[int]) -> dict:
+    def to_pairs(b: dict, indices: list[int]) -> dict:
         src, tgt = sides(b)
-        return {"src": [sentence(x, s, i) for x, i in zip(src, rows)],
-                "tgt": [sentence(x, t, i) for x, i in zip(tgt, rows)]}
+        return {"src": [sentence(x, s, i) for x, i in zip(src, indices)],
+                "tgt": [sentence(x, t, i) for x, i in zip(tgt, indices)]}
 
     return rows.map(to_pairs, batched=True, with_indices=True, remove_columns=columns)

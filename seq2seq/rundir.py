@@ -102,6 +102,8 @@ class RunDir:
     def _set_aside(self) -> None:
         """Move the run's entries into .replaced/; where that holds a run already (its replacement
         was killed before its first checkpoint), the entries are that replacement's: dropped."""
+        if self.checkpoint("last").exists():
+            self.drop_replaced()  # the run here got its checkpoint: the one it replaced is stale
         keep = not self.replaced.exists()
         if keep:
             self.replaced.mkdir()
@@ -135,7 +137,7 @@ class RunDir:
                 self.path.rmdir()
 
     def _parts(self) -> list[Path]:
-        return [self.path / name for name in PARTS if (self.path / name).exists() or (self.path / name).is_symlink()]
+        return [p for p in (self.path / name for name in PARTS) if p.exists() or p.is_symlink()]
 
     # -- one trainer at a time -----------------------------------------------------------------
 

@@ -592,6 +592,10 @@ def files(root: Path) -> dict[str, bytes]:
             if p.is_file() and p.name != "train.lock"}
 
 
+def metric_steps(run: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
 @pytest.mark.parametrize("case, kept", [
     ("overwrite_config_but_not_a_run", ["P/config.yaml", "P/notes.txt", "P/src"]),
     ("overwrite_current_directory", ["thesis.tex"]),
@@ -689,7 +693,7 @@ def test_two_trainers_of_one_run_started_together_one_trains(trained, tmp_path):
     winner.send_signal(signal.SIGINT)
     winner.communicate(timeout=120)
     assert winner.returncode == 130
-    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = metric_steps(run)
     assert len(steps) == len(set(steps)) > 2
 
 
@@ -725,11 +729,10 @@ def test_a_kill_between_a_validation_record_and_its_checkpoint_leaves_no_duplica
     args = train_args(toy_dataset, run, "--max-steps", 30, "--epochs", 100, "--set", "train.eval_every=10")
     killed = killed_at("SIGKILL", 'train.Trainer, "save_last", 20', args)
     assert killed.returncode == -signal.SIGKILL
-    steps = lambda: [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert steps() == [10, 20]  # the record of step 20 is written, its checkpoint is not
+    assert metric_steps(run) == [10, 20]  # the record of step 20 is written, its checkpoint is not
     resumed = seq2seq("train", "--resume", run)
     assert resumed.returncode == 0, resumed.stderr
-    assert steps() == [10, 20, 30]
+    assert metric_steps(run) == [10, 20, 30]
     assert "1 metrics.jsonl records past step 10 dropped" in resumed.stderr
 
 
