@@ -39,7 +39,8 @@ from seq2seq.evaluate import NO_LIMIT, load_run
 from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
 from seq2seq.search import translate
-from seq2seq.train import Progress, Trainer, describe, pick_device, prepare
+from seq2seq.device import describe, pick_device, resolve_precision
+from seq2seq.train import Progress, Trainer, prepare
 
 BENCH_DROPOUT = {"transformer": 0.1, "bahdanau": 0.2, "rnn": 0.2, "lstm": 0.2}  # ../shared/bench/README.md
 
@@ -100,7 +101,7 @@ def main() -> None:
             rates.append(tokens / (time.perf_counter() - tick))
         warmup = -(-args.warmup // per_window)  # windows holding the warmup updates
     common = {"model": args.model, "device": device.type, "hardware": describe(device),
-              "dtype": "bf16" if device.type == "cuda" else "fp32", "threads": torch.get_num_threads(),
+              "dtype": trainer.precision, "threads": torch.get_num_threads(),
               "params": trainer.params}
     emit(common | {"what": "train", "updates": args.updates,
                    "tgt_tok_per_s": round(statistics.median(rates[warmup:] or rates)),
@@ -116,10 +117,11 @@ def main() -> None:
             sync(device)
             tick = time.perf_counter()
             translate(model, tok, [s for s, _ in test], device, beam, e.length_penalty, e.max_len_a, e.max_len_b,
-                      e.batch_tokens)
+                      e.batch_tokens, e.precision)
             sync(device)
             seconds = time.perf_counter() - tick
-            emit(common | {"what": "greedy" if beam == 1 else f"beam{beam}", "sentences": len(test),
+            emit(common | {"what": "greedy" if beam == 1 else f"beam{beam}",
+                           "dtype": resolve_precision(e.precision, device), "sentences": len(test),
                            "sent_per_s": round(len(test) / seconds, 1), "seconds": round(seconds, 2)})
 
 

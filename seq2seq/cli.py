@@ -178,7 +178,7 @@ def translate(
     todo = [i for i, line in enumerate(lines) if line.strip()]  # an empty line stays empty
     out = [""] * len(lines)
     hyps = decode(loaded.model, loaded.tok, [lines[i] for i in todo], loaded.device, e.beam, e.length_penalty,
-                  e.max_len_a, e.max_len_b, e.batch_tokens)
+                  e.max_len_a, e.max_len_b, e.batch_tokens, e.precision)
     for i, text in zip(todo, hyps):
         out[i] = text
     for text in out:

@@ -20,6 +20,7 @@ import yaml
 from seq2seq.errors import UserError
 
 DEFAULT_DATASET = "bentrevett/multi30k"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ class TrainConfig:
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda
     compile: bool = False  # torch.compile the model (CUDA only)
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast; auto: bf16 where the device is fast at it)
     log_every: int = 50
 
     def check(self) -> None:
@@ -114,6 +116,7 @@ class TrainConfig:
             raise UserError(f"train.seed must be in [0, 2**63), got {self.seed}")
         _one_of(self, "schedule", ("inverse_sqrt", "cosine", "constant"))
         _one_of(self, "device", ("auto", "cpu", "cuda"))
+        _one_of(self, "precision", PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class EvalConfig:
     concat: list[int] = field(default_factory=lambda: [1])  # probe: k consecutive pairs
     bootstrap: int = 1000  # resamples for the 95% intervals (0 = none)
     batch_tokens: int = 8000  # source tokens per decoding batch
+    precision: str = "fp32"  # fp32 | bf16 | auto, as train.precision, for search and the NLL
 
     def check(self) -> None:
         _positive(self, "beam", "max_len_a", "batch_tokens")
@@ -134,6 +138,7 @@ class EvalConfig:
             raise UserError(f"eval.buckets must be increasing positive word counts, got {self.buckets}")
         if not self.concat or min(self.concat) < 1:
             raise UserError(f"eval.concat must be positive integers, got {self.concat}")
+        _one_of(self, "precision", PRECISIONS)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import torch
 from seq2seq import checkpoint
 from seq2seq.config import Config
 from seq2seq.data import clean, concatenate, load_split
+from seq2seq.device import pick_device
 from seq2seq.errors import UserError
 from seq2seq.files import atomic_write_json, atomic_write_text
 from seq2seq.metrics import by_length, corpus_scores, score_subset, sentence_stats
@@ -21,7 +22,6 @@ from seq2seq.models.base import Seq2Seq, count_parameters
 from seq2seq.rundir import RunDir
 from seq2seq.search import translate
 from seq2seq.tokenizer import Tokenizer
-from seq2seq.train import pick_device
 
 NO_LIMIT = 10**9  # evaluation keeps every non-empty pair, however long
 
@@ -74,7 +74,7 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
 
     def decode(sources: list[str]) -> list[str]:
         return translate(loaded.model, loaded.tok, sources, loaded.device, e.beam, e.length_penalty,
-                         e.max_len_a, e.max_len_b, e.batch_tokens)
+                         e.max_len_a, e.max_len_b, e.batch_tokens, e.precision)
 
     started = time.perf_counter()
     srcs, refs = [s for s, _ in pairs], [t for _, t in pairs]

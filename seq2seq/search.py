@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 from seq2seq.batching import collate, token_batches
+from seq2seq.device import autocast, resolve_precision
 from seq2seq.models.base import Seq2Seq, select
 from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer
 
@@ -88,8 +89,9 @@ def beam_search(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor, 
 
 def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, beam: int = 1,
               length_penalty: float = 1.0, max_len_a: float = 1.5, max_len_b: int = 10,
-              batch_tokens: int = 8000) -> list[str]:
-    """Detokenized translations of `sources`, in their order."""
+              batch_tokens: int = 8000, precision: str = "fp32") -> list[str]:
+    """Detokenized translations of `sources`, in their order; matrix products in `precision`
+    (beam search ranks hypotheses by fp32 log-probabilities either way)."""
     was_training = model.training
     model.eval()
     limit = model.max_positions
@@ -99,10 +101,11 @@ def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.
     for batch in token_batches(src_lens, src_lens, batch_tokens):
         b = collate([ids[i] for i in batch], [[] for _ in batch]).to(device)
         max_len = output_limit(b.src_mask, max_len_a, max_len_b, limit)  # (B,)
-        if beam == 1:
-            hyps, _ = greedy(model, b.src, b.src_mask, max_len)
-        else:
-            hyps = beam_search(model, b.src, b.src_mask, max_len, beam, length_penalty)
+        with autocast(device, resolve_precision(precision, device)):
+            if beam == 1:
+                hyps, _ = greedy(model, b.src, b.src_mask, max_len)
+            else:
+                hyps = beam_search(model, b.src, b.src_mask, max_len, beam, length_penalty)
         for i, text in zip(batch, tok.decode(hyps)):
             out[i] = text
     model.train(was_training)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import shutil
 import signal
 import sys
@@ -23,6 +22,7 @@ from seq2seq import checkpoint
 from seq2seq.batching import Batch, collate, token_batches
 from seq2seq.config import Config
 from seq2seq.data import augment_table, clean, clean_table, load_split, load_table
+from seq2seq.device import autocast, describe, pick_device, resolve_precision
 from seq2seq.distributed import World, close_world, init_world
 from seq2seq.errors import UserError
 from seq2seq.files import append_line
@@ -37,7 +37,8 @@ TOKENIZER_SAMPLE = 1_000_000  # pairs the sentencepiece model is trained on, at 
 
 # Fields that may change when a run is resumed; any other difference means another run.
 RESUMABLE_CHANGES = {"epochs", "max_steps", "time_budget", "patience", "eval_every", "checkpoint_every",
-                     "checkpoint_seconds", "log_every", "device", "compile", "max_nonfinite"}
+                     "checkpoint_seconds", "log_every", "device", "compile", "max_nonfinite",
+                     "precision"}
 
 
 @dataclass
@@ -69,16 +70,6 @@ class Corpus:
     def batch(self, idx: list[int]) -> Batch:
         rows = self.table[idx]
         return collate(rows["src_ids"], rows["tgt_ids"])
-
-
-def pick_device(name: str) -> torch.device:
-    if name not in ("auto", "cpu", "cuda"):
-        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but torch sees no CUDA device")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def prepare(cfg: Config, log, tok: Tokenizer | None = None, world: World = World()) -> tuple[Corpus, Tokenizer]:
@@ -116,15 +107,20 @@ def fits(cfg: Config, src_len: int, tgt_len: int) -> bool:
     return max(src_len, tgt_len) < cfg.model.max_positions
 
 
-def lr_at(step: int, cfg: Config, total_steps: int) -> float:
-    """Linear warmup, then inverse square root, cosine or constant."""
+def lr_at(step: int, cfg: Config, total_steps: int, elapsed: float = 0.0) -> float:
+    """Linear warmup, then inverse square root, cosine or constant. The cosine anneals to
+    train.min_lr by whichever rule ends the run first: its steps (epochs or max_steps) or, given
+    `elapsed` training seconds, its time budget."""
     t = cfg.train
     if step < t.warmup_steps:
         return t.lr * (step + 1) / t.warmup_steps
     if t.schedule == "inverse_sqrt":
         return t.lr * math.sqrt(max(t.warmup_steps, 1) / (step + 1))
     if t.schedule == "cosine":
-        done = min(1.0, (step - t.warmup_steps) / max(1, total_steps - t.warmup_steps))
+        done = (step - t.warmup_steps) / max(1, total_steps - t.warmup_steps)
+        if t.time_budget:
+            done = max(done, elapsed / t.time_budget)
+        done = min(1.0, done)
         return t.min_lr + (t.lr - t.min_lr) * 0.5 * (1 + math.cos(math.pi * done))
     return t.lr
 
@@ -147,14 +143,16 @@ class Trainer:
                                            weight_decay=t.weight_decay, fused=True)
         self.src_lens, self.tgt_lens = corpus.lengths()
         per_epoch = len(world.shard(token_batches(self.src_lens, self.tgt_lens, t.batch_tokens)))
-        self.total_steps = t.max_steps or t.epochs * per_epoch
-        if t.compile and device.type == "cuda":
+        self.total_steps = min(t.epochs * per_epoch, t.max_steps or math.inf)  # whichever ends the run
+        if t.compile:
             model.compile_steps()
         self.step_fn = model
         if world.size > 1:  # gradients all-reduced (averaged) across ranks during backward
             self.step_fn = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+        self.precision = resolve_precision(t.precision, device)
+        self.autocast = autocast(device, self.precision)
+        self.started, self.elapsed_before = time.monotonic(), progress.elapsed  # fit() restarts the clock
         self.stop_signal: str | None = None
         self.params = count_parameters(model)
         # The validation loss is taken over the pairs that fit the model's positions, as training
@@ -199,12 +197,15 @@ class Trainer:
         """Wall seconds of training in this run, earlier processes included."""
         return self.elapsed_before + time.monotonic() - self.started
 
+    def lr(self) -> float:
+        return lr_at(self.p.step, self.cfg, self.total_steps, self.elapsed())
+
     def train_step(self, batch: Batch) -> torch.Tensor:
         """One update on this rank's batch, queued without waiting for the device. Returns, on the
         device, (loss summed over the target tokens of all ranks' batches, their count, 0); when
         the loss or a gradient is not finite the update is skipped and it returns (0, 0, 1)."""
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(self.p.step, self.cfg, self.total_steps)
+            group["lr"] = self.lr()
         with self.autocast:  # the (B, T, V) logits are not kept: backward needs only their log-softmax
             loss = token_loss(self.step_fn(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out,
                               self.cfg.train.label_smoothing)
@@ -251,7 +252,7 @@ class Trainer:
             n += b.n_tokens
         e = self.cfg.eval
         hyps = translate(self.model, self.tok, self.corpus.valid_src, self.device, max_len_a=e.max_len_a,
-                         max_len_b=e.max_len_b, batch_tokens=e.batch_tokens)
+                         max_len_b=e.max_len_b, batch_tokens=e.batch_tokens, precision=e.precision)
         bleu = corpus_scores(hyps, self.corpus.valid_tgt)["bleu"]
         self.model.train()
         improved = bleu > self.p.best_bleu
@@ -262,7 +263,7 @@ class Trainer:
         record = {"step": self.p.step, "epoch": self.p.epoch, "train_loss": round(train_loss, 4),
                   "val_loss": round(nll / max(n, 1), 4), "val_bleu": bleu,
                   "tgt_tok_per_s": round(train_tokens / max(train_seconds, 1e-9)),
-                  "lr": lr_at(self.p.step, self.cfg, self.total_steps), "elapsed": round(self.elapsed(), 1)}
+                  "lr": self.lr(), "elapsed": round(self.elapsed(), 1)}
         append_line(self.run.metrics, json.dumps(record))
         self.log(f"validation at step {self.p.step}: val_loss {record['val_loss']:.3f}, "
                  f"val BLEU {bleu:.2f}{' (best)' if improved else ''}, {record['tgt_tok_per_s']} tok/s")
@@ -436,7 +437,8 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
     if world.size > 1:  # the same weights everywhere (DDP checks), different dropout on each rank;
         # only rank 0's RNG is checkpointed, so exact resumption holds for one process only
         torch.manual_seed(hash((cfg.train.seed, world.rank, trainer.p.step)) % 2**63)
-    log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}")
+    log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}, "
+        f"{trainer.precision}")
     if world.main:
         run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device, world),
                         torch=torch.__version__, command=" ".join(sys.argv))
@@ -489,10 +491,3 @@ def check_resumable(saved: Config, asked: Config, run: RunDir) -> None:
                 raise UserError(f"cannot resume {run.path} with {section}.{key}={b[section][key]!r}: "
                                 f"the run has {a[section][key]!r}")
 
-
-def describe(device: torch.device, world: World = World()) -> str:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    return name if world.size == 1 else f"{world.size} processes x {name}"
