@@ -145,3 +145,25 @@ def test_compiled_steps_give_the_eager_logits_and_gradients_for_every_shape(name
     assert graphs_after[-1] == graphs_after[-2], f"graphs captured after each batch: {graphs_after}"
     if name == "bahdanau":  # the one step graph serves every length from the first batch on
         assert graphs_after[-1] == graphs_after[0], graphs_after
+
+
+def test_dropout_drops_at_rate_p_and_keeps_the_mean():
+    """The CPU dropout's mask: each element dropped with probability p, independently of its
+    place in the 64-bit draw, the rest scaled by 1/(1-p); no-op at evaluation; gradient = mask."""
+    from seq2seq.dropout import Dropout, drop
+
+    torch.manual_seed(0)
+    x = torch.ones(400_000, requires_grad=True)
+    y = drop(x, 0.3)
+    dropped = (y == 0).float()
+    assert abs(dropped.mean().item() - 0.3) < 0.005
+    for lane in range(4):  # the four 16-bit uniforms taken from each 64-bit random number
+        assert abs(dropped[lane::4].mean().item() - 0.3) < 0.01
+    assert abs(y.mean().item() - 1.0) < 0.01
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7), rtol=1e-4)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x * mask)/dx = mask
+    assert drop(x, 0.3, training=False) is x and drop(x, 0.0) is x
+    assert torch.equal(Dropout(0.5).eval()(x), x)
+    x_bf16 = torch.randn(3, 5, 7, dtype=torch.bfloat16)
+    assert drop(x_bf16, 0.5).shape == x_bf16.shape and drop(x_bf16, 0.5).dtype == torch.bfloat16

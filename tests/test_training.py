@@ -138,3 +138,51 @@ def test_real_multi30k_flows_through(tmp_path):
     run_cli("eval", run, "--bootstrap", 0)
     report = json.loads((run / "eval" / "test.json").read_text())
     assert report["n"] == 1000 and 0 <= report["bleu"] <= 100
+
+
+def test_cosine_schedule_anneals_by_whichever_of_steps_and_time_budget_ends_the_run():
+    from seq2seq.train import lr_at
+
+    cfg = load_config(TINY, {"train.schedule": "cosine", "train.warmup_steps": 10, "train.lr": 1e-3,
+                             "train.min_lr": 1e-5, "train.time_budget": 100.0})
+    total = 1000
+    assert lr_at(10, cfg, total, elapsed=0.0) == pytest.approx(1e-3)
+    assert lr_at(505, cfg, total, elapsed=1.0) == pytest.approx((1e-3 + 1e-5) / 2)  # halfway by steps
+    assert lr_at(20, cfg, total, elapsed=50.0) == pytest.approx((1e-3 + 1e-5) / 2)  # halfway by time
+    assert lr_at(20, cfg, total, elapsed=100.0) == pytest.approx(1e-5)  # the budget is spent: the floor
+    assert lr_at(total, cfg, total, elapsed=1.0) == pytest.approx(1e-5)  # the steps are done: the floor
+    no_budget = cfg.replace({"train.time_budget": None})
+    assert lr_at(20, no_budget, total, elapsed=1e6) > 9e-4  # without a budget time does not count
+
+
+def test_a_time_budgeted_cosine_run_ends_at_the_schedules_floor(toy_dataset, tmp_path):
+    run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--run-dir", tmp_path / "run",
+            "--time-budget", 4, "--epochs", 1000, "--set", "train.schedule=cosine",
+            "--set", "train.warmup_steps=0", "--set", "train.min_lr=1e-5", "--set", "train.patience=100000")
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "time budget" in json.loads((tmp_path / "run" / "run.json").read_text())["stopped"]
+    assert records[-1]["lr"] == pytest.approx(1e-5)
+    assert records[0]["lr"] > 1e-4  # it was annealing, not at the floor from the start
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_bf16_training_step_on_the_cpu_is_close_to_fp32_and_finite(name, tmp_path):
+    """train.precision=bf16: the step runs under bf16 autocast; logits within bf16's tolerance of
+    fp32 and a finite loss and gradient, master weights still fp32."""
+    from seq2seq.device import autocast
+
+    pairs = toy_pairs(6, seed=3)
+    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
+    cfg = load_config(TINY, {"model.name": name, "model.dropout": 0.0})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, tok.vocab_size).train()
+    batch = batch_of(tok, pairs)
+    want = model(batch.src, batch.src_mask, batch.tgt_in)
+    with autocast(torch.device("cpu"), "bf16"):
+        got = model(batch.src, batch.src_mask, batch.tgt_in)
+        loss = token_loss(got, batch.tgt_out, 0.1)
+    loss.backward()
+    torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.05)
+    assert torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in model.parameters()
+               if p.grad is not None)

@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.attention import AdditiveAttention
 from seq2seq.config import ModelConfig
+from seq2seq.dropout import Dropout
 from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths
 from seq2seq.tokenizer import PAD
 
@@ -33,7 +34,7 @@ class Bahdanau(Seq2Seq):
         self.decoder = nn.GRUCell(E + 2 * H, H)
         self.readout = Maxout(H + 2 * H + E, E)
         self.W_o = nn.Linear(E, vocab_size)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def encode(self, src: Tensor, src_mask: Tensor) -> Memory:
         S = src.size(1)

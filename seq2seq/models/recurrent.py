@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from seq2seq.config import ModelConfig
+from seq2seq.dropout import Dropout
 from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths
 from seq2seq.tokenizer import PAD
 
@@ -40,7 +41,7 @@ class EncoderDecoder(Seq2Seq):
         self.decoder = RNN(E + H, H, L, batch_first=True, dropout=between_layers)
         self.readout = Maxout(H + H + E, E)
         self.W_o = nn.Linear(E, vocab_size)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def encode(self, src: Tensor, src_mask: Tensor) -> Memory:
         n = lengths(src_mask)  # (B,)
