@@ -14,8 +14,10 @@ the test split greedily and with beam 5:
 Throughput counts real target tokens (EOS included, padding not) per wall-clock second of
 whole updates (batch collation, forward, backward, optimizer), median over the updates after
 the first `--warmup` ones, as the JoeyNMT baseline reports it; on a GPU, where updates are
-queued without waiting, median over windows of 10 updates. fp32 on the CPU, bf16 autocast on
-a GPU. Peak memory is the process's peak resident set on the CPU, and the peak allocated CUDA
+queued without waiting, median over windows of 10 updates. Precision is train.precision (auto:
+bf16 autocast where the device is fast at it; `--set train.precision=fp32` for the matched
+configuration), labelled in every line as it ran; `wall_s` is the time of all updates, a
+compilation's included (`first_window_s`). Peak memory is the process's peak resident set on the CPU, and the peak allocated CUDA
 memory on a GPU.
 """
 
@@ -88,6 +90,7 @@ def main() -> None:
         per_window = 1 if device.type == "cpu" else 10
         rates = []
         model.train()
+        started = time.perf_counter()
         for start in range(0, len(batches), per_window):
             sync(device)
             tick = time.perf_counter()
@@ -99,12 +102,16 @@ def main() -> None:
                 tokens += batch.n_tokens
             sync(device)
             rates.append(tokens / (time.perf_counter() - tick))
+            if start == 0:
+                first = time.perf_counter() - tick  # with train.compile, its compilation
         warmup = -(-args.warmup // per_window)  # windows holding the warmup updates
+        wall = time.perf_counter() - started  # every update, the first ones' compilation included
     common = {"model": args.model, "device": device.type, "hardware": describe(device),
               "dtype": trainer.precision, "threads": torch.get_num_threads(),
               "params": trainer.params}
     emit(common | {"what": "train", "updates": args.updates,
                    "tgt_tok_per_s": round(statistics.median(rates[warmup:] or rates)),
+                   "compile": cfg.train.compile, "wall_s": round(wall, 1), "first_window_s": round(first, 2),
                    "peak_mem_mb": round(peak_mem_mb(device))})
     if args.decode:
         test = clean(load_split(cfg.data, "test"), NO_LIMIT).pairs[:args.decode]

@@ -40,6 +40,7 @@ timed() {  # timed LABEL COMMAND...: run the command, then say how long it took
 
 study_one() {  # train (or resume) one model, then evaluate it greedy and with beam 5
   local model=$1 run="$OUT/$1"
+  shift
   if [[ -f "$run/eval/test.beam5.json" ]]; then
     return
   elif [[ -f "$run/checkpoints/last.pt" ]]; then
