@@ -107,7 +107,8 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
         k_hyps = hyps if k == 1 else decode([s for s, _ in joined])
         k_sentences, k_token_nlls = (sentences, token_nlls) if k == 1 else score(joined, k_hyps)
         src_words = sum(len(s.split()) for s, _ in joined) / len(joined)
-        report["concat"].append({"k": k, "src_words": round(src_words, 1), **score_subset(k_sentences, e.bootstrap),
+        k_scores = overall if k == 1 else score_subset(k_sentences, e.bootstrap)
+        report["concat"].append({"k": k, "src_words": round(src_words, 1), **k_scores,
                                  "position_nll": position_nll(k_token_nlls)})
         if k > 1:
             files[hypotheses_path(out, k)] = k_hyps

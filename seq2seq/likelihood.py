@@ -30,7 +30,8 @@ def reference_nll(model: Seq2Seq, tok: Tokenizer, pairs: list[Pair], device: tor
     for idx in token_batches([len(s) + 1 for s in src], [len(t) + 1 for t in tgt], batch_tokens):
         b = collate([src[i] for i in idx], [tgt[i] for i in idx]).to(device)
         logits = model(b.src, b.src_mask, b.tgt_in)  # (B, T, V)
-        nll = F.cross_entropy(logits.transpose(1, 2).float(), b.tgt_out, reduction="none")  # (B, T)
+        nll = F.cross_entropy(logits.flatten(0, 1).float(), b.tgt_out.flatten(), reduction="none")  # (B*T,)
+        nll = nll.view(b.tgt_out.shape)  # (B, T)
         for i, row in zip(idx, nll.tolist()):
             out[i] = row[:len(tgt[i]) + 1]  # the reference's tokens and EOS, not the padding
     model.train(was_training)

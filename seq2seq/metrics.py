@@ -63,9 +63,9 @@ def length_ratio(stats: list[list[int]]) -> float | None:
     return sum(s[0] for s in stats) / ref_len if ref_len else None
 
 
-def nll_per_token(nlls: Sequence[tuple[float, int]]) -> float:
-    """Mean negative log-likelihood per reference token of (summed NLL, tokens) per sentence."""
-    return sum(nll for nll, _ in nlls) / max(1, sum(tokens for _, tokens in nlls))
+def nll_per_token(sentences: list[Sentence]) -> float:
+    """The sentences' mean negative log-likelihood per reference token."""
+    return sum(s.nll for s in sentences) / max(1, sum(s.tokens for s in sentences))
 
 
 def position_nll(token_nlls: list[list[float]], bins: int = 10) -> list[float | None]:
@@ -81,17 +81,20 @@ def position_nll(token_nlls: list[list[float]], bins: int = 10) -> list[float | 
     return [round(s / c, 3) if c else None for s, c in zip(sums, counts)]
 
 
-def bootstrap_interval(rows: list, resamples: int, score: Callable[[list], float] = bleu_from_stats,
-                       seed: int = 12345) -> tuple[float, float] | None:
-    """95% interval of a corpus score (BLEU of the rows' statistics unless another `score` is
-    given): resample sentences with replacement, score each resample (Koehn 2004). None when
-    resamples is 0 or there is nothing to resample."""
-    if resamples <= 0 or not rows:
+def bootstrap_intervals(sentences: list[Sentence], resamples: int, scores: list[Callable[[list[Sentence]], float]],
+                        seed: int = 12345) -> list[tuple[float, float]] | None:
+    """95% interval of each corpus score of the sentences: resample sentences with replacement,
+    score each resample (Koehn 2004). None when resamples is 0 or there is nothing to resample."""
+    if resamples <= 0 or not sentences:
         return None
     rng = random.Random(seed)
-    n = len(rows)
-    scores = sorted(score([rows[rng.randrange(n)] for _ in range(n)]) for _ in range(resamples))
-    return scores[int(0.025 * resamples)], scores[min(resamples - 1, int(0.975 * resamples))]
+    n = len(sentences)
+    samples = [[sentences[rng.randrange(n)] for _ in range(n)] for _ in range(resamples)]
+    intervals = []
+    for score in scores:
+        ranked = sorted(score(sample) for sample in samples)
+        intervals.append((ranked[int(0.025 * resamples)], ranked[min(resamples - 1, int(0.975 * resamples))]))
+    return intervals
 
 
 def paired_bootstrap(baseline: list[list[int]], system: list[list[int]], resamples: int = 1000,
@@ -140,14 +143,18 @@ def by_length(sentences: list[Sentence], src_words: list[int], edges: list[int],
 def score_subset(sentences: list[Sentence], resamples: int, seed: int = 12345) -> dict:
     """BLEU and the reference NLL per token of a set of sentences, each with its 95% interval,
     and the length ratio. BLEU and NLL are None for an empty set."""
-    stats, nlls = [s.stats for s in sentences], [(s.nll, s.tokens) for s in sentences]
-    bleu_low, bleu_high = bootstrap_interval(stats, resamples, bleu_from_stats, seed) or (None, None)
-    nll_low, nll_high = bootstrap_interval(nlls, resamples, nll_per_token, seed) or (None, None)
+    stats = [s.stats for s in sentences]
+    intervals = bootstrap_intervals(sentences, resamples, [_bleu, nll_per_token], seed)
+    (bleu_low, bleu_high), (nll_low, nll_high) = intervals or [(None, None)] * 2
     return {"n": len(stats), "bleu": round(bleu_from_stats(stats), 2) if stats else None,
             "ci_low": _round(bleu_low, 2), "ci_high": _round(bleu_high, 2),
-            "nll": _round(nll_per_token(nlls) if nlls else None, 3),
+            "nll": _round(nll_per_token(sentences) if sentences else None, 3),
             "nll_ci_low": _round(nll_low, 3), "nll_ci_high": _round(nll_high, 3),
             "len_ratio": _round(length_ratio(stats), 3)}
+
+
+def _bleu(sentences: list[Sentence]) -> float:
+    return bleu_from_stats([s.stats for s in sentences])
 
 
 def _round(x: float | None, digits: int) -> float | None:
