@@ -44,8 +44,8 @@ def sentence_bleu(hyps: list[str], refs: list[str]) -> list[float]:
     return [bleu.sentence_score(h, [r]).score for h, r in zip(hyps, refs)]
 
 
-def bleu_from_stats(stats: Sequence[Sequence[int]]) -> float:
-    if not len(stats):
+def bleu_from_stats(stats: list[list[int]]) -> float:
+    if not stats:
         return 0.0
     return bleu_of_total([sum(col) for col in zip(*stats)])
 

@@ -86,8 +86,8 @@ def position_figure(rows: list[dict]) -> Figure:
     ax = fig.add_subplot()
     for label, row in zip(run_labels(rows), rows):
         nll = next(c["position_nll"] for c in row["concat"] if c["k"] == k)
-        ax.plot([100 * (b + 0.5) / len(nll) for b in range(len(nll))], [np.nan if x is None else x for x in nll], marker="o",
-                label=label)
+        centres = [100 * (b + 0.5) / len(nll) for b in range(len(nll))]  # % of the reference's tokens
+        ax.plot(centres, [np.nan if x is None else x for x in nll], marker="o", label=label)
     ax.set(title=f"reference NLL by position, k={k} sentences joined",
            xlabel="position in the reference (% of its tokens)", ylabel="NLL per token (nats)", xlim=(0, 100))
     ax.legend()

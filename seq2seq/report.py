@@ -107,113 +107,6 @@ def _added(part: dict, more: tuple[str, ...] = ()) -> dict:
     return {key: part.get(key) for key in ADDED_KEYS + more}
 
 
-# -- significance and examples ---------------------------------------------------------------------
-
-PAIRED_RESAMPLES = 1000  # sacreBLEU's default for its paired bootstrap test
-
-
-def baseline_index(run_dirs: list[str | Path], baseline: str | Path) -> int:
-    """Where the baseline is among the runs compared."""
-    runs = [Path(r).resolve() for r in run_dirs]
-    if Path(baseline).resolve() not in runs:
-        raise UserError(f"--baseline {baseline} is not among the runs compared")
-    return runs.index(Path(baseline).resolve())
-
-
-def add_p_values(rows: list[dict], base: int, beam: int = 1) -> None:
-    """Give each row, overall, in each bucket and each k, the paired-bootstrap p-value of its BLEU
-    against that of rows[base] on the same sentences (`p_value`): None for the baseline itself,
-    and where a report of an older version lacks the sentences' statistics (with a warning)."""
-    _same_dataset(rows, "--baseline")
-    groups = [_sentence_groups(row["run"], beam) for row in rows]
-    for i, row in enumerate(rows):
-        for part, key in [(row, "all")] + [(b, b["range"]) for b in row["buckets"]] + \
-                         [(c, f"k={c['k']}") for c in row["concat"]]:
-            a, b = groups[base].get(key, []), groups[i].get(key, [])
-            paired = i != base and len(a) == len(b) > 0
-            part["p_value"] = round(paired_bootstrap(a, b, PAIRED_RESAMPLES), 4) if paired else None
-
-
-def _sentence_groups(run_dir: str, beam: int) -> dict[str, list[list[int]]]:
-    """A run's per-sentence BLEU statistics by the figure they make: "all", each bucket's range,
-    and "k=K"; empty (with a warning) for a report written before they were kept."""
-    path = sentences_path(report_path(RunDir(run_dir), "test", beam))
-    if not path.exists():
-        print(f"warning: {run_dir} has no {path.name} (evaluated by an older version): no p-values for it; "
-              f"run `seq2seq eval {run_dir}` again", file=sys.stderr)
-        return {}
-    groups: dict[str, list[list[int]]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            record = json.loads(line)
-            keys = [f"k={record['k']}"] + (["all", record["range"]] if record["k"] == 1 else [])
-            for key in keys:
-                groups.setdefault(key, []).append(record["bleu_stats"])
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise UserError(f"{path} line {number} is malformed: run `seq2seq eval {run_dir}` again") from None
-    return groups
-
-
-def _same_dataset(rows: list[dict], option: str) -> None:
-    """Paired figures need the same test sentences in every run."""
-    other = next((row for row in rows if row["dataset"] != rows[0]["dataset"]), None)
-    if other is not None:
-        raise UserError(f"{option} pairs the runs' test sentences, but {rows[0]['run']} was evaluated on "
-                        f"{rows[0]['dataset']} and {other['run']} on {other['dataset']}")
-
-
-def largest_common_k(rows: list[dict], has: str = "bleu") -> int:
-    """The largest concatenation k whose `has` every run reports."""
-    ks = set.intersection(*({c["k"] for c in row["concat"] if c.get(has) is not None} for row in rows))
-    if not ks:
-        raise UserError(f"the runs report {has} for no common concatenation k: "
-                        "run `seq2seq eval RUN --concat K` with one K for all")
-    return max(ks)
-
-
-def examples(rows: list[dict], n: int, beam: int = 1) -> str:
-    """The n sources of the largest k all runs evaluated where the runs' sentence BLEU differs
-    most, each with its reference and every run's output."""
-    _same_dataset(rows, "--examples")
-    k = largest_common_k(rows)
-    pairs = concatenate(split_pairs(RunDir(rows[0]["run"]).read_config().data, "test"), k)
-    refs = [t for _, t in pairs]
-    outputs = [_hypotheses(row["run"], beam, k, len(pairs)) for row in rows]
-    bleu = [sentence_bleu(hyps, refs) for hyps in outputs]  # [run][sentence]
-    spread = [max(scores) - min(scores) for scores in zip(*bleu)]
-    chosen = sorted(range(len(pairs)), key=lambda i: -spread[i])[:n]
-    labels = run_labels(rows)
-    width = max(len(label) for label in labels + ["reference"])
-    blocks = []
-    for rank, i in enumerate(chosen, 1):
-        lines = [f"example {rank}: joined pair {i + 1} of {len(pairs)} (k={k}); sentence BLEU differs by "
-                 f"{spread[i]:.1f}",
-                 f"  {'source':<{width}}        {pairs[i][0]}", f"  {'reference':<{width}}        {refs[i]}"]
-        lines += [f"  {label:<{width}} {bleu[r][i]:5.1f}  {outputs[r][i]}" for r, label in enumerate(labels)]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
-
-
-def _hypotheses(run_dir: str, beam: int, k: int, n: int) -> list[str]:
-    path = hypotheses_path(report_path(RunDir(run_dir), "test", beam), k)
-    lines = path.read_text(encoding="utf-8").split("\n")[:-1] if path.exists() else None
-    if lines is None or len(lines) != n:
-        again = f" --concat {k}" + (f" --beam {beam}" if beam > 1 else "")
-        raise UserError(f"{path} {'is missing' if lines is None else f'has {len(lines)} lines, not {n}'}: "
-                        f"run `seq2seq eval {run_dir}{again}` again")
-    return lines
-
-
-def run_labels(rows: list[dict]) -> list[str]:
-    """The model name, and the run dir's name too where two runs train the same model."""
-    repeated = Counter(row["model"] for row in rows)
-    return [row["model"] if repeated[row["model"]] == 1 else f"{row['model']} ({Path(row['run']).name})"
-            for row in rows]
-
-
-# -- the formats -----------------------------------------------------------------------------------
-
-
 def render_comparison(rows: list[dict], fmt: str) -> str:
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -330,3 +223,106 @@ def _duration(seconds: float | None) -> str:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
+
+# -- significance and examples ---------------------------------------------------------------------
+
+PAIRED_RESAMPLES = 1000  # sacreBLEU's default for its paired bootstrap test
+
+
+def baseline_index(run_dirs: list[str | Path], baseline: str | Path) -> int:
+    """Where the baseline is among the runs compared."""
+    runs = [Path(r).resolve() for r in run_dirs]
+    if Path(baseline).resolve() not in runs:
+        raise UserError(f"--baseline {baseline} is not among the runs compared")
+    return runs.index(Path(baseline).resolve())
+
+
+def add_p_values(rows: list[dict], base: int, beam: int = 1) -> None:
+    """Give each row, overall, in each bucket and each k, the paired-bootstrap p-value of its BLEU
+    against that of rows[base] on the same sentences (`p_value`): None for the baseline itself,
+    and where a report of an older version lacks the sentences' statistics (with a warning)."""
+    _same_dataset(rows, "--baseline")
+    groups = [_sentence_groups(row["run"], beam) for row in rows]
+    for i, row in enumerate(rows):
+        for part, key in [(row, "all")] + [(b, b["range"]) for b in row["buckets"]] + \
+                         [(c, f"k={c['k']}") for c in row["concat"]]:
+            a, b = groups[base].get(key, []), groups[i].get(key, [])
+            paired = i != base and len(a) == len(b) > 0
+            part["p_value"] = round(paired_bootstrap(a, b, PAIRED_RESAMPLES), 4) if paired else None
+
+
+def _sentence_groups(run_dir: str, beam: int) -> dict[str, list[list[int]]]:
+    """A run's per-sentence BLEU statistics by the figure they make: "all", each bucket's range,
+    and "k=K"; empty (with a warning) for a report written before they were kept."""
+    path = sentences_path(report_path(RunDir(run_dir), "test", beam))
+    if not path.exists():
+        print(f"warning: {run_dir} has no {path.name} (evaluated by an older version): no p-values for it; "
+              f"run `seq2seq eval {run_dir}` again", file=sys.stderr)
+        return {}
+    groups: dict[str, list[list[int]]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            record = json.loads(line)
+            keys = [f"k={record['k']}"] + (["all", record["range"]] if record["k"] == 1 else [])
+            for key in keys:
+                groups.setdefault(key, []).append(record["bleu_stats"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"{path} line {number} is malformed: run `seq2seq eval {run_dir}` again") from None
+    return groups
+
+
+def _same_dataset(rows: list[dict], option: str) -> None:
+    """Paired figures need the same test sentences in every run."""
+    other = next((row for row in rows if row["dataset"] != rows[0]["dataset"]), None)
+    if other is not None:
+        raise UserError(f"{option} pairs the runs' test sentences, but {rows[0]['run']} was evaluated on "
+                        f"{rows[0]['dataset']} and {other['run']} on {other['dataset']}")
+
+
+def largest_common_k(rows: list[dict], has: str = "bleu") -> int:
+    """The largest concatenation k whose `has` every run reports."""
+    ks = set.intersection(*({c["k"] for c in row["concat"] if c.get(has) is not None} for row in rows))
+    if not ks:
+        raise UserError(f"the runs report {has} for no common concatenation k: "
+                        "run `seq2seq eval RUN --concat K` with one K for all")
+    return max(ks)
+
+
+def examples(rows: list[dict], n: int, beam: int = 1) -> str:
+    """The n sources of the largest k all runs evaluated where the runs' sentence BLEU differs
+    most, each with its reference and every run's output."""
+    _same_dataset(rows, "--examples")
+    k = largest_common_k(rows)
+    pairs = concatenate(split_pairs(RunDir(rows[0]["run"]).read_config().data, "test"), k)
+    refs = [t for _, t in pairs]
+    outputs = [_hypotheses(row["run"], beam, k, len(pairs)) for row in rows]
+    bleu = [sentence_bleu(hyps, refs) for hyps in outputs]  # [run][sentence]
+    spread = [max(scores) - min(scores) for scores in zip(*bleu)]
+    chosen = sorted(range(len(pairs)), key=lambda i: -spread[i])[:n]
+    labels = run_labels(rows)
+    width = max(len(label) for label in labels + ["reference"])
+    blocks = []
+    for rank, i in enumerate(chosen, 1):
+        lines = [f"example {rank}: joined pair {i + 1} of {len(pairs)} (k={k}); sentence BLEU differs by "
+                 f"{spread[i]:.1f}",
+                 f"  {'source':<{width}}        {pairs[i][0]}", f"  {'reference':<{width}}        {refs[i]}"]
+        lines += [f"  {label:<{width}} {bleu[r][i]:5.1f}  {outputs[r][i]}" for r, label in enumerate(labels)]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _hypotheses(run_dir: str, beam: int, k: int, n: int) -> list[str]:
+    path = hypotheses_path(report_path(RunDir(run_dir), "test", beam), k)
+    lines = path.read_text(encoding="utf-8").split("\n")[:-1] if path.exists() else None
+    if lines is None or len(lines) != n:
+        again = f" --concat {k}" + (f" --beam {beam}" if beam > 1 else "")
+        raise UserError(f"{path} {'is missing' if lines is None else f'has {len(lines)} lines, not {n}'}: "
+                        f"run `seq2seq eval {run_dir}{again}` again")
+    return lines
+
+
+def run_labels(rows: list[dict]) -> list[str]:
+    """The model name, and the run dir's name too where two runs train the same model."""
+    repeated = Counter(row["model"] for row in rows)
+    return [row["model"] if repeated[row["model"]] == 1 else f"{row['model']} ({Path(row['run']).name})"
+            for row in rows]
