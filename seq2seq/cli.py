@@ -112,30 +112,70 @@ def eval_(
 
 
 @app.command()
+def score(
+    run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
+    split: str = typer.Option("test", help="train | validation | test"),
+    concat: int = typer.Option(1, help="score K consecutive pairs joined into one, as eval --concat K does"),
+    checkpoint: str = typer.Option("best", help="best | last"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Forced decoding, no search: per pair, in order, the reference's negative log-likelihood
+    (nats, summed over its tokens) and its token count (EOS included), tab-separated."""
+    from seq2seq.data import concatenate
+    from seq2seq.evaluate import load_run, split_pairs
+    from seq2seq.likelihood import reference_nll
+
+    if concat < 1:
+        raise UserError(f"--concat must be a positive integer, got {concat}")
+    loaded = load_run(run_dir, checkpoint, device)
+    pairs = concatenate(split_pairs(loaded.cfg.data, split), concat)
+    for nlls in reference_nll(loaded.model, loaded.tok, pairs, loaded.device, loaded.cfg.eval.batch_tokens):
+        print(f"{sum(nlls):.4f}\t{len(nlls)}")
+
+
+@app.command()
 def compare(
     runs: list[Path] = typer.Argument(..., help="run dirs, each evaluated by seq2seq eval"),
     beam: int = typer.Option(1, help="compare the reports of this beam size (eval/test.beamN.json)"),
     format_: str = typer.Option("table", "--format", help="table | csv | json | markdown"),
+    baseline: Optional[Path] = typer.Option(None, help="one of the runs: give the others the paired-bootstrap "
+                                                       "p-value of their BLEU against it"),
     plot: Optional[Path] = typer.Option(None, help="draw BLEU by length and by concatenation to FILE.png or .svg"),
+    plot_position: Optional[Path] = typer.Option(
+        None, help="draw the reference NLL by position at the largest k to FILE.png or .svg"),
     curves: Optional[Path] = typer.Option(None, help="draw validation BLEU by step and by time to FILE.png or .svg"),
+    examples: int = typer.Option(0, help="after the table, N sources of the largest k where the runs differ most"),
 ) -> None:
-    """One table of runs: size, training, test BLEU and chrF, BLEU by length and by concatenation."""
-    from seq2seq.report import load_comparison, render_comparison
+    """One table of runs: size, training, test BLEU, chrF and NLL, by length and by concatenation."""
+    from seq2seq.report import add_p_values, baseline_index, examples as pick_examples, load_comparison, \
+        render_comparison
     from seq2seq.rundir import RunDir
 
-    figures = [path for path in (plot, curves) if path is not None]
+    if examples < 0:
+        raise UserError(f"--examples must be 0 or more, got {examples}")
+    if examples and format_ in ("csv", "json"):
+        raise UserError("--examples prints text after the table: use it with --format table or markdown")
+    figures = [path for path in (plot, plot_position, curves) if path is not None]
     if figures:
         from seq2seq import plots
 
         for path in figures:
             plots.figure_format(path)
+    base = baseline_index(runs, baseline) if baseline is not None else None
     rows = load_comparison(runs, beam)
+    if base is not None:
+        add_p_values(rows, base, beam)
     table = render_comparison(rows, format_)
+    shown = pick_examples(rows, examples, beam) if examples else None
     if plot is not None:
         plots.save(plots.length_figure(rows), plot)
+    if plot_position is not None:
+        plots.save(plots.position_figure(rows), plot_position)
     if curves is not None:
         plots.save(plots.curves_figure(rows, [RunDir(row["run"]).read_metrics() for row in rows]), curves)
     print(table)
+    if shown:
+        print(f"\n{shown}")
 
 
 @app.command()

@@ -306,6 +306,18 @@ def case_resume_with_malformed_run_json(tmp, trained):
     return ["train", "--resume", tmp / "run"]
 
 
+def case_score_bad_concat(tmp, trained):
+    return ["score", trained, "--concat", "0"]
+
+
+def case_baseline_not_compared(tmp, trained):
+    return ["compare", trained, "--baseline", tmp / "other"]
+
+
+def case_examples_as_json(tmp, trained):
+    return ["compare", trained, "--examples", "3", "--format", "json"]
+
+
 CASES = {  # id: (what the user did, the command's arguments)
     "missing_split": ("a dataset without a validation split", case_missing_split),
     "missing_language_column": ("a dataset without the source language's column", case_missing_language_column),
@@ -348,6 +360,9 @@ CASES = {  # id: (what the user did, the command's arguments)
                                         case_resume_after_editing_the_config),
     "resume_with_malformed_run_json": ("`--resume` on a run whose run.json is not JSON",
                                        case_resume_with_malformed_run_json),
+    "score_bad_concat": ("`score --concat 0`", case_score_bad_concat),
+    "baseline_not_compared": ("`compare A --baseline B`, B not among the runs", case_baseline_not_compared),
+    "examples_as_json": ("`compare --examples 3 --format json`", case_examples_as_json),
 }
 
 

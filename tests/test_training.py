@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from seq2seq.config import load_config
+from seq2seq.likelihood import reference_nll
 from seq2seq.metrics import corpus_scores
 from seq2seq.models import MODELS, build_model
 from seq2seq.search import translate
@@ -34,6 +35,38 @@ def test_every_model_overfits_a_handful_of_pairs(name):
         optimizer.step()
     hyps = translate(model, tok, [s for s, _ in pairs], torch.device("cpu"))
     assert corpus_scores(hyps, [t for _, t in pairs])["bleu"] > 90, hyps
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_scores_nll_is_the_training_loss_without_label_smoothing(name):
+    """Forced decoding, batched by length, gives each reference the loss training sums for it."""
+    pairs = toy_pairs(12, seed=7)
+    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
+    cfg = load_config(TINY, {"model.name": name})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, tok.vocab_size)
+    token_nlls = reference_nll(model, tok, pairs, torch.device("cpu"), batch_tokens=40)  # several batches
+    assert model.training  # left as it was found
+    model.eval()
+    with torch.no_grad():
+        for pair, nlls in zip(pairs, token_nlls):
+            b = batch_of(tok, [pair])
+            assert len(nlls) == b.n_tokens == len(tok.encode([pair[1]])[0]) + 1
+            assert sum(nlls) == pytest.approx(token_loss(model(b.src, b.src_mask, b.tgt_in), b.tgt_out).item(),
+                                              rel=1e-5)
+        b = batch_of(tok, pairs)
+        assert sum(map(sum, token_nlls)) == pytest.approx(
+            token_loss(model(b.src, b.src_mask, b.tgt_in), b.tgt_out).item(), rel=1e-5)
+
+
+def test_score_cuts_what_exceeds_the_positions_as_translate_does():
+    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
+    cfg = load_config(TINY, {"model.name": "transformer", "model.max_positions": 6})
+    model = build_model(cfg.model, tok.vocab_size)
+    long = " ".join(["eins zwei drei vier"] * 3), " ".join(["One two three four."] * 3)
+    short = "eins", "One."
+    nlls = reference_nll(model, tok, [long, short], torch.device("cpu"))
+    assert [len(x) for x in nlls] == [6, len(tok.encode(["One."])[0]) + 1]  # 5 tokens and EOS; all of it
 
 
 def run_cli(*args, check=True):
