@@ -56,10 +56,10 @@ study_one() {  # train (or resume) one model, then evaluate it greedy and with b
 mkdir -p "$OUT"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1 ))}
 for model in "${ORDER[@]}"; do
-  while (( $(jobs -rp | wc -l) >= JOBS )); do wait -n; done
+  while (( $(jobs -rp | wc -l) >= JOBS )); do wait -n || true; done
   study_one "$model" "$@" > "$OUT/$model.out" 2>&1 &
 done
-wait
+wait || true
 
 runs=("${MODELS[@]/#/$OUT/}")
 timed "comparing" seq2seq compare "${runs[@]}" --baseline "$OUT/bahdanau" --format markdown \
