@@ -148,24 +148,32 @@ def translate(
         None, help="draw the attention of the one sentence on stdin to FILE.png or .svg"),
     layer: Optional[int] = typer.Option(
         None, help="transformer: the decoder layer whose attention is drawn (default: -1, the last)"),
+    nbest: Optional[int] = typer.Option(
+        None, help="print the N best of the beam per input line as index<TAB>score<TAB>text, best first"),
 ) -> None:
     """Translate German lines from stdin into English lines on stdout, one for one, in order."""
     import dataclasses
 
     from seq2seq.evaluate import load_run
-    from seq2seq.search import translate as decode
+    from seq2seq.search import nbest as decode_nbest, translate as decode
 
+    if nbest is not None and nbest < 1:
+        raise UserError(f"--nbest must be at least 1, got {nbest}")
     if attention_plot is not None:
         from seq2seq.plots import attention_figure, attention_map, figure_format, save
 
         figure_format(attention_plot)
         if beam not in (None, 1):
             raise UserError("--attention-plot draws greedy decoding: drop --beam")
+        if nbest is not None:
+            raise UserError("--attention-plot draws greedy decoding: drop --nbest")
     elif layer is not None:
         raise UserError("--layer picks the attention to draw: it needs --attention-plot")
     loaded = load_run(run_dir, checkpoint, device)
     e = dataclasses.replace(loaded.cfg.eval, beam=loaded.cfg.eval.beam if beam is None else beam)
     e.check()
+    if nbest is not None and nbest > e.beam:
+        raise UserError(f"--nbest {nbest} needs a beam of at least {nbest}, got {e.beam}: add --beam {nbest}")
     lines = _stdin_lines()
     if attention_plot is not None:
         if len(lines) != 1 or not lines[0].strip():
@@ -176,9 +184,17 @@ def translate(
         print(amap.translation)
         return
     todo = [i for i, line in enumerate(lines) if line.strip()]  # an empty line stays empty
+    sources = [lines[i] for i in todo]
+    if nbest is not None:  # an empty line has no hypotheses
+        found = decode_nbest(loaded.model, loaded.tok, sources, loaded.device, nbest, e.beam, e.length_penalty,
+                             e.max_len_a, e.max_len_b, e.batch_tokens, progress="translate")
+        for i, hyps in zip(todo, found):
+            for score, text in hyps:
+                print(f"{i}\t{score:.4f}\t{text}")
+        return
     out = [""] * len(lines)
-    hyps = decode(loaded.model, loaded.tok, [lines[i] for i in todo], loaded.device, e.beam, e.length_penalty,
-                  e.max_len_a, e.max_len_b, e.batch_tokens)
+    hyps = decode(loaded.model, loaded.tok, sources, loaded.device, e.beam, e.length_penalty,
+                  e.max_len_a, e.max_len_b, e.batch_tokens, progress="translate")
     for i, text in zip(todo, hyps):
         out[i] = text
     for text in out:

@@ -72,9 +72,9 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
     if not pairs:
         raise UserError(f"dataset {data_cfg.dataset} has no {split} pairs")
 
-    def decode(sources: list[str]) -> list[str]:
+    def decode(sources: list[str], k: int = 1) -> list[str]:
         return translate(loaded.model, loaded.tok, sources, loaded.device, e.beam, e.length_penalty,
-                         e.max_len_a, e.max_len_b, e.batch_tokens)
+                         e.max_len_a, e.max_len_b, e.batch_tokens, progress=f"{split} k={k}" if k > 1 else split)
 
     started = time.perf_counter()
     srcs, refs = [s for s, _ in pairs], [t for _, t in pairs]
@@ -94,7 +94,7 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
     hypotheses = {out.with_suffix(".hyp.txt"): hyps}
     for k in e.concat:
         joined = concatenate(pairs, k)
-        k_hyps = hyps if k == 1 else decode([s for s, _ in joined])
+        k_hyps = hyps if k == 1 else decode([s for s, _ in joined], k)
         k_stats = sentence_stats(k_hyps, [t for _, t in joined])
         words = sum(len(s.split()) for s, _ in joined) / len(joined)
         report["concat"].append({"k": k, "src_words": round(words, 1), **score_subset(k_stats, e.bootstrap)})

@@ -29,6 +29,7 @@ from seq2seq.files import append_line
 from seq2seq.metrics import corpus_scores
 from seq2seq.models import build_model
 from seq2seq.models.base import Seq2Seq, count_parameters
+from seq2seq.progress import ProgressBar
 from seq2seq.rundir import RunDir
 from seq2seq.search import translate
 from seq2seq.tokenizer import PAD, Tokenizer
@@ -278,7 +279,7 @@ class Trainer:
         self.model.train()
         self.window = Window()
         validated_at = self.p.step if self.p.step else -1
-        bar = ProgressBar(self.total_steps, self.p.step, active=self.world.main)
+        bar = ProgressBar(self.total_steps, "train", self.p.step, active=self.world.main)
         stop = self.world.from_main(self.stop_reason())  # a resumed run may have nothing left to do
         while stop is None and self.p.epoch < t.epochs:
             batches = token_batches(self.src_lens, self.tgt_lens, t.batch_tokens, t.seed, self.p.epoch)
@@ -290,7 +291,7 @@ class Trainer:
                     self.read_window()
                     self.log(f"step {self.p.step} epoch {self.p.epoch + 1}: loss {self.window.loss:.3f}, "
                              f"{self.window.tok_per_s:.0f} tgt tok/s", quiet=bar.active)
-                bar.update(self.p.step, self.window.loss, self.window.tok_per_s)
+                bar.update(self.p.step, f"loss {self.window.loss:.3f}  {self.window.tok_per_s:,.0f} tok/s")
                 stop, save = self.world.from_main((self.stop_reason(), self.checkpoint_due()))
                 if stop is None and t.eval_every and self.p.step % t.eval_every == 0:
                     stop, validated_at = self.validate_everywhere(), self.p.step
@@ -368,27 +369,6 @@ class Window:
     @property
     def tok_per_s(self) -> float:
         return self.tokens / max(self.seconds, 1e-9)
-
-
-class ProgressBar:
-    """A live bar on a terminal; nothing otherwise (the log lines say the same)."""
-
-    def __init__(self, total: int, done: int, active: bool = True):
-        self.active = active and sys.stderr.isatty()
-        if self.active:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
-            self.bar = Bar(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           TextColumn("{task.fields[info]}"), transient=True)
-            self.task = self.bar.add_task("train", total=total, completed=done, info="")
-            self.bar.start()
-
-    def update(self, step: int, loss: float, tok_per_s: float) -> None:
-        if self.active:
-            self.bar.update(self.task, completed=step, info=f"loss {loss:.3f}  {tok_per_s:,.0f} tok/s")
-
-    def close(self) -> None:
-        if self.active:
-            self.bar.stop()
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False) -> RunDir:
