@@ -54,6 +54,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="section.key=value for any config field (repeatable)"),
     resume: Optional[Path] = typer.Option(None, help="continue the run in this dir from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="replace an existing run dir"),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="also write TensorBoard curves into RUN/tensorboard/"),
 ) -> None:
     """Train a translator; writes config, tokenizer, metrics, checkpoints and log into the run dir."""
     from seq2seq.data import dataset_location
@@ -67,6 +68,7 @@ def train(
         "data.dataset_config": dataset_config, "data.src_lang": src_lang, "data.tgt_lang": tgt_lang,
         "train.epochs": epochs, "train.max_steps": max_steps, "train.time_budget": time_budget,
         "train.device": device, "train.seed": seed, "data.max_train_pairs": max_train_pairs,
+        "train.tensorboard": tensorboard or None,
     }.items() if value is not None}
     overrides |= parse_set(set_)
     if resume is not None:
@@ -91,7 +93,7 @@ def train(
 def eval_(
     run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
     split: str = typer.Option("test", help="train | validation | test"),
-    checkpoint: str = typer.Option("best", help="best | last"),
+    checkpoint: str = typer.Option("best", help="best | last | avg (seq2seq average)"),
     beam: Optional[int] = typer.Option(None, help="beam size, 1 = greedy (default: the run's eval.beam)"),
     concat: Optional[str] = typer.Option(None, help="concatenation probe, e.g. 1,2,4,6"),
     bootstrap: Optional[int] = typer.Option(None, help="resamples for 95% intervals (0 = none)"),
@@ -139,10 +141,26 @@ def compare(
 
 
 @app.command()
+def average(run_dir: Path = typer.Argument(..., help="a run trained with --set train.keep_best=N")) -> None:
+    """Average the checkpoints kept by train.keep_best into checkpoints/avg.pt (--checkpoint avg)."""
+    from seq2seq import checkpoint
+    from seq2seq.rundir import RunDir
+
+    run = RunDir(run_dir)
+    run.require()
+    kept = run.kept_checkpoints()
+    if len(kept) < 2:
+        raise UserError(f"run {run.path} kept {len(kept)} checkpoint{'s' * (len(kept) != 1)} to average: "
+                        "train it with --set train.keep_best=N (N > 1)")
+    checkpoint.save(run.checkpoint("avg"), checkpoint.average(kept))
+    print(f"{run.checkpoint('avg')}: the mean of {len(kept)} checkpoints ({', '.join(p.name for p in kept)})")
+
+
+@app.command()
 def translate(
     run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
     beam: Optional[int] = typer.Option(None, help="beam size, 1 = greedy (default: the run's eval.beam)"),
-    checkpoint: str = typer.Option("best", help="best | last"),
+    checkpoint: str = typer.Option("best", help="best | last | avg (seq2seq average)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     attention_plot: Optional[Path] = typer.Option(
         None, help="draw the attention of the one sentence on stdin to FILE.png or .svg"),

@@ -34,7 +34,7 @@ class Loaded:
     tok: Tokenizer
     device: torch.device
     step: int
-    which: str  # best | last
+    which: str  # best | last | avg
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> Loaded:
@@ -45,8 +45,11 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> 
     run.require()
     path = run.checkpoint(which)
     if not path.exists():
-        other = "last" if which == "best" else "best"
-        hint = f" (try --checkpoint {other})" if run.checkpoint(other).exists() else ""
+        if which == "avg":
+            hint = f" (write it with: seq2seq average {run.path})"
+        else:
+            other = "last" if which == "best" else "best"
+            hint = f" (try --checkpoint {other})" if run.checkpoint(other).exists() else ""
         raise UserError(f"run {run.path} has no {which} checkpoint{hint}")
     ckpt = checkpoint.load(path)
     cfg = Config.from_dict(ckpt["config"], where=str(path))
