@@ -54,7 +54,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="section.key=value for any config field (repeatable)"),
     resume: Optional[Path] = typer.Option(None, help="continue the run in this dir from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="replace an existing run dir"),
-    tensorboard: bool = typer.Option(False, "--tensorboard", help="also write TensorBoard curves into RUN/tensorboard/"),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="also write TensorBoard curves to RUN/tensorboard/"),
 ) -> None:
     """Train a translator; writes config, tokenizer, metrics, checkpoints and log into the run dir."""
     from seq2seq.data import dataset_location
@@ -138,6 +138,20 @@ def compare(
     if curves is not None:
         plots.save(plots.curves_figure(rows, [RunDir(row["run"]).read_metrics() for row in rows]), curves)
     print(table)
+
+
+@app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="run dirs, each evaluated by seq2seq eval"),
+    output: Path = typer.Option(..., "--output", "-o", help="the HTML file to write"),
+    beam: int = typer.Option(1, help="report the evaluations of this beam size (eval/test.beamN.json)"),
+    sentence: Optional[str] = typer.Option(None, help="the German sentence whose attention is drawn"),
+) -> None:
+    """One self-contained HTML file of runs: table, figures, attention, long examples, signatures, setups."""
+    from seq2seq.html_report import ATTENTION_SENTENCE, write_report
+
+    write_report(runs, output, beam, sentence or ATTENTION_SENTENCE)
+    print(f"wrote {output}")
 
 
 @app.command()

@@ -461,8 +461,10 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
         torch.manual_seed(hash((cfg.train.seed, world.rank, trainer.p.step)) % 2**63)
     log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}")
     if world.main:
+        command = " ".join(sys.argv)  # `command`: the latest; `commands`: every one that trained the run
         run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device, world),
-                        torch=torch.__version__, command=" ".join(sys.argv))
+                        torch=torch.__version__, command=command,
+                        commands=[*run.read_info().get("commands", []), command])
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def request_stop(signum, _frame):
