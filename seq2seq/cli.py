@@ -54,6 +54,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="section.key=value for any config field (repeatable)"),
     resume: Optional[Path] = typer.Option(None, help="continue the run in this dir from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="replace an existing run dir"),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="also write TensorBoard curves to RUN/tensorboard/"),
 ) -> None:
     """Train a translator; writes config, tokenizer, metrics, checkpoints and log into the run dir."""
     from seq2seq.data import dataset_location
@@ -67,6 +68,7 @@ def train(
         "data.dataset_config": dataset_config, "data.src_lang": src_lang, "data.tgt_lang": tgt_lang,
         "train.epochs": epochs, "train.max_steps": max_steps, "train.time_budget": time_budget,
         "train.device": device, "train.seed": seed, "data.max_train_pairs": max_train_pairs,
+        "train.tensorboard": tensorboard or None,
     }.items() if value is not None}
     overrides |= parse_set(set_)
     if resume is not None:
@@ -91,7 +93,7 @@ def train(
 def eval_(
     run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
     split: str = typer.Option("test", help="train | validation | test"),
-    checkpoint: str = typer.Option("best", help="best | last"),
+    checkpoint: str = typer.Option("best", help="best | last | avg (seq2seq average)"),
     beam: Optional[int] = typer.Option(None, help="beam size, 1 = greedy (default: the run's eval.beam)"),
     concat: Optional[str] = typer.Option(None, help="concatenation probe, e.g. 1,2,4,6"),
     bootstrap: Optional[int] = typer.Option(None, help="resamples for 95% intervals (0 = none)"),
@@ -179,33 +181,71 @@ def compare(
 
 
 @app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="run dirs, each evaluated by seq2seq eval"),
+    output: Path = typer.Option(..., "--output", "-o", help="the HTML file to write"),
+    beam: int = typer.Option(1, help="report the evaluations of this beam size (eval/test.beamN.json)"),
+    sentence: Optional[str] = typer.Option(None, help="the German sentence whose attention is drawn"),
+) -> None:
+    """One self-contained HTML file of runs: table, figures, attention, long examples, signatures, setups."""
+    from seq2seq.html_report import ATTENTION_SENTENCE, write_report
+
+    write_report(runs, output, beam, sentence or ATTENTION_SENTENCE)
+    print(f"wrote {output}")
+
+
+@app.command()
+def average(run_dir: Path = typer.Argument(..., help="a run trained with --set train.keep_best=N")) -> None:
+    """Average the checkpoints kept by train.keep_best into checkpoints/avg.pt (--checkpoint avg)."""
+    from seq2seq import checkpoint
+    from seq2seq.rundir import RunDir
+
+    run = RunDir(run_dir)
+    run.require()
+    kept = run.kept_checkpoints()
+    if len(kept) < 2:
+        raise UserError(f"run {run.path} kept {len(kept)} checkpoint{'s' * (len(kept) != 1)} to average: "
+                        "train it with --set train.keep_best=N (N > 1)")
+    checkpoint.save(run.checkpoint("avg"), checkpoint.average(kept))
+    print(f"{run.checkpoint('avg')}: the mean of {len(kept)} checkpoints ({', '.join(p.name for p in kept)})")
+
+
+@app.command()
 def translate(
     run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
     beam: Optional[int] = typer.Option(None, help="beam size, 1 = greedy (default: the run's eval.beam)"),
-    checkpoint: str = typer.Option("best", help="best | last"),
+    checkpoint: str = typer.Option("best", help="best | last | avg (seq2seq average)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     attention_plot: Optional[Path] = typer.Option(
         None, help="draw the attention of the one sentence on stdin to FILE.png or .svg"),
     layer: Optional[int] = typer.Option(
         None, help="transformer: the decoder layer whose attention is drawn (default: -1, the last)"),
+    nbest: Optional[int] = typer.Option(
+        None, help="print the N best of the beam per input line as index<TAB>score<TAB>text, best first"),
 ) -> None:
     """Translate German lines from stdin into English lines on stdout, one for one, in order."""
     import dataclasses
 
     from seq2seq.evaluate import load_run
-    from seq2seq.search import translate as decode
+    from seq2seq.search import nbest as decode_nbest, translate as decode
 
+    if nbest is not None and nbest < 1:
+        raise UserError(f"--nbest must be at least 1, got {nbest}")
     if attention_plot is not None:
         from seq2seq.plots import attention_figure, attention_map, figure_format, save
 
         figure_format(attention_plot)
         if beam not in (None, 1):
             raise UserError("--attention-plot draws greedy decoding: drop --beam")
+        if nbest is not None:
+            raise UserError("--attention-plot draws greedy decoding: drop --nbest")
     elif layer is not None:
         raise UserError("--layer picks the attention to draw: it needs --attention-plot")
     loaded = load_run(run_dir, checkpoint, device)
     e = dataclasses.replace(loaded.cfg.eval, beam=loaded.cfg.eval.beam if beam is None else beam)
     e.check()
+    if nbest is not None and nbest > e.beam:
+        raise UserError(f"--nbest {nbest} needs a beam of at least {nbest}, got {e.beam}: add --beam {nbest}")
     lines = _stdin_lines()
     if attention_plot is not None:
         if len(lines) != 1 or not lines[0].strip():
@@ -216,9 +256,17 @@ def translate(
         print(amap.translation)
         return
     todo = [i for i, line in enumerate(lines) if line.strip()]  # an empty line stays empty
+    sources = [lines[i] for i in todo]
+    if nbest is not None:  # an empty line has no hypotheses
+        found = decode_nbest(loaded.model, loaded.tok, sources, loaded.device, nbest, e.beam, e.length_penalty,
+                             e.max_len_a, e.max_len_b, e.batch_tokens, e.precision, progress="translate")
+        for i, hyps in zip(todo, found):
+            for score, text in hyps:
+                print(f"{i}\t{score:.4f}\t{text}")
+        return
     out = [""] * len(lines)
-    hyps = decode(loaded.model, loaded.tok, [lines[i] for i in todo], loaded.device, e.beam, e.length_penalty,
-                  e.max_len_a, e.max_len_b, e.batch_tokens, e.precision)
+    hyps = decode(loaded.model, loaded.tok, sources, loaded.device, e.beam, e.length_penalty,
+                  e.max_len_a, e.max_len_b, e.batch_tokens, e.precision, progress="translate")
     for i, text in zip(todo, hyps):
         out[i] = text
     for text in out:

@@ -100,9 +100,11 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (CUDA only)
     precision: str = "auto"  # auto | fp32 | bf16 (autocast; auto: bf16 where the device is fast at it)
     log_every: int = 50
+    keep_best: int = 1  # checkpoints of highest validation BLEU kept for `seq2seq average` (1: best.pt alone)
+    tensorboard: bool = False  # also write the curves as TensorBoard event files into RUN/tensorboard/
 
     def check(self) -> None:
-        _positive(self, "epochs", "batch_tokens", "lr", "log_every")
+        _positive(self, "epochs", "batch_tokens", "lr", "log_every", "keep_best")
         for name in ("max_steps", "time_budget"):
             if getattr(self, name) is not None:
                 _positive(self, name)

@@ -37,7 +37,7 @@ class Loaded:
     tok: Tokenizer
     device: torch.device
     step: int
-    which: str  # best | last
+    which: str  # best | last | avg
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> Loaded:
@@ -48,8 +48,11 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> 
     run.require()
     path = run.checkpoint(which)
     if not path.exists():
-        other = "last" if which == "best" else "best"
-        hint = f" (try --checkpoint {other})" if run.checkpoint(other).exists() else ""
+        if which == "avg":
+            hint = f" (write it with: seq2seq average {run.path})"
+        else:
+            other = "last" if which == "best" else "best"
+            hint = f" (try --checkpoint {other})" if run.checkpoint(other).exists() else ""
         raise UserError(f"run {run.path} has no {which} checkpoint{hint}")
     ckpt = checkpoint.load(path)
     cfg = Config.from_dict(ckpt["config"], where=str(path))
@@ -73,9 +76,10 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
     data_cfg = dataclasses.replace(cfg.data, dataset=dataset or cfg.data.dataset)
     pairs = split_pairs(data_cfg, split)
 
-    def decode(sources: list[str]) -> list[str]:
+    def decode(sources: list[str], k: int = 1) -> list[str]:
         return translate(loaded.model, loaded.tok, sources, loaded.device, e.beam, e.length_penalty,
-                         e.max_len_a, e.max_len_b, e.batch_tokens, e.precision)
+                         e.max_len_a, e.max_len_b, e.batch_tokens, e.precision,
+                         progress=f"{split} k={k}" if k > 1 else split)
 
     def score(joined: list[Pair], hyps: list[str]) -> tuple[list[Sentence], list[list[float]]]:
         """Each pair's BLEU statistics and reference NLL, and the NLL of each reference token."""
@@ -104,7 +108,7 @@ def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, conca
     records = [{"k": 1, "range": bucket_label(n, e.buckets), "bleu_stats": s.stats} for n, s in zip(words, sentences)]
     for k in dict.fromkeys(e.concat):
         joined = concatenate(pairs, k)
-        k_hyps = hyps if k == 1 else decode([s for s, _ in joined])
+        k_hyps = hyps if k == 1 else decode([s for s, _ in joined], k)
         k_sentences, k_token_nlls = (sentences, token_nlls) if k == 1 else score(joined, k_hyps)
         src_words = sum(len(s.split()) for s, _ in joined) / len(joined)
         k_scores = overall if k == 1 else score_subset(k_sentences, e.bootstrap)

@@ -5,7 +5,10 @@
     run.json           model, parameter count, device, and when training ends its summary
     metrics.jsonl      one line per validation
     train.log          the log
-    checkpoints/       last.pt (resumable) and best.pt (by validation BLEU)
+    checkpoints/       last.pt (resumable) and best.pt (by validation BLEU); with train.keep_best
+                       N > 1 also the N best as best-<step>.pt, and avg.pt, their mean
+                       (`seq2seq average`)
+    tensorboard/       TensorBoard event files (train.tensorboard)
     eval/              <split>.json reports and <split>.hyp.txt hypotheses (another
                        dataset's in eval/<its name>/)
 """
@@ -33,11 +36,21 @@ class RunDir:
         self.log = self.path / "train.log"
         self.checkpoints = self.path / "checkpoints"
         self.eval = self.path / "eval"
+        self.tensorboard = self.path / "tensorboard"
 
     def checkpoint(self, which: str) -> Path:
-        if which not in ("best", "last"):
-            raise UserError(f"--checkpoint must be best or last, got {which!r}")
+        if which not in ("best", "last", "avg"):
+            raise UserError(f"--checkpoint must be best, last or avg, got {which!r}")
         return self.checkpoints / f"{which}.pt"
+
+    def kept(self, step: int) -> Path:
+        """The checkpoint of the validation at `step`, kept by train.keep_best."""
+        return self.checkpoints / f"best-{step}.pt"
+
+    def kept_checkpoints(self) -> list[Path]:
+        """The checkpoints kept by train.keep_best, by step."""
+        steps = [p.stem.removeprefix("best-") for p in self.checkpoints.glob("best-*.pt")]
+        return [self.kept(step) for step in sorted(int(s) for s in steps if s.isdigit())]
 
     def create(self, overwrite: bool) -> None:
         """Make a fresh run dir; an existing non-empty one is kept unless overwrite."""

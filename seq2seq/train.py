@@ -29,7 +29,9 @@ from seq2seq.files import append_line
 from seq2seq.metrics import corpus_scores
 from seq2seq.models import build_model
 from seq2seq.models.base import Seq2Seq, count_parameters
+from seq2seq.progress import ProgressBar
 from seq2seq.rundir import RunDir
+from seq2seq.scalars import TensorBoard, require as require_tensorboard
 from seq2seq.search import translate
 from seq2seq.tokenizer import PAD, Tokenizer
 
@@ -37,8 +39,8 @@ TOKENIZER_SAMPLE = 1_000_000  # pairs the sentencepiece model is trained on, at 
 
 # Fields that may change when a run is resumed; any other difference means another run.
 RESUMABLE_CHANGES = {"epochs", "max_steps", "time_budget", "patience", "eval_every", "checkpoint_every",
-                     "checkpoint_seconds", "log_every", "device", "compile", "max_nonfinite",
-                     "precision"}
+                     "checkpoint_seconds", "log_every", "device", "compile", "max_nonfinite", "keep_best",
+                     "tensorboard", "precision"}
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Progress:
     bad_validations: int = 0  # validations since the best one (early stopping)
     elapsed: float = 0.0  # wall seconds of training in earlier processes
     nonfinite: int = 0  # batches skipped for a NaN/inf loss or gradient
+    kept: list = field(default_factory=list)  # [val BLEU, step] of the checkpoints train.keep_best keeps, best first
 
 
 @dataclass
@@ -155,6 +158,7 @@ class Trainer:
         self.started, self.elapsed_before = time.monotonic(), progress.elapsed  # fit() restarts the clock
         self.stop_signal: str | None = None
         self.params = count_parameters(model)
+        self.board = TensorBoard()  # none unless train() opens one
         # The validation loss is taken over the pairs that fit the model's positions, as training
         # is; validation BLEU translates all of them (with sources cut to fit).
         pairs = [(s, t) for s, t in zip(tok.encode(corpus.valid_src), tok.encode(corpus.valid_tgt))
@@ -202,8 +206,9 @@ class Trainer:
 
     def train_step(self, batch: Batch) -> torch.Tensor:
         """One update on this rank's batch, queued without waiting for the device. Returns, on the
-        device, (loss summed over the target tokens of all ranks' batches, their count, 0); when
-        the loss or a gradient is not finite the update is skipped and it returns (0, 0, 1)."""
+        device, (loss summed over the target tokens of all ranks' batches, their count, 0, the
+        gradient norm); when the loss or a gradient is not finite the update is skipped and it
+        returns (0, 0, 1, 0)."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr()
         with self.autocast:  # the (B, T, V) logits are not kept: backward needs only their log-softmax
@@ -221,7 +226,8 @@ class Trainer:
         self.optimizer.found_inf = skipped.float()  # the fused AdamW leaves parameters and moments as they are
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return torch.cat([torch.where(skipped, 0.0, stats), skipped.double()[None]])  # (3,)
+        return torch.cat([torch.where(skipped, 0.0, stats), skipped.double()[None],
+                          torch.where(skipped, 0.0, grad_norm.double())[None]])  # (4,)
 
     def read_window(self) -> None:
         """Bring the steps' statistics from the device (the loop's one wait for it) and count the
@@ -265,11 +271,26 @@ class Trainer:
                   "tgt_tok_per_s": round(train_tokens / max(train_seconds, 1e-9)),
                   "lr": self.lr(), "elapsed": round(self.elapsed(), 1)}
         append_line(self.run.metrics, json.dumps(record))
+        self.board.add(self.p.step, {"valid/loss": record["val_loss"], "valid/bleu": bleu})
         self.log(f"validation at step {self.p.step}: val_loss {record['val_loss']:.3f}, "
                  f"val BLEU {bleu:.2f}{' (best)' if improved else ''}, {record['tgt_tok_per_s']} tok/s")
         if improved:
             checkpoint.save(self.run.checkpoint("best"), self.state(resumable=False))
+        self.keep(bleu)
         self.save_last()
+
+    def keep(self, bleu: float) -> None:
+        """Keep the train.keep_best checkpoints of highest validation BLEU, for `seq2seq average`;
+        with keep_best 1, best.pt alone (as it always was)."""
+        n = self.cfg.train.keep_best
+        if n == 1:
+            return
+        ranked = sorted([*self.p.kept, [bleu, self.p.step]], key=lambda kept: -kept[0])  # a tie keeps the earlier
+        self.p.kept = ranked[:n]
+        if any(step == self.p.step for _, step in self.p.kept):
+            checkpoint.save(self.run.kept(self.p.step), self.state(resumable=False))
+        for _, step in ranked[n:]:
+            self.run.kept(step).unlink(missing_ok=True)
 
     def fit(self) -> str:
         """Train until epochs, max_steps, time budget, patience or a signal; returns why it stopped."""
@@ -277,21 +298,24 @@ class Trainer:
         self.started = self.last_save = time.monotonic()
         self.elapsed_before = self.p.elapsed
         self.model.train()
-        self.window = Window()
+        self.window, self.recent = Window(), Window()
         validated_at = self.p.step if self.p.step else -1
-        bar = ProgressBar(self.total_steps, self.p.step, active=self.world.main)
+        bar = ProgressBar(self.total_steps, "train", self.p.step, active=self.world.main)
         stop = self.world.from_main(self.stop_reason())  # a resumed run may have nothing left to do
         while stop is None and self.p.epoch < t.epochs:
             batches = token_batches(self.src_lens, self.tgt_lens, t.batch_tokens, t.seed, self.p.epoch)
             for idx in self.world.shard(batches[self.p.batch_in_epoch:]):
-                self.window.add(self.train_step(self.corpus.batch(idx).to(self.device)))
+                stats = self.train_step(self.corpus.batch(idx).to(self.device))
+                self.window.add(stats)
+                self.recent.add(stats)
                 self.p.step += 1
                 self.p.batch_in_epoch += self.world.size  # counted in batches of all ranks
                 if self.p.step % t.log_every == 0:
                     self.read_window()
                     self.log(f"step {self.p.step} epoch {self.p.epoch + 1}: loss {self.window.loss:.3f}, "
                              f"{self.window.tok_per_s:.0f} tgt tok/s", quiet=bar.active)
-                bar.update(self.p.step, self.window.loss, self.window.tok_per_s)
+                    self.log_curves()
+                bar.update(self.p.step, f"loss {self.window.loss:.3f}  {self.window.tok_per_s:,.0f} tok/s")
                 stop, save = self.world.from_main((self.stop_reason(), self.checkpoint_due()))
                 if stop is None and t.eval_every and self.p.step % t.eval_every == 0:
                     stop, validated_at = self.validate_everywhere(), self.p.step
@@ -311,6 +335,13 @@ class Trainer:
         elif validated_at != self.p.step:
             self.validate_everywhere()
         return stop or f"{t.epochs} epochs done"
+
+    def log_curves(self) -> None:
+        """Training loss, learning rate, gradient norm and throughput since the last call, into TensorBoard."""
+        recent, self.recent = self.recent, Window()
+        recent.read()
+        self.board.add(self.p.step, {"train/loss": recent.loss, "train/lr": self.optimizer.param_groups[0]["lr"],
+                                     "train/grad_norm": recent.grad_norm, "train/tgt_tok_per_s": recent.tok_per_s})
 
     def validate_everywhere(self) -> str | None:
         """Rank 0 validates while the others wait; all learn whether to stop (patience)."""
@@ -346,19 +377,24 @@ class Window:
     loss_sum: float = 0.0
     tokens: int = 0
     seconds: float = 0.0  # wall time from the window's start to its last read (checkpoint saves included)
-    unread: torch.Tensor | None = None  # (loss sum, tokens, skipped batches) of steps not read yet
+    steps: int = 0  # steps taken in, skipped ones included
+    skipped: int = 0
+    grad_norm_sum: float = 0.0
+    unread: torch.Tensor | None = None  # (loss sum, tokens, skipped batches, grad norm sum) of steps not read yet
     started: float = field(default_factory=time.monotonic)
 
     def add(self, step: torch.Tensor) -> None:
         self.unread = step if self.unread is None else self.unread + step
+        self.steps += 1
 
     def read(self) -> int:
         """Take in the unread steps; returns how many of them were skipped as non-finite."""
         if self.unread is None:
             return 0
-        loss_sum, tokens, skipped = self.unread.tolist()
+        loss_sum, tokens, skipped, grad_norm_sum = self.unread.tolist()
         self.unread = None
         self.loss_sum, self.tokens = self.loss_sum + loss_sum, self.tokens + int(tokens)
+        self.skipped, self.grad_norm_sum = self.skipped + int(skipped), self.grad_norm_sum + grad_norm_sum
         self.seconds = time.monotonic() - self.started
         return int(skipped)
 
@@ -370,31 +406,17 @@ class Window:
     def tok_per_s(self) -> float:
         return self.tokens / max(self.seconds, 1e-9)
 
-
-class ProgressBar:
-    """A live bar on a terminal; nothing otherwise (the log lines say the same)."""
-
-    def __init__(self, total: int, done: int, active: bool = True):
-        self.active = active and sys.stderr.isatty()
-        if self.active:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
-            self.bar = Bar(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           TextColumn("{task.fields[info]}"), transient=True)
-            self.task = self.bar.add_task("train", total=total, completed=done, info="")
-            self.bar.start()
-
-    def update(self, step: int, loss: float, tok_per_s: float) -> None:
-        if self.active:
-            self.bar.update(self.task, completed=step, info=f"loss {loss:.3f}  {tok_per_s:,.0f} tok/s")
-
-    def close(self) -> None:
-        if self.active:
-            self.bar.stop()
+    @property
+    def grad_norm(self) -> float:
+        """The mean gradient norm (before clipping) of the steps not skipped."""
+        return self.grad_norm_sum / max(self.steps - self.skipped, 1)
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False) -> RunDir:
     """Train a run (as one process, or as one rank of a torchrun job); returns its run dir."""
     run = RunDir(run_dir)
+    if cfg.train.tensorboard:
+        require_tensorboard()
     ckpt, tok = None, None
     if resume:
         last = run.checkpoint("last")
@@ -440,8 +462,10 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
     log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}, "
         f"{trainer.precision}")
     if world.main:
+        command = " ".join(sys.argv)  # `command`: the latest; `commands`: every one that trained the run
         run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device, world),
-                        torch=torch.__version__, command=" ".join(sys.argv))
+                        torch=torch.__version__, command=command,
+                        commands=[*run.read_info().get("commands", []), command])
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def request_stop(signum, _frame):
@@ -452,9 +476,12 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
 
     for s in previous:
         signal.signal(s, request_stop)
+    if cfg.train.tensorboard and world.main:
+        trainer.board = TensorBoard(run.tensorboard, trainer.p.step)
     try:
         reason = trainer.fit()
     finally:
+        trainer.board.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if world.main:

@@ -55,12 +55,13 @@ def test_two_processes_with_batch_b_match_one_process_with_batch_2b(tmp_path, po
     as one process skips it for its whole batch."""
     mp.spawn(worker, args=(2, str(tmp_path / "init"), str(tmp_path), poisoned), nprocs=2, join=True)
     single_stats, single_weights = train_steps(World(), tmp_path, steps_of(0, 1), poisoned)
-    single_losses = [loss / tokens if tokens else None for loss, tokens, _ in single_stats]
-    assert [skipped for _, _, skipped in single_stats] == [float(i == poisoned) for i in range(STEPS)]
+    single_losses = [loss / tokens if tokens else None for loss, tokens, *_ in single_stats]
+    assert [skipped for _, _, skipped, _ in single_stats] == [float(i == poisoned) for i in range(STEPS)]
     for rank in range(2):
         stats, weights = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert [s[2] for s in stats] == [s[2] for s in single_stats]
-        losses = [loss / tokens if tokens else None for loss, tokens, _ in stats]
+        assert [s[3] for s in stats] == pytest.approx([s[3] for s in single_stats], rel=1e-4)  # gradient norms
+        losses = [loss / tokens if tokens else None for loss, tokens, *_ in stats]
         assert all(a == b or abs(a - b) < 1e-5 for a, b in zip(losses, single_losses)), (losses, single_losses)
         for key in single_weights:
             torch.testing.assert_close(weights[key], single_weights[key], atol=1e-5, rtol=1e-4)
@@ -73,11 +74,12 @@ def test_torchrun_two_cpu_processes_write_one_run_dir(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731",
             "-m", "seq2seq", "train", "--config", str(TINY), "--dataset", str(data), "--max-steps", "4",
-            "--epochs", "50", "--device", "cpu", "--run-dir", str(run)]
+            "--epochs", "50", "--device", "cpu", "--run-dir", str(run), "--tensorboard"]
     result = subprocess.run(args, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl", "run.json",
-                                                     "spm.model", "train.log"]
+                                                     "spm.model", "tensorboard", "train.log"]
+    assert len(list((run / "tensorboard").iterdir())) == 1  # one event file: rank 0's
     log = (run / "train.log").read_text()
     assert log.count("model bahdanau:") == 1 and "2 processes" in log  # rank 0 alone logs
     assert json.loads((run / "run.json").read_text())["steps"] == 4

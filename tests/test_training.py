@@ -106,14 +106,14 @@ def test_a_batch_with_a_non_finite_loss_or_gradient_is_skipped_without_touching_
     batch = batch_of(tok, toy_pairs(8, seed=4))
     model, optimizer = trainer.model, trainer.optimizer
     good = trainer.train_step(batch).tolist()  # a good step first, so that Adam has moments to keep
-    assert good[1] == batch.n_tokens and good[0] > 0 and good[2] == 0
+    assert good[1] == batch.n_tokens and good[0] > 0 and good[2] == 0 and good[3] > 0
     before = copy.deepcopy((model.state_dict(), optimizer.state_dict()["state"]))
 
     if poisoned == "loss":
         trainer.step_fn = lambda *inputs: model(*inputs) * float("nan")
     else:  # a finite loss whose backward overflows
         hook = model.W_o.bias.register_hook(lambda grad: grad * float("inf"))
-    assert trainer.train_step(batch).tolist() == [0.0, 0.0, 1.0]
+    assert trainer.train_step(batch).tolist() == [0.0, 0.0, 1.0, 0.0]
     weights, moments = model.state_dict(), optimizer.state_dict()["state"]
     assert all(torch.equal(before[0][k], weights[k]) for k in weights)
     assert all(torch.equal(before[1][p][k], moments[p][k]) for p in moments for k in moments[p])
