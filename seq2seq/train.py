@@ -183,9 +183,11 @@ class Trainer:
 
     def restore(self, ckpt: dict) -> None:
         checkpoint.load_weights(self.model, ckpt["model"], self.run.checkpoint("last"))
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        for group in self.optimizer.param_groups:  # checkpoints from before the fused optimizer say otherwise
-            group["fused"], group["foreach"] = True, None
+        # Checkpoints from before the fused optimizer say fused=None: set before loading, since the
+        # groups' flag decides where `step` is loaded to (the param's device, float32, for the fused kernel).
+        saved = ckpt["optimizer"]
+        groups = [group | {"fused": True, "foreach": None} for group in saved["param_groups"]]
+        self.optimizer.load_state_dict({**saved, "param_groups": groups})
         self.p = Progress(**ckpt["progress"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if "cuda" in ckpt["rng"] and self.device.type == "cuda":
