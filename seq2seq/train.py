@@ -22,7 +22,7 @@ from seq2seq import checkpoint
 from seq2seq.batching import Batch, collate, token_batches
 from seq2seq.config import Config
 from seq2seq.data import augment_table, clean, clean_table, load_split, load_table
-from seq2seq.device import autocast, describe, pick_device, resolve_precision
+from seq2seq.device import autocast, describe, pick_device, precision_label, resolve_precision
 from seq2seq.distributed import World, close_world, init_world
 from seq2seq.errors import UserError
 from seq2seq.files import append_line
@@ -440,7 +440,7 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
         # only rank 0's RNG is checkpointed, so exact resumption holds for one process only
         torch.manual_seed(hash((cfg.train.seed, world.rank, trainer.p.step)) % 2**63)
     log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}, "
-        f"{trainer.precision}")
+        f"{precision_label(model, trainer.precision, device)}")
     if world.main:
         run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device, world),
                         torch=torch.__version__, command=" ".join(sys.argv))

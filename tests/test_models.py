@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from seq2seq.config import load_config
 from seq2seq.models import MODELS, build_model
@@ -145,3 +147,49 @@ def test_compiled_steps_give_the_eager_logits_and_gradients_for_every_shape(name
     assert graphs_after[-1] == graphs_after[-2], f"graphs captured after each batch: {graphs_after}"
     if name == "bahdanau":  # the one step graph serves every length from the first batch on
         assert graphs_after[-1] == graphs_after[0], graphs_after
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_nn_rnn_layers_run_outside_cuda_autocast_and_under_the_cpus(name):
+    """Under the training step's bf16 autocast, with CUDA's autocast switched on too (a flag; the
+    tensors stay on the CPU): nn.RNN/LSTM/GRU run with CUDA's off, which would put cuDNN's RNN in
+    fp16, and the CPU's on, so their products run in bf16 there (close to fp32, not equal).
+    Every other layer, bahdanau's GRUCell included, runs under both."""
+    from seq2seq.device import autocast, precision_label
+
+    model = tiny_model(name, layers=2) if name in ("rnn", "lstm") else tiny_model(name)
+    cuda_autocast, outputs = {}, {}
+
+    def record(module_name):
+        def pre_hook(module, inputs):
+            cuda_autocast[module_name] = torch.is_autocast_enabled("cuda")
+
+        def hook(module, inputs, output):
+            out = output[0] if isinstance(output, tuple) else output  # (output, final state) of an RNN
+            outputs[module_name] = (out.data if isinstance(out, PackedSequence) else out).float()
+        return pre_hook, hook
+
+    for module_name, module in model.named_modules():
+        if isinstance(module, (nn.RNNBase, nn.RNNCellBase, nn.Linear)):
+            pre_hook, hook = record(module_name)
+            module.register_forward_pre_hook(pre_hook)
+            module.register_forward_hook(hook)
+    src, mask, tgt_in = random_batch()
+    with torch.no_grad():
+        model(src, mask, tgt_in)
+        fp32 = dict(outputs)
+        torch.set_autocast_dtype("cuda", torch.bfloat16)
+        torch.set_autocast_enabled("cuda", True)
+        try:
+            with autocast(torch.device("cpu"), "bf16"):
+                model(src, mask, tgt_in)
+        finally:
+            torch.set_autocast_enabled("cuda", False)
+    rnns = [n for n, m in model.named_modules() if isinstance(m, nn.RNNBase)]
+    assert rnns == {"rnn": ["encoder", "decoder"], "lstm": ["encoder", "decoder"],
+                    "bahdanau": ["encoder"], "transformer": []}[name]
+    assert cuda_autocast == {n: n not in rnns for n in outputs}
+    for n in rnns:
+        assert not torch.equal(outputs[n], fp32[n]), f"{n}: no product in bf16"
+        torch.testing.assert_close(outputs[n], fp32[n], atol=0.05, rtol=0.05)
+    assert precision_label(model, "bf16", torch.device("cpu")) == "bf16"

@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.attention import AdditiveAttention
 from seq2seq.config import ModelConfig
-from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths
+from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, run_rnn, lengths
 from seq2seq.tokenizer import PAD
 
 
@@ -39,7 +39,7 @@ class Bahdanau(Seq2Seq):
         S = src.size(1)
         x = self.dropout(self.src_emb(src))  # (B, S, E)
         packed = pack_padded_sequence(x, lengths(src_mask).cpu(), batch_first=True, enforce_sorted=False)
-        h, _ = self.encoder(packed)
+        h, _ = run_rnn(self.encoder, packed)
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=S)  # (B, S, 2H) annotations
         return {"h": h, "U_h": self.attention.project_keys(h), "src_mask": src_mask}
 
