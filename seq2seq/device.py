@@ -17,6 +17,8 @@ def pick_device(name: str) -> torch.device:
         raise UserError("--device cuda was asked for, but torch sees no CUDA device")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":  # fp32 products on the tensor cores in TF32, by cuBLAS as by cuDNN (its default)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     return torch.device(name)
 
 

@@ -91,7 +91,9 @@ def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.
               length_penalty: float = 1.0, max_len_a: float = 1.5, max_len_b: int = 10,
               batch_tokens: int = 8000, precision: str = "fp32") -> list[str]:
     """Detokenized translations of `sources`, in their order; matrix products in `precision`
-    (beam search ranks hypotheses by fp32 log-probabilities either way)."""
+    (fp32 runs in TF32 on CUDA, see pick_device; beam search ranks hypotheses by fp32
+    log-probabilities either way). Greedy search is beam search with one beam, except where
+    two bf16 logits tie for the top (each may take another of them)."""
     was_training = model.training
     model.eval()
     limit = model.max_positions

@@ -6,9 +6,20 @@ import sys
 
 import torch
 
-from seq2seq.device import precision_label
+from seq2seq.device import pick_device, precision_label
 from tests.conftest import ROOT, write_jsonl
 from tests.test_models import tiny_model
+
+
+def test_cuda_runs_fp32_matrix_products_on_the_tensor_cores_in_tf32(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        assert pick_device("cuda") == torch.device("cuda")
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def test_on_cuda_fp32_is_labelled_tf32_and_bf16_names_the_rnn_layers_outside_autocast():
