@@ -40,8 +40,9 @@ def write_jsonl(root: Path, shape: str = "flat", sizes=(300, 40, 40)) -> Path:
 
 
 def tiny_trainer(run_dir, world=None):
-    """A Trainer of a tiny bahdanau model on a toy vocabulary, without dropout or warmup, for
-    driving train_step by hand; returns it and its tokenizer."""
+    """A Trainer of a tiny bahdanau model on a toy vocabulary, without dropout or warmup, in fp32
+    (`auto` would be bf16 on a CPU with AVX512-BF16, too coarse for the numbers the tests compare),
+    for driving train_step by hand; returns it and its tokenizer."""
     import datasets
     import torch
 
@@ -53,7 +54,7 @@ def tiny_trainer(run_dir, world=None):
     from seq2seq.train import Corpus, Progress, Trainer
 
     tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
-    cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0})
+    cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0, "train.precision": "fp32"})
     torch.manual_seed(0)
     model = build_model(cfg.model, tok.vocab_size)
     corpus = Corpus(datasets.Dataset.from_dict({"src_len": [1], "tgt_len": [1]}), [], [])
