@@ -193,3 +193,39 @@ def test_nn_rnn_layers_run_outside_cuda_autocast_and_under_the_cpus(name):
         assert not torch.equal(outputs[n], fp32[n]), f"{n}: no product in bf16"
         torch.testing.assert_close(outputs[n], fp32[n], atol=0.05, rtol=0.05)
     assert precision_label(model, "bf16", torch.device("cpu")) == "bf16"
+
+
+def test_the_compiled_bahdanau_step_builds_at_most_six_graphs_across_training_and_search():
+    """One graph per grad mode and autocast state the step runs under (training in bf16; the
+    validation loss in bf16 without gradients; search in fp32 or bf16), and one more each for
+    batches of one sentence: within dynamo's recompile limit, past which it would fall back to eager."""
+    from torch._dynamo.backends.registry import lookup_backend
+
+    from seq2seq.device import autocast
+
+    torch._dynamo.reset()
+    graphs = []
+
+    def aot_eager(graph, inputs):
+        graphs.append(graph)
+        return lookup_backend("aot_eager")(graph, inputs)
+
+    model = tiny_model("bahdanau")
+    model.compile_steps(backend=aot_eager)
+    cpu = torch.device("cpu")
+    model.train()
+    for B, S, T in ((3, 7, 6), (2, 9, 4), (1, 5, 3)):
+        src, mask, tgt_in = random_batch(B, S, T, seed=T)
+        with autocast(cpu, "bf16"):
+            model(src, mask, tgt_in).float().square().mean().backward()
+    model.eval()
+    with torch.no_grad():
+        for B in (3, 1):
+            src, mask, tgt_in = random_batch(B)
+            with autocast(cpu, "bf16"):
+                model(src, mask, tgt_in)  # the validation loss
+            for precision in ("fp32", "bf16"):
+                with autocast(cpu, precision):
+                    greedy(model, src, mask, torch.full((B,), 6))
+                    beam_search(model, src, mask, torch.full((B,), 6), beam=3)
+    assert 0 < len(graphs) <= 6 < torch._dynamo.config.recompile_limit, len(graphs)
