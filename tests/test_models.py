@@ -195,37 +195,40 @@ def test_nn_rnn_layers_run_outside_cuda_autocast_and_under_the_cpus(name):
     assert precision_label(model, "bf16", torch.device("cpu")) == "bf16"
 
 
-def test_the_compiled_bahdanau_step_builds_at_most_six_graphs_across_training_and_search():
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_the_compiled_bahdanau_step_builds_at_most_six_graphs_across_training_and_search(device):
     """One graph per grad mode and autocast state the step runs under (training in bf16; the
     validation loss in bf16 without gradients; search in fp32 or bf16), and one more each for
-    batches of one sentence: within dynamo's recompile limit, past which it would fall back to eager."""
+    batches of one sentence: within dynamo's recompile limit, past which it would fall back to
+    eager. Built by aot_eager on the CPU (no compiler needed), by inductor on CUDA."""
     from torch._dynamo.backends.registry import lookup_backend
 
-    from seq2seq.device import autocast
+    from seq2seq.device import autocast, pick_device
 
+    device = pick_device(device)
     torch._dynamo.reset()
     graphs = []
 
-    def aot_eager(graph, inputs):
+    def counted(graph, inputs):
         graphs.append(graph)
-        return lookup_backend("aot_eager")(graph, inputs)
+        return lookup_backend("inductor" if device.type == "cuda" else "aot_eager")(graph, inputs)
 
-    model = tiny_model("bahdanau")
-    model.compile_steps(backend=aot_eager)
-    cpu = torch.device("cpu")
+    model = tiny_model("bahdanau").to(device)
+    model.compile_steps(backend=counted)
     model.train()
     for B, S, T in ((3, 7, 6), (2, 9, 4), (1, 5, 3)):
-        src, mask, tgt_in = random_batch(B, S, T, seed=T)
-        with autocast(cpu, "bf16"):
+        src, mask, tgt_in = (t.to(device) for t in random_batch(B, S, T, seed=T))
+        with autocast(device, "bf16"):
             model(src, mask, tgt_in).float().square().mean().backward()
     model.eval()
     with torch.no_grad():
         for B in (3, 1):
-            src, mask, tgt_in = random_batch(B)
-            with autocast(cpu, "bf16"):
+            src, mask, tgt_in = (t.to(device) for t in random_batch(B))
+            max_len = torch.full((B,), 6, device=device)
+            with autocast(device, "bf16"):
                 model(src, mask, tgt_in)  # the validation loss
             for precision in ("fp32", "bf16"):
-                with autocast(cpu, precision):
-                    greedy(model, src, mask, torch.full((B,), 6))
-                    beam_search(model, src, mask, torch.full((B,), 6), beam=3)
+                with autocast(device, precision):
+                    greedy(model, src, mask, max_len)
+                    beam_search(model, src, mask, max_len, beam=3)
     assert 0 < len(graphs) <= 6 < torch._dynamo.config.recompile_limit, len(graphs)
