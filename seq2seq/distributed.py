@@ -16,7 +16,8 @@ import torch.distributed as dist
 from seq2seq.errors import UserError
 
 # How long a rank waits in a collective before it fails: the others wait for rank 0 while it alone
-# trains the tokenizer, validates or saves, which on a large corpus takes well over NCCL's default 10 minutes.
+# trains the tokenizer, validates or saves, which on a large corpus can take well over NCCL's
+# default of 10 minutes.
 TIMEOUT = timedelta(hours=1)
 
 

@@ -37,8 +37,8 @@ def test_on_cuda_fp32_is_labelled_tf32_and_bf16_names_the_rnn_layers_outside_aut
 
 def test_the_benchmark_labels_training_and_decoding_each_with_the_precision_it_ran_in(tmp_path):
     data = write_jsonl(tmp_path / "data")
-    args = [sys.executable, ROOT / "scripts" / "bench.py", "--model", "bahdanau", "--updates", "2", "--warmup", "0",
-            "--dataset", data, "--device", "cpu", "--decode", "5", "--set", "data.vocab_size=60",
+    args = [sys.executable, ROOT / "scripts" / "bench.py", "--model", "bahdanau", "--updates", "2",
+            "--warmup", "0", "--dataset", data, "--device", "cpu", "--decode", "5", "--set", "data.vocab_size=60",
             "--set", "train.precision=bf16"]
     for name in ("emb_dim", "hidden_dim", "attn_dim"):
         args += ["--set", f"model.{name}=16"]

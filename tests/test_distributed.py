@@ -100,7 +100,8 @@ def test_ranks_agree_on_stopping_through_a_cpu_group_while_rank_0_is_slow(tmp_pa
     results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     for result in results:
         assert result["stop"] == "time budget 60 s reached"
-        assert result["timeouts"] == [TIMEOUT.total_seconds()] * 2  # the default (gloo here, NCCL on CUDA) and control groups
+        # the default group (gloo here, NCCL on CUDA) and the control group
+        assert result["timeouts"] == [TIMEOUT.total_seconds()] * 2
         assert result["waited"] >= SLOW
     assert TIMEOUT.total_seconds() >= 3600  # > NCCL's 10-minute default, for tokenizer training on a large corpus
 

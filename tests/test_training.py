@@ -92,7 +92,7 @@ def test_a_batch_with_a_non_finite_loss_or_gradient_is_skipped_without_touching_
     assert not all(torch.equal(before[0][k], v) for k, v in model.state_dict().items())
 
 
-def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes_with_its_steps_as_the_fused_kernel_reads_them(tmp_path):
+def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes_with_steps_where_fused_adamw_reads_them(tmp_path):
     """The unfused AdamW keeps each `step` as it was saved; the fused kernel reads it as a float32
     tensor on the param's device (on CUDA, as a device pointer). The saved steps are made float64
     here, so that on the CPU too a `step` left as saved shows."""

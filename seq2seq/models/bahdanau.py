@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.attention import AdditiveAttention
 from seq2seq.config import ModelConfig
-from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, run_rnn, lengths
+from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths, run_rnn
 from seq2seq.tokenizer import PAD
 
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from seq2seq.config import ModelConfig
-from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, run_rnn, lengths
+from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths, run_rnn
 from seq2seq.tokenizer import PAD
 
 CELLS = {"rnn": partial(nn.RNN, nonlinearity="tanh"), "lstm": nn.LSTM}
@@ -49,7 +49,8 @@ class EncoderDecoder(Seq2Seq):
             pos = torch.arange(S, device=src.device).expand(B, S)  # (B, S)
             src = src.gather(1, torch.where(pos < n[:, None], n[:, None] - 1 - pos, pos))
         x = self.dropout(self.src_emb(src))  # (B, S, E)
-        _, final = run_rnn(self.encoder, pack_padded_sequence(x, n.cpu(), batch_first=True, enforce_sorted=False))
+        packed = pack_padded_sequence(x, n.cpu(), batch_first=True, enforce_sorted=False)
+        _, final = run_rnn(self.encoder, packed)
         # The bottleneck: only the final states (L, B, H) leave the encoder; no per-word states.
         if self.is_lstm:
             h_n, c_n = final
