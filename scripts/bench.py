@@ -14,10 +14,10 @@ the test split greedily and with beam 5:
 Throughput counts real target tokens (EOS included, padding not) per wall-clock second of
 whole updates (batch collation, forward, backward, optimizer), median over the updates after
 the first `--warmup` ones, as the JoeyNMT baseline reports it; on a GPU, where updates are
-queued without waiting, median over windows of 10 updates. Precision is train.precision (auto:
-bf16 autocast where the device is fast at it; `--set train.precision=fp32` for the matched
-configuration), labelled in every line as it ran; `wall_s` is the time of all updates, a
-compilation's included (`first_window_s`). Peak memory is the process's peak resident set on the CPU, and the peak allocated CUDA
+queued without waiting, median over windows of 10 updates. Training runs in train.precision,
+decoding in eval.precision; each line's "dtype" says what ran (seq2seq.device.precision_label).
+`wall_s` is the time of all updates, a compilation's included (`first_window_s`).
+Peak memory is the process's peak resident set on the CPU, and the peak allocated CUDA
 memory on a GPU.
 """
 
@@ -41,7 +41,7 @@ from seq2seq.evaluate import NO_LIMIT, load_run
 from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
 from seq2seq.search import translate
-from seq2seq.device import describe, pick_device, resolve_precision
+from seq2seq.device import describe, pick_device, precision_label, resolve_precision
 from seq2seq.train import Progress, Trainer, prepare
 
 BENCH_DROPOUT = {"transformer": 0.1, "bahdanau": 0.2, "rnn": 0.2, "lstm": 0.2}  # ../shared/bench/README.md
@@ -107,7 +107,7 @@ def main() -> None:
         warmup = -(-args.warmup // per_window)  # windows holding the warmup updates
         wall = time.perf_counter() - started  # every update, the first ones' compilation included
     common = {"model": args.model, "device": device.type, "hardware": describe(device),
-              "dtype": trainer.precision, "threads": torch.get_num_threads(),
+              "dtype": precision_label(model, trainer.precision, device), "threads": torch.get_num_threads(),
               "params": trainer.params}
     emit(common | {"what": "train", "updates": args.updates,
                    "tgt_tok_per_s": round(statistics.median(rates[warmup:] or rates)),
@@ -128,7 +128,8 @@ def main() -> None:
             sync(device)
             seconds = time.perf_counter() - tick
             emit(common | {"what": "greedy" if beam == 1 else f"beam{beam}",
-                           "dtype": resolve_precision(e.precision, device), "sentences": len(test),
+                           "dtype": precision_label(model, resolve_precision(e.precision, device), device),
+                           "sentences": len(test),
                            "sent_per_s": round(len(test) / seconds, 1), "seconds": round(seconds, 2)})
 
 

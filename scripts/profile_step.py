@@ -17,7 +17,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from seq2seq.batching import token_batches
 from seq2seq.config import load_config, parse_set
-from seq2seq.device import pick_device
+from seq2seq.device import pick_device, precision_label
 from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
 from seq2seq.train import Progress, Trainer, prepare
@@ -69,8 +69,8 @@ def main() -> None:
     shares: dict[str, float] = defaultdict(float)
     for e in events:
         shares[group_of(e.key)] += e.self_cpu_time_total
-    print(f"{args.model}, {trainer.precision}, {args.updates} updates, {total / 1e3 / args.updates:.0f} ms each "
-          f"(operator self time, {torch.get_num_threads()} threads)")
+    print(f"{args.model}, {precision_label(model, trainer.precision, device)}, {args.updates} updates, "
+          f"{total / 1e3 / args.updates:.0f} ms each (operator self time, {torch.get_num_threads()} threads)")
     for group, t in sorted(shares.items(), key=lambda kv: -kv[1]):
         print(f"  {group:<11} {100 * t / total:5.1f}%")
     print(events.table(sort_by="self_cpu_time_total", row_limit=args.top), file=sys.stderr)

@@ -5,11 +5,11 @@
 # sentences (greedy and beam 5), and compare them against bahdanau in one table and three
 # figures (a re-make of Bahdanau et al. 2014, Figure 2, with significance and NLL by position).
 #
-#   scripts/study.sh                                  # four runs in runs/study, 3 hours each
-#   JOBS=2 scripts/study.sh                           # two at a time, one thread each
-#   OUT=runs/quick BUDGET=300 K=1 scripts/study.sh --device cuda
+#   JOBS=4 scripts/study.sh --device cuda --set train.precision=fp32   # the README's study, on one GPU
+#   JOBS=2 BUDGET=14400 scripts/study.sh            # on a 2-core CPU: two at a time, one thread each
 #
-# Run again after an interruption, it resumes unfinished runs and skips finished ones.
+# Each model logs to OUT/MODEL.out. Run again after an interruption: it resumes unfinished
+# runs and skips finished ones.
 #
 # OUT      where the runs, study.md and the figures go                [runs/study]
 # BUDGET   training seconds per model                                 [14400]
@@ -20,7 +20,7 @@
 set -euo pipefail
 
 OUT=${OUT:-runs/study}
-BUDGET=${BUDGET:-10800}
+BUDGET=${BUDGET:-330}
 K=${K:-4}
 JOBS=${JOBS:-1}
 MODELS=(rnn lstm bahdanau transformer)  # the table's order
@@ -60,6 +60,12 @@ for model in "${ORDER[@]}"; do
   study_one "$model" "$@" > "$OUT/$model.out" 2>&1 &
 done
 wait || true
+for model in "${MODELS[@]}"; do
+  if [[ ! -f "$OUT/$model/eval/test.beam5.json" ]]; then
+    echo "study: $model did not finish: see $OUT/$model.out; run the script again to resume" >&2
+    exit 1
+  fi
+done
 
 runs=("${MODELS[@]/#/$OUT/}")
 timed "comparing" seq2seq compare "${runs[@]}" --baseline "$OUT/bahdanau" --format markdown \

@@ -17,6 +17,8 @@ def pick_device(name: str) -> torch.device:
         raise UserError("--device cuda was asked for, but torch sees no CUDA device")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":  # fp32 products on the tensor cores in TF32, by cuBLAS as by cuDNN (its default)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     return torch.device(name)
 
 
@@ -47,3 +49,16 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     """bf16 autocast for a resolved precision of bf16: matrix products and their activations in
     bf16, weights, optimizer state and reductions such as the loss in fp32. fp32: a no-op."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def precision_label(model: torch.nn.Module, precision: str, device: torch.device) -> str:
+    """What a resolved precision runs in on this model and device: fp32, tf32 (fp32 on CUDA, see
+    pick_device) or bf16; on CUDA bf16 names the nn.RNN/LSTM/GRU layers, which run outside its
+    autocast (models.base.run_rnn), e.g. "bf16 (tf32: encoder)"."""
+    if device.type != "cuda":
+        return precision
+    fp32 = "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
+    rnns = [name for name, m in model.named_modules() if isinstance(m, torch.nn.RNNBase)]
+    if precision == "fp32":
+        return fp32
+    return f"bf16 ({fp32}: {', '.join(rnns)})" if rnns else "bf16"

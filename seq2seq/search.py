@@ -102,8 +102,10 @@ def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.
               length_penalty: float = 1.0, max_len_a: float = 1.5, max_len_b: int = 10,
               batch_tokens: int = 8000, precision: str = "fp32", progress: str | None = None) -> list[str]:
     """Detokenized translations of `sources`, in their order; matrix products in `precision`
-    (beam search ranks hypotheses by fp32 log-probabilities either way); with `progress`, a bar
-    so labelled on a terminal."""
+    (fp32 runs in TF32 on CUDA, see pick_device; beam search ranks hypotheses by fp32
+    log-probabilities either way); with `progress`, a bar so labelled on a terminal. Greedy
+    search is beam search with one beam, except where two bf16 logits tie for the top (each may
+    take another of them)."""
     def search(src: Tensor, src_mask: Tensor, max_len: Tensor) -> list[list[int]]:
         if beam == 1:
             return greedy(model, src, src_mask, max_len)[0]

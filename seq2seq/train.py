@@ -22,7 +22,7 @@ from seq2seq import checkpoint
 from seq2seq.batching import Batch, collate, token_batches
 from seq2seq.config import Config
 from seq2seq.data import augment_table, clean, clean_table, load_split, load_table
-from seq2seq.device import autocast, describe, pick_device, resolve_precision
+from seq2seq.device import autocast, describe, pick_device, precision_label, resolve_precision
 from seq2seq.distributed import World, close_world, init_world
 from seq2seq.errors import UserError
 from seq2seq.files import append_line
@@ -187,9 +187,11 @@ class Trainer:
 
     def restore(self, ckpt: dict) -> None:
         checkpoint.load_weights(self.model, ckpt["model"], self.run.checkpoint("last"))
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        for group in self.optimizer.param_groups:  # checkpoints from before the fused optimizer say otherwise
-            group["fused"], group["foreach"] = True, None
+        # Checkpoints from before the fused optimizer say fused=None: set before loading, since the
+        # groups' flag decides where `step` is loaded to (the param's device, float32, for the fused kernel).
+        saved = ckpt["optimizer"]
+        groups = [group | {"fused": True, "foreach": None} for group in saved["param_groups"]]
+        self.optimizer.load_state_dict({**saved, "param_groups": groups})
         self.p = Progress(**ckpt["progress"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if "cuda" in ckpt["rng"] and self.device.type == "cuda":
@@ -460,7 +462,7 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
         # only rank 0's RNG is checkpointed, so exact resumption holds for one process only
         torch.manual_seed(hash((cfg.train.seed, world.rank, trainer.p.step)) % 2**63)
     log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}, "
-        f"{trainer.precision}")
+        f"{precision_label(model, trainer.precision, device)}")
     if world.main:
         command = " ".join(sys.argv)  # `command`: the latest; `commands`: every one that trained the run
         run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device, world),

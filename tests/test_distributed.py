@@ -3,15 +3,17 @@ together, and only rank 0 writes the run dir."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from seq2seq.distributed import World, torchrun_world
+from seq2seq.distributed import TIMEOUT, World, close_world, init_world, torchrun_world
 from seq2seq.errors import UserError
 from tests.conftest import TINY, batch_of, tiny_trainer, toy_pairs, write_jsonl
 
@@ -66,6 +68,43 @@ def test_two_processes_with_batch_b_match_one_process_with_batch_2b(tmp_path, po
         for key in single_weights:
             torch.testing.assert_close(weights[key], single_weights[key], atol=1e-5, rtol=1e-4)
     assert single_losses[-1] < single_losses[0]
+
+
+SLOW = 2.0  # seconds rank 0 takes before it answers
+
+
+def decide_stop(rank: int, size: int, port: int, out: str) -> None:
+    """Join as torchrun would have it; rank 0 takes SLOW seconds to decide to stop, and the
+    others ask for its decision at once."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
+                      LOCAL_RANK=str(rank))
+    world, _ = init_world(torch.device("cpu"))
+    try:
+        timeouts = [group._get_backend(torch.device("cpu")).options._timeout.total_seconds()
+                    for group in (dist.group.WORLD, world.control)]
+        asked = time.monotonic()
+        if world.main:
+            time.sleep(SLOW)
+        stop = world.from_main("time budget 60 s reached" if world.main else None)
+        result = {"timeouts": timeouts, "stop": stop, "waited": time.monotonic() - asked}
+        with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+            json.dump(result, f)
+    finally:
+        close_world(world)
+
+
+def test_ranks_agree_on_stopping_through_a_cpu_group_while_rank_0_is_slow(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(decide_stop, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    for result in results:
+        assert result["stop"] == "time budget 60 s reached"
+        # the default group (gloo here, NCCL on CUDA) and the control group
+        assert result["timeouts"] == [TIMEOUT.total_seconds()] * 2
+        assert result["waited"] >= SLOW
+    assert TIMEOUT.total_seconds() >= 3600  # > NCCL's 10-minute default, for tokenizer training on a large corpus
 
 
 def test_torchrun_two_cpu_processes_write_one_run_dir(tmp_path):

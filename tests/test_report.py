@@ -395,6 +395,7 @@ def test_translate_mistakes_are_one_line(runs, cli, tmp_path, monkeypatch, model
 FAKE_SEQ2SEQ = """#!/usr/bin/env bash
 echo "$*" >> "$CALLS"
 if [[ $1 == train && $3 == "$FAIL_MODEL" ]]; then exit 1; fi
+if [[ $1 == eval && $* == *"--beam 5"* ]]; then mkdir -p "$2/eval" && touch "$2/eval/test.beam5.json"; fi
 if [[ $1 == compare ]]; then echo "the comparison"; fi
 """
 
@@ -419,23 +420,31 @@ def test_study_script_trains_evaluates_and_compares_the_four_models(tmp_path):
     result, calls = study(tmp_path, BUDGET="30", K="2", DATASET="some/data")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
-    models = ["rnn", "lstm", "bahdanau", "transformer"]
     expected = []
-    for m in models:
+    for m in ["bahdanau", "transformer", "lstm", "rnn"]:  # the baseline first
         expected += [f"train --model {m} --time-budget 30 --run-dir {out}/{m} --set data.concat_k=2 "
-                     f"--dataset some/data --seed 7",
-                     f"eval {out}/{m} --concat 1,2,4,6"]
-    runs = " ".join(f"{out}/{m}" for m in models)
-    expected += [f"compare {runs} --format markdown --plot {out}/study.png --curves {out}/curves.png",
-                 f"compare {runs}"]
+                     "--set train.schedule=cosine --dataset some/data --seed 7",
+                     f"eval {out}/{m} --concat 1,2,4,6",
+                     f"eval {out}/{m} --concat 1,2,4,6 --beam 5"]
+    runs = " ".join(f"{out}/{m}" for m in ["rnn", "lstm", "bahdanau", "transformer"])
+    expected += [f"compare {runs} --baseline {out}/bahdanau --format markdown --plot {out}/study.png "
+                 f"--curves {out}/curves.png --plot-position {out}/position.png",
+                 f"compare {runs} --baseline {out}/bahdanau"]
     assert calls == expected
     assert (out / "study.md").read_text() == "the comparison\n"
-    assert "study: training bahdanau took" in result.stderr
+    assert "study: training bahdanau took" in (out / "bahdanau.out").read_text()
 
 
-def test_study_script_defaults_and_stops_at_the_first_failure(tmp_path):
+def test_study_script_resumes_skips_what_is_done_and_compares_only_when_all_finished(tmp_path):
+    out = tmp_path / "out"
+    (out / "transformer" / "checkpoints").mkdir(parents=True)
+    (out / "transformer" / "checkpoints" / "last.pt").touch()  # interrupted
+    (out / "rnn" / "eval").mkdir(parents=True)
+    (out / "rnn" / "eval" / "test.beam5.json").touch()  # finished
     result, calls = study(tmp_path, FAIL_MODEL="lstm")
-    assert result.returncode != 0
-    assert calls[0] == (f"train --model rnn --time-budget 1200 --run-dir {tmp_path}/out/rnn "
-                        "--set data.concat_k=4 --seed 7")
-    assert calls[-1].startswith("train --model lstm") and not (tmp_path / "out" / "study.md").exists()
+    assert result.returncode != 0 and "lstm did not finish" in result.stderr
+    assert calls[0] == (f"train --model bahdanau --time-budget 330 --run-dir {out}/bahdanau "
+                        "--set data.concat_k=4 --set train.schedule=cosine --seed 7")
+    assert f"train --resume {out}/transformer --time-budget 330 --seed 7" in calls
+    assert not [c for c in calls if f"{out}/rnn" in c or c.startswith("compare")]
+    assert calls[-1].startswith("train --model lstm") and not (out / "study.md").exists()

@@ -125,13 +125,25 @@ def test_a_batch_with_a_non_finite_loss_or_gradient_is_skipped_without_touching_
     assert not all(torch.equal(before[0][k], v) for k, v in model.state_dict().items())
 
 
-def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes(tmp_path):
+def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes_with_steps_where_fused_adamw_reads_them(tmp_path):
+    """The unfused AdamW keeps each `step` as it was saved; the fused kernel reads it as a float32
+    tensor on the param's device (on CUDA, as a device pointer). The saved steps are made float64
+    here, so that on the CPU too a `step` left as saved shows."""
     trainer, tok = tiny_trainer(tmp_path)
     batch = batch_of(tok, toy_pairs(8, seed=4))
     unfused = torch.optim.AdamW(trainer.model.parameters(), lr=1e-3)  # as checkpoints before the fused one
     trainer.model(batch.src, batch.src_mask, batch.tgt_in).sum().backward()
     unfused.step()
-    trainer.restore(trainer.state(resumable=True) | {"optimizer": unfused.state_dict()})
+    saved = unfused.state_dict()
+    assert saved["param_groups"][0]["fused"] is None
+    for state in saved["state"].values():
+        state["step"] = state["step"].double()
+    trainer.restore(trainer.state(resumable=True) | {"optimizer": saved})
+    optimizer = trainer.optimizer
+    assert all(group["fused"] for group in optimizer.param_groups)
+    for p in trainer.model.parameters():
+        step = optimizer.state[p]["step"]
+        assert (step.dtype, step.device, step.item()) == (torch.float32, p.device, 1.0)
     assert trainer.train_step(batch).tolist()[2] == 0
 
 
