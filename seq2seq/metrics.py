@@ -1,5 +1,6 @@
 """sacreBLEU and chrF, the reference's likelihood, BLEU by source length, bootstrap confidence
-intervals and the paired bootstrap test. Pure functions.
+intervals (of a score, and of the ratio of two BLEU scores) and the paired bootstrap test. Pure
+functions.
 
 Scores are sacreBLEU's defaults (13a tokenization, cased, exponential smoothing) on detokenized
 text, reported with their signatures so they can be compared across papers and tools.
@@ -7,6 +8,7 @@ text, reported with their signatures so they can be compared across papers and t
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -88,13 +90,35 @@ def bootstrap_intervals(sentences: list[Sentence], resamples: int, scores: list[
     if resamples <= 0 or not sentences:
         return None
     rng = random.Random(seed)
-    n = len(sentences)
-    samples = [[sentences[rng.randrange(n)] for _ in range(n)] for _ in range(resamples)]
-    intervals = []
-    for score in scores:
-        ranked = sorted(score(sample) for sample in samples)
-        intervals.append((ranked[int(0.025 * resamples)], ranked[min(resamples - 1, int(0.975 * resamples))]))
-    return intervals
+    samples = [_resample(sentences, rng) for _ in range(resamples)]
+    return [_percentiles_95([score(sample) for sample in samples]) for score in scores]
+
+
+def ratio_interval(short: list[list[int]], long: list[list[int]], resamples: int,
+                   seed: int = 12345) -> tuple[float, float] | None:
+    """95% interval of 100 * BLEU(long) / BLEU(short), two sets of sentences' statistics (the
+    single sentences and the joined pairs of the largest k): each resampled with replacement,
+    independently of the other, from one seeded stream. A resample of BLEU 0 in `short` counts as an infinite ratio.
+    None when resamples is 0 or either set is empty."""
+    if resamples <= 0 or not short or not long:
+        return None
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(resamples):
+        denominator, numerator = bleu_from_stats(_resample(short, rng)), bleu_from_stats(_resample(long, rng))
+        ratios.append(100 * numerator / denominator if denominator else math.inf)
+    return _percentiles_95(ratios)
+
+
+def _resample(items: list, rng: random.Random) -> list:
+    """As many items as there are, drawn with replacement."""
+    return [items[rng.randrange(len(items))] for _ in items]
+
+
+def _percentiles_95(values: list[float]) -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of bootstrap values (the bounds of the 95% interval)."""
+    ranked = sorted(values)
+    return ranked[int(0.025 * len(ranked))], ranked[min(len(ranked) - 1, int(0.975 * len(ranked)))]
 
 
 def paired_bootstrap(baseline: list[list[int]], system: list[list[int]], resamples: int = 1000,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ from seq2seq.data import concatenate
 from seq2seq.errors import UserError
 from seq2seq.evaluate import hypotheses_path, report_path, sentences_path, split_pairs
 from seq2seq.files import read_json_object
-from seq2seq.metrics import paired_bootstrap, sentence_bleu
+from seq2seq.metrics import paired_bootstrap, ratio_interval, sentence_bleu
 from seq2seq.rundir import RunDir
 
 
@@ -65,6 +66,8 @@ ADDED_KEYS = ("nll", "nll_ci_low", "nll_ci_high", "len_ratio")
 REPORT_KEYS = ("model", "params", "checkpoint", "step", "beam", "n", "bleu", "ci_low", "ci_high", "chrf",
                "buckets", "concat")
 TEXT_COLUMNS = 2  # run and model, left-aligned; the figures after them are right-aligned
+RATIO_KEYS = ("k", "ratio", "ci_low", "ci_high")
+DEFAULT_BOOTSTRAP = 1000  # eval's resamples, for reports written before they recorded theirs
 
 
 def load_comparison(run_dirs: list[str | Path], beam: int = 1) -> list[dict]:
@@ -100,7 +103,28 @@ def comparison_row(run_dir: str | Path, beam: int = 1) -> dict:
             **{key: report[key] for key in ("checkpoint", "step", "beam", "n", "bleu", "ci_low", "ci_high", "chrf")},
             **_added(report),
             "buckets": [{key: b[key] for key in BUCKET_KEYS} | _added(b) for b in report["buckets"]],
-            "concat": [{key: c[key] for key in CONCAT_KEYS} | _added(c, ("position_nll",)) for c in report["concat"]]}
+            "concat": [{key: c[key] for key in CONCAT_KEYS} | _added(c, ("position_nll",)) for c in report["concat"]],
+            "k_ratio": k_ratio(report, _sentence_groups(run.path, beam))}
+
+
+def k_ratio(report: dict, groups: dict[str, list[list[int]]] | None) -> dict | None:
+    """BLEU at the largest k the report probes as a percentage of BLEU at k=1, with its bootstrap
+    95% interval: the report's resamples of the single sentences and, independently, of the joined
+    pairs. None where the report probes no k > 1, where BLEU at k=1 is 0, and where the
+    sentences' statistics are missing (reports of older versions); an interval bound is None where
+    it is infinite (resamples of BLEU 0 at k=1), and both are None for --bootstrap 0."""
+    k = max(c["k"] for c in report["concat"]) if report["concat"] else 1
+    if k == 1 or not report["bleu"] or groups is None:
+        return None
+    interval = ratio_interval(groups.get("all", []), groups.get(f"k={k}", []),
+                              report.get("bootstrap", DEFAULT_BOOTSTRAP))
+    low, high = interval or (None, None)
+    return {"k": k, "ratio": round(100 * _find(report["concat"], "k", k)["bleu"] / report["bleu"], 1),
+            "ci_low": _finite(low), "ci_high": _finite(high)}
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or math.isinf(x) else round(x, 1)
 
 
 def _added(part: dict, more: tuple[str, ...] = ()) -> dict:
@@ -158,6 +182,10 @@ def _display_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         columns.append((f"{label} words", lambda r, label=label: _scored(_find(r["buckets"], "range", label))))
     for k in _concat_ks(rows):
         columns.append((f"k={k}", lambda r, k=k: _scored(_find(r["concat"], "k", k))))
+    ratio_ks = {row["k_ratio"]["k"] for row in rows if row.get("k_ratio")}
+    if ratio_ks:
+        header = f"k={min(ratio_ks)} / k=1" if len(ratio_ks) == 1 else "largest k / k=1"
+        columns.append((header, lambda r: _ratio_cell(r.get("k_ratio"), len(ratio_ks) > 1)))
     for k in _concat_ks(rows):
         columns.append((f"NLL k={k}", lambda r, k=k: _nll_cell(_find(r["concat"], "k", k))))
     return [name for name, _ in columns], [[cell(row) for _, cell in columns] for row in rows]
@@ -173,7 +201,8 @@ def _flat(row: dict, ranges: list[str], ks: list[int], added: tuple[str, ...]) -
     for k in ks:
         probe = _find(row["concat"], "k", k) or {}
         record |= {f"{key} k={k}": probe.get(key) for key in ("src_words", "n", "bleu", "ci_low", "ci_high", *added)}
-    return record
+    ratio = row.get("k_ratio") or {}
+    return record | {"k_ratio" if key == "ratio" else f"k_ratio {key}": ratio.get(key) for key in RATIO_KEYS}
 
 
 def _bucket_ranges(rows: list[dict]) -> list[str]:
@@ -195,6 +224,16 @@ def _scored(part: dict | None) -> str:
         return "-"
     p = part.get("p_value")
     return " ".join(c for c in (f"{part['bleu']:.1f}", _ci(part, 1), "" if p is None else f"p={p:.3f}") if c)
+
+
+def _ratio_cell(ratio: dict | None, name_k: bool) -> str:
+    """BLEU at the largest k as a percentage of BLEU at k=1 with its interval (an unbounded upper
+    bound reads "inf"), and the k where the runs' largest k differ."""
+    if ratio is None:
+        return "-"
+    interval = "" if ratio["ci_low"] is None else \
+        f"[{ratio['ci_low']:.1f}, {'inf' if ratio['ci_high'] is None else format(ratio['ci_high'], '.1f')}]"
+    return " ".join(c for c in (f"{ratio['ratio']:.1f}%", interval, f"(k={ratio['k']})" if name_k else "") if c)
 
 
 def _nll_cell(part: dict | None) -> str:
@@ -243,22 +282,28 @@ def add_p_values(rows: list[dict], base: int, beam: int = 1) -> None:
     and where a report of an older version lacks the sentences' statistics (with a warning)."""
     _same_dataset(rows, "--baseline")
     groups = [_sentence_groups(row["run"], beam) for row in rows]
+    for row, found in zip(rows, groups):
+        if found is None:
+            print(f"warning: {row['run']} has no {_sentences_file(row['run'], beam).name} (evaluated by an older "
+                  f"version): no p-values for it; run `seq2seq eval {row['run']}` again", file=sys.stderr)
     for i, row in enumerate(rows):
         for part, key in [(row, "all")] + [(b, b["range"]) for b in row["buckets"]] + \
                          [(c, f"k={c['k']}") for c in row["concat"]]:
-            a, b = groups[base].get(key, []), groups[i].get(key, [])
+            a, b = (groups[base] or {}).get(key, []), (groups[i] or {}).get(key, [])
             paired = i != base and len(a) == len(b) > 0
             part["p_value"] = round(paired_bootstrap(a, b, PAIRED_RESAMPLES), 4) if paired else None
 
 
-def _sentence_groups(run_dir: str, beam: int) -> dict[str, list[list[int]]]:
+def _sentences_file(run_dir: str | Path, beam: int) -> Path:
+    return sentences_path(report_path(RunDir(run_dir), "test", beam))
+
+
+def _sentence_groups(run_dir: str | Path, beam: int) -> dict[str, list[list[int]]] | None:
     """A run's per-sentence BLEU statistics by the figure they make: "all", each bucket's range,
-    and "k=K"; empty (with a warning) for a report written before they were kept."""
-    path = sentences_path(report_path(RunDir(run_dir), "test", beam))
+    and "k=K"; None for a report written before they were kept."""
+    path = _sentences_file(run_dir, beam)
     if not path.exists():
-        print(f"warning: {run_dir} has no {path.name} (evaluated by an older version): no p-values for it; "
-              f"run `seq2seq eval {run_dir}` again", file=sys.stderr)
-        return {}
+        return None
     groups: dict[str, list[list[int]]] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         try:

@@ -1,5 +1,6 @@
 """The figures of an eval report from per-sentence statistics: the reference NLL and its
-interval, the length ratio, NLL by position, and the paired bootstrap test between two systems."""
+interval, the length ratio, NLL by position, the paired bootstrap test between two systems, and
+the interval of the ratio of two BLEU scores."""
 
 import random
 
@@ -7,7 +8,8 @@ import pytest
 from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
-from seq2seq.metrics import Sentence, paired_bootstrap, position_nll, score_subset, sentence_stats
+from seq2seq.metrics import Sentence, bleu_from_stats, paired_bootstrap, position_nll, ratio_interval, \
+    score_subset, sentence_stats
 from tests.conftest import EN
 
 
@@ -63,3 +65,17 @@ def test_nll_by_position_runs_from_the_first_token_to_the_last():
     # a two-token reference: its first token in the first bin, its last in the last
     assert position_nll([[1.0, 3.0]]) == [1.0] + [None] * 8 + [3.0]
     assert position_nll([[1.0, 3.0], [2.0] * 11]) == [1.5] + [2.0] * 8 + [2.333]  # bin 9: 2.0, 2.0 and 3.0
+
+
+def test_the_ratio_interval_contains_the_ratio_and_narrows_with_more_sentences(refs):
+    short = sentence_stats(corrupt(refs, 0.2, seed=1), refs)  # as if k=1
+    long = sentence_stats(corrupt(refs, 0.4, seed=2), refs)  # as if the joined pairs of the largest k
+    widths = []
+    for n in (60, 300):
+        ratio = 100 * bleu_from_stats(long[:n // 2]) / bleu_from_stats(short[:n])
+        low, high = ratio_interval(short[:n], long[:n // 2], 200)
+        assert low < ratio < high < 100
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 1.5  # about 1/sqrt(5) as wide with 5 times the sentences
+    assert ratio_interval(short, long, 200) == ratio_interval(short, long, 200)  # seeded
+    assert ratio_interval(short, long, 0) is None and ratio_interval([], long, 200) is None

@@ -26,7 +26,7 @@ from sacrebleu.significance import PairedTest
 from seq2seq.cli import main
 from seq2seq.data import concatenate
 from seq2seq.evaluate import load_run
-from seq2seq.metrics import sentence_bleu
+from seq2seq.metrics import bleu_from_stats, sentence_bleu, sentence_stats
 from seq2seq.plots import attention_map, curves_figure, length_figure, position_figure
 from seq2seq.report import load_comparison, render_comparison, run_labels
 from seq2seq.rundir import RunDir
@@ -252,6 +252,47 @@ def test_compare_gives_each_run_its_p_value_against_the_baseline(runs, cli):
     assert float(records[0]["p_value k=2"]) == rows[0]["concat"][1]["p_value"] and records[1]["p_value k=2"] == ""
 
 
+def with_scores(run: Path, dest: Path, dropped: dict[int, int], bootstrap: int) -> dict:
+    """A copy of an evaluated run whose outputs at each k are its references without their last
+    `dropped[k]` words: its sentences' statistics and its report's BLEU made to match (a toy run's
+    BLEU is too close to 0 for a ratio). Returns the report."""
+    shutil.copytree(run, dest)
+    report = json.loads((dest / "eval" / "test.json").read_text())
+    records = []
+    for c in report["concat"]:
+        refs = toy_test_set(dest, c["k"])[1]
+        stats = sentence_stats([" ".join(r.split()[:-dropped[c["k"]]]) for r in refs], refs)
+        c["bleu"] = round(bleu_from_stats(stats), 2)
+        records += [{"k": c["k"], "bleu_stats": s} | ({"range": "1-10"} if c["k"] == 1 else {}) for s in stats]
+    report |= {"bleu": report["concat"][0]["bleu"], "bootstrap": bootstrap}
+    (dest / "eval" / "test.json").write_text(json.dumps(report))
+    (dest / "eval" / "test.sentences.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return report
+
+
+def test_compare_gives_the_ratio_of_bleu_at_the_largest_k_to_k1(runs, cli, tmp_path):
+    reports = [with_scores(runs["bahdanau"], tmp_path / f"b{n}", {1: 1, 2: 3}, n) for n in (200, 0)]
+    code, out, err = cli("compare", tmp_path / "b200", tmp_path / "b0", "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    for row, report in zip(rows, reports):
+        k1, k2 = report["concat"]
+        assert row["k_ratio"]["k"] == 2 and row["k_ratio"]["ratio"] == round(100 * k2["bleu"] / k1["bleu"], 1) < 100
+    assert rows[0]["k_ratio"]["ci_low"] < rows[0]["k_ratio"]["ratio"] < rows[0]["k_ratio"]["ci_high"]
+    assert rows[1]["k_ratio"]["ci_low"] is rows[1]["k_ratio"]["ci_high"] is None  # --bootstrap 0
+    ratio = rows[0]["k_ratio"]
+    for fmt in ("table", "markdown"):
+        code, out, _ = cli("compare", tmp_path / "b200", tmp_path / "b0", "--format", fmt)
+        header, _, with_interval, without = out.splitlines()
+        assert code == 0 and "k=2 / k=1" in header
+        assert f"{ratio['ratio']:.1f}% [{ratio['ci_low']:.1f}, {ratio['ci_high']:.1f}]" in with_interval
+        assert f"{rows[1]['k_ratio']['ratio']:.1f}%" in without and "%  [" not in without
+    code, out, _ = cli("compare", tmp_path / "b200", "--format", "csv")
+    record, = csv.DictReader(io.StringIO(out))
+    assert [float(record[key]) for key in ("k_ratio k", "k_ratio", "k_ratio ci_low", "k_ratio ci_high")] == \
+        [ratio["k"], ratio["ratio"], ratio["ci_low"], ratio["ci_high"]]
+
+
 def test_compare_reads_reports_of_older_versions(runs, cli, tmp_path):
     """A report without the NLL and without the sentences' statistics: blanks, and no p-values."""
     old = tmp_path / "old"
@@ -268,8 +309,13 @@ def test_compare_reads_reports_of_older_versions(runs, cli, tmp_path):
     rows = json.loads(out)
     assert all(part["p_value"] is None for row in rows for part in parts(row))
     assert all(part[key] is None for part in parts(rows[1]) for key in ADDED)
+    assert rows[1]["k_ratio"] is None
     code, out, _ = cli("compare", old)
     assert code == 0 and out.splitlines()[-1].split()[10:12] == ["-", "-"]  # test NLL, length ratio
+    with_scores(runs["bahdanau"], tmp_path / "new", {1: 1, 2: 3}, 50)
+    code, out, _ = cli("compare", tmp_path / "new", old, "--format", "markdown")
+    header, _, new, older = [line.split(" | ") for line in out.splitlines()]
+    assert code == 0 and new[header.index("k=2 / k=1")].endswith("]") and older[header.index("k=2 / k=1")] == "-"
 
 
 def test_position_plot_draws_one_curve_per_run(runs, cli, tmp_path):
