@@ -14,8 +14,10 @@ the test split greedily and with beam 5:
 Throughput counts real target tokens (EOS included, padding not) per wall-clock second of
 whole updates (batch collation, forward, backward, optimizer), median over the updates after
 the first `--warmup` ones, as the JoeyNMT baseline reports it; on a GPU, where updates are
-queued without waiting, median over windows of 10 updates. fp32 on the CPU, bf16 autocast on
-a GPU. Peak memory is the process's peak resident set on the CPU, and the peak allocated CUDA
+queued without waiting, median over windows of 10 updates. Training runs in train.precision,
+decoding in eval.precision; each line's "dtype" says what ran (seq2seq.device.precision_label).
+`wall_s` is the time of all updates, a compilation's included (`first_window_s`).
+Peak memory is the process's peak resident set on the CPU, and the peak allocated CUDA
 memory on a GPU.
 """
 
@@ -39,7 +41,8 @@ from seq2seq.evaluate import NO_LIMIT, load_run
 from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
 from seq2seq.search import translate
-from seq2seq.train import Progress, Trainer, describe, pick_device, prepare
+from seq2seq.device import describe, pick_device, precision_label, resolve_precision
+from seq2seq.train import Progress, Trainer, prepare
 
 BENCH_DROPOUT = {"transformer": 0.1, "bahdanau": 0.2, "rnn": 0.2, "lstm": 0.2}  # ../shared/bench/README.md
 
@@ -87,6 +90,7 @@ def main() -> None:
         per_window = 1 if device.type == "cpu" else 10
         rates = []
         model.train()
+        started = time.perf_counter()
         for start in range(0, len(batches), per_window):
             sync(device)
             tick = time.perf_counter()
@@ -98,12 +102,16 @@ def main() -> None:
                 tokens += batch.n_tokens
             sync(device)
             rates.append(tokens / (time.perf_counter() - tick))
+            if start == 0:
+                first = time.perf_counter() - tick  # with train.compile, its compilation
         warmup = -(-args.warmup // per_window)  # windows holding the warmup updates
+        wall = time.perf_counter() - started  # every update, the first ones' compilation included
     common = {"model": args.model, "device": device.type, "hardware": describe(device),
-              "dtype": "bf16" if device.type == "cuda" else "fp32", "threads": torch.get_num_threads(),
+              "dtype": precision_label(model, trainer.precision, device), "threads": torch.get_num_threads(),
               "params": trainer.params}
     emit(common | {"what": "train", "updates": args.updates,
                    "tgt_tok_per_s": round(statistics.median(rates[warmup:] or rates)),
+                   "compile": cfg.train.compile, "wall_s": round(wall, 1), "first_window_s": round(first, 2),
                    "peak_mem_mb": round(peak_mem_mb(device))})
     if args.decode:
         test = clean(load_split(cfg.data, "test"), NO_LIMIT).pairs[:args.decode]
@@ -116,10 +124,12 @@ def main() -> None:
             sync(device)
             tick = time.perf_counter()
             translate(model, tok, [s for s, _ in test], device, beam, e.length_penalty, e.max_len_a, e.max_len_b,
-                      e.batch_tokens)
+                      e.batch_tokens, e.precision)
             sync(device)
             seconds = time.perf_counter() - tick
-            emit(common | {"what": "greedy" if beam == 1 else f"beam{beam}", "sentences": len(test),
+            emit(common | {"what": "greedy" if beam == 1 else f"beam{beam}",
+                           "dtype": precision_label(model, resolve_precision(e.precision, device), device),
+                           "sentences": len(test),
                            "sent_per_s": round(len(test) / seconds, 1), "seconds": round(seconds, 2)})
 
 

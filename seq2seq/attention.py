@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from seq2seq.dropout import drop
+
 
 def simplified_self_attention(x: Tensor) -> tuple[Tensor, Tensor]:
     """Rung 1. scores = x x^T, weights = softmax(scores), context = weights x. No parameters."""
@@ -33,7 +35,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor |
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     weights = torch.softmax(scores, dim=-1)  # (..., T, S)
-    return F.dropout(weights, dropout) @ v, weights  # (..., T, d_v), (..., T, S)
+    return drop(weights, dropout) @ v, weights  # (..., T, d_v), (..., T, S)
 
 
 def causal_mask(T: int, device: torch.device | None = None) -> Tensor:
@@ -74,7 +76,8 @@ class MultiHeadAttention(nn.Module):
     head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V), the heads computed in parallel subspaces.
 
     With need_weights=False the fused torch.nn.functional.scaled_dot_product_attention does the
-    same arithmetic without materialising the weights; a test checks that both paths agree.
+    same arithmetic without materialising the weights (except for dropout on the CPU, whose mask
+    torch's kernel draws slowly: see seq2seq/dropout.py); a test checks that both paths agree.
     """
 
     def __init__(self, d_model: int, heads: int, dropout: float = 0.0):
@@ -99,8 +102,9 @@ class MultiHeadAttention(nn.Module):
         """query (B, T, d) against projected k, v (B, nh, S, hs); mask broadcastable to (B, nh, T, S)."""
         q = self.split_heads(self.W_q(query))  # (B, nh, T, hs)
         p = self.dropout if self.training else 0.0
-        if need_weights:
+        if need_weights or (p and q.device.type == "cpu"):  # torch's CPU kernel draws its dropout slowly
             out, weights = scaled_dot_product_attention(q, k, v, mask, p)  # (B, nh, T, hs), (B, nh, T, S)
+            weights = weights if need_weights else None
         else:
             out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
         B, _, T, _ = out.shape

@@ -50,3 +50,26 @@ def load_weights(model: torch.nn.Module, state_dict: dict, where: Path) -> None:
         model.load_state_dict(state_dict)
     except RuntimeError as e:
         raise UserError(f"checkpoint {where} does not fit this model ({first_line(e)})") from None
+
+
+def average(paths: list[Path]) -> dict:
+    """The parameter-wise mean of checkpoints of one run (as Vaswani et al. 2017 averaged their
+    last checkpoints), with the config, vocabulary and progress of the last one and the steps
+    averaged. Tensors that are not floating point (counters) are the last one's."""
+    total, last, steps = {}, None, []
+    for path in paths:
+        ckpt = load(path)
+        if last is not None and (ckpt["vocab"], ckpt["config"]["model"]) != (last["vocab"], last["config"]["model"]):
+            raise UserError(f"cannot average {path} with {paths[0]}: they belong to different runs")
+        if last is not None and ckpt["model"].keys() != total.keys():
+            raise UserError(f"cannot average {path} with {paths[0]}: their weights differ in names")
+        for name, value in ckpt["model"].items():
+            if value.is_floating_point():
+                total[name] = total.get(name, 0) + value.double()
+            else:
+                total[name] = value
+        last = ckpt
+        steps.append(ckpt["progress"]["step"])
+    model = {name: (value / len(paths)).to(last["model"][name].dtype) if value.is_floating_point() else value
+             for name, value in total.items()}
+    return {key: last[key] for key in REQUIRED} | {"model": model, "averaged_steps": steps}

@@ -71,6 +71,7 @@ def train(
     set_: list[str] = typer.Option([], "--set", help="section.key=value for any config field (repeatable)"),
     resume: Optional[Path] = typer.Option(None, help="continue the run in this dir from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="replace an existing run dir"),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="also write TensorBoard curves to RUN/tensorboard/"),
 ) -> None:
     """Train a translator; writes config, tokenizer, metrics, checkpoints and log into the run dir."""
     from seq2seq.data import dataset_location
@@ -84,6 +85,7 @@ def train(
         "data.dataset_config": dataset_config, "data.src_lang": src_lang, "data.tgt_lang": tgt_lang,
         "train.epochs": epochs, "train.max_steps": max_steps, "train.time_budget": time_budget,
         "train.device": device, "train.seed": seed, "data.max_train_pairs": max_train_pairs,
+        "train.tensorboard": tensorboard or None,
     }.items() if value is not None}
     overrides |= parse_set(set_)
     if resume is not None:
@@ -108,7 +110,9 @@ def train(
 def eval_(
     run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
     split: str = typer.Option("test", help="train | validation | test"),
-    checkpoint: str = typer.Option("best", help="best | last"),
+    checkpoint: str = typer.Option(
+        "best", help="best | last | avg (seq2seq average); each its own report: eval/test.json, test.last.json, "
+                     "test.avg.json"),
     beam: Optional[int] = typer.Option(None, help="beam size, 1 = greedy (default: the run's eval.beam)"),
     concat: Optional[str] = typer.Option(None, help="concatenation probe, e.g. 1,2,4,6"),
     bootstrap: Optional[int] = typer.Option(None, help="resamples for 95% intervals (0 = none)"),
@@ -129,60 +133,138 @@ def eval_(
 
 
 @app.command()
+def score(
+    run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
+    split: str = typer.Option("test", help="train | validation | test"),
+    concat: int = typer.Option(1, help="score K consecutive pairs joined into one, as eval --concat K does"),
+    checkpoint: str = typer.Option("best", help="best | last | avg (seq2seq average)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+) -> None:
+    """Forced decoding, no search: per pair, in order, the reference's negative log-likelihood
+    (nats, summed over its tokens) and its token count (EOS included), tab-separated."""
+    from seq2seq.data import concatenate
+    from seq2seq.evaluate import load_run, split_pairs
+    from seq2seq.likelihood import reference_nll
+
+    if concat < 1:
+        raise UserError(f"--concat must be a positive integer, got {concat}")
+    loaded = load_run(run_dir, checkpoint, device)
+    pairs = concatenate(split_pairs(loaded.cfg.data, split), concat)
+    for nlls in reference_nll(loaded.model, loaded.tok, pairs, loaded.device, loaded.cfg.eval.batch_tokens):
+        print(f"{sum(nlls):.4f}\t{len(nlls)}")
+
+
+@app.command()
 def compare(
     runs: list[Path] = typer.Argument(..., help="run dirs, each evaluated by seq2seq eval"),
     beam: int = typer.Option(1, help="compare the reports of this beam size (eval/test.beamN.json)"),
     format_: str = typer.Option("table", "--format", help="table | csv | json | markdown"),
+    baseline: Optional[Path] = typer.Option(None, help="one of the runs: give the others the paired-bootstrap "
+                                                       "p-value of their BLEU against it"),
     plot: Optional[Path] = typer.Option(None, help="draw BLEU by length and by concatenation to FILE.png or .svg"),
+    plot_position: Optional[Path] = typer.Option(
+        None, help="draw the reference NLL by position at the largest k to FILE.png or .svg"),
     curves: Optional[Path] = typer.Option(None, help="draw validation BLEU by step and by time to FILE.png or .svg"),
+    examples: int = typer.Option(0, help="after the table, N sources of the largest k where the runs differ most"),
 ) -> None:
-    """One table of runs: size, training, test BLEU and chrF, BLEU by length and by concatenation."""
-    from seq2seq.report import load_comparison, render_comparison
+    """One table of runs: size, training, test BLEU, chrF and NLL, by length and by concatenation."""
+    from seq2seq.report import add_p_values, baseline_index, examples as pick_examples, load_comparison, \
+        render_comparison
     from seq2seq.rundir import RunDir
 
-    figures = [path for path in (plot, curves) if path is not None]
+    if examples < 0:
+        raise UserError(f"--examples must be 0 or more, got {examples}")
+    if examples and format_ in ("csv", "json"):
+        raise UserError("--examples prints text after the table: use it with --format table or markdown")
+    figures = [path for path in (plot, plot_position, curves) if path is not None]
     if figures:
         from seq2seq import plots
 
         for path in figures:
             plots.figure_format(path)
+    base = baseline_index(runs, baseline) if baseline is not None else None
     rows = load_comparison(runs, beam)
+    if base is not None:
+        add_p_values(rows, base, beam)
     table = render_comparison(rows, format_)
+    shown = pick_examples(rows, examples, beam) if examples else None
     if plot is not None:
         plots.save(plots.length_figure(rows), plot)
+    if plot_position is not None:
+        plots.save(plots.position_figure(rows), plot_position)
     if curves is not None:
         plots.save(plots.curves_figure(rows, [RunDir(row["run"]).read_metrics() for row in rows]), curves)
     print(table)
+    if shown:
+        print(f"\n{shown}")
+
+
+@app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="run dirs, each evaluated by seq2seq eval"),
+    output: Path = typer.Option(..., "--output", "-o", help="the HTML file to write"),
+    beam: int = typer.Option(1, help="report the evaluations of this beam size (eval/test.beamN.json)"),
+    sentence: Optional[str] = typer.Option(None, help="the German sentence whose attention is drawn"),
+) -> None:
+    """One self-contained HTML file of runs: table, figures, attention, long examples, signatures, setups."""
+    from seq2seq.html_report import ATTENTION_SENTENCE, write_report
+
+    write_report(runs, output, beam, sentence or ATTENTION_SENTENCE)
+    print(f"wrote {output}")
+
+
+@app.command()
+def average(run_dir: Path = typer.Argument(..., help="a run trained with --set train.keep_best=N")) -> None:
+    """Average the checkpoints kept by train.keep_best into checkpoints/avg.pt (--checkpoint avg)."""
+    from seq2seq import checkpoint
+    from seq2seq.rundir import RunDir
+
+    run = RunDir(run_dir)
+    run.require()
+    kept = run.kept_checkpoints()
+    if len(kept) < 2:
+        raise UserError(f"run {run.path} kept {len(kept)} checkpoint{'s' * (len(kept) != 1)} to average: "
+                        "train it with --set train.keep_best=N (N > 1)")
+    checkpoint.save(run.checkpoint("avg"), checkpoint.average(kept))
+    print(f"{run.checkpoint('avg')}: the mean of {len(kept)} checkpoints ({', '.join(p.name for p in kept)})")
 
 
 @app.command()
 def translate(
     run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
     beam: Optional[int] = typer.Option(None, help="beam size, 1 = greedy (default: the run's eval.beam)"),
-    checkpoint: str = typer.Option("best", help="best | last"),
+    checkpoint: str = typer.Option("best", help="best | last | avg (seq2seq average)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     attention_plot: Optional[Path] = typer.Option(
         None, help="draw the attention of the one sentence on stdin to FILE.png or .svg"),
     layer: Optional[int] = typer.Option(
         None, help="transformer: the decoder layer whose attention is drawn (default: -1, the last)"),
+    nbest: Optional[int] = typer.Option(
+        None, help="print the N best of the beam per input line as index<TAB>score<TAB>text, best first"),
 ) -> None:
     """Translate German lines from stdin into English lines on stdout, one for one, in order."""
     import dataclasses
 
     from seq2seq.evaluate import load_run
-    from seq2seq.search import count_cut, cut_warning, translate as decode
+    from seq2seq.search import count_cut, cut_warning, nbest as decode_nbest, translate as decode
 
+    if nbest is not None and nbest < 1:
+        raise UserError(f"--nbest must be at least 1, got {nbest}")
     if attention_plot is not None:
         from seq2seq.plots import attention_figure, attention_map, figure_format, save
 
         figure_format(attention_plot)
         if beam not in (None, 1):
             raise UserError("--attention-plot draws greedy decoding: drop --beam")
+        if nbest is not None:
+            raise UserError("--attention-plot draws greedy decoding: drop --nbest")
     elif layer is not None:
         raise UserError("--layer picks the attention to draw: it needs --attention-plot")
     loaded = load_run(run_dir, checkpoint, device)
     e = dataclasses.replace(loaded.cfg.eval, beam=loaded.cfg.eval.beam if beam is None else beam)
     e.check()
+    if nbest is not None and nbest > e.beam:
+        raise UserError(f"--nbest {nbest} needs a beam of at least {nbest}, got {e.beam}: add --beam {nbest}")
     lines = _stdin_lines()
     if attention_plot is not None:
         first = next(lines, None)
@@ -194,13 +276,26 @@ def translate(
         save(attention_figure(amap), attention_plot)
         print(amap.translation)
         return
-    cut = 0
+    cut, start = 0, 0
     while chunk := list(itertools.islice(lines, TRANSLATE_CHUNK)):  # in bounded memory, printed as it goes
-        todo = [line for line in chunk if line.strip()]  # an empty line stays empty
-        cut += count_cut(loaded.model, loaded.tok, todo)
-        hyps = iter(decode(loaded.model, loaded.tok, todo, loaded.device, e.beam, e.length_penalty,
-                           e.max_len_a, e.max_len_b, e.batch_tokens))
-        print("\n".join(next(hyps) if line.strip() else "" for line in chunk), flush=True)
+        todo = [i for i, line in enumerate(chunk) if line.strip()]  # an empty line stays empty
+        sources = [chunk[i] for i in todo]
+        cut += count_cut(loaded.model, loaded.tok, sources)
+        label = "translate" if start == 0 and len(chunk) < TRANSLATE_CHUNK else \
+            f"translate lines {start + 1}-{start + len(chunk)}"
+        if nbest is not None:  # an empty line has no hypotheses; each is numbered by its line in the input
+            found = decode_nbest(loaded.model, loaded.tok, sources, loaded.device, nbest, e.beam, e.length_penalty,
+                                 e.max_len_a, e.max_len_b, e.batch_tokens, e.precision, progress=label)
+            print("".join(f"{start + i}\t{score:.4f}\t{text}\n" for i, hyps in zip(todo, found)
+                          for score, text in hyps), end="", flush=True)
+        else:
+            out = [""] * len(chunk)
+            hyps = decode(loaded.model, loaded.tok, sources, loaded.device, e.beam, e.length_penalty,
+                          e.max_len_a, e.max_len_b, e.batch_tokens, e.precision, progress=label)
+            for i, text in zip(todo, hyps):
+                out[i] = text
+            print("\n".join(out), flush=True)
+        start += len(chunk)
     if cut:
         print(cut_warning(cut, loaded.model), file=sys.stderr)
 

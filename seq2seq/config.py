@@ -23,6 +23,7 @@ DEFAULT_DATASET = "bentrevett/multi30k"
 MAX_CONCAT_K = 16  # data.concat_k: each k adds another copy of the training text
 MAX_BOOTSTRAP = 10_000  # eval.bootstrap: 95% intervals settle long before
 MAX_YAML_NODES = 10_000  # a config holds about 60 values; more, counting each alias anew, is an alias bomb
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -101,10 +102,13 @@ class TrainConfig:
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda
     compile: bool = False  # torch.compile the model (CUDA only)
+    precision: str = "auto"  # auto | fp32 | bf16 (autocast; auto: bf16 where the device is fast at it)
     log_every: int = 50
+    keep_best: int = 1  # checkpoints of highest validation BLEU kept for `seq2seq average` (1: best.pt alone)
+    tensorboard: bool = False  # also write the curves as TensorBoard event files into RUN/tensorboard/
 
     def check(self) -> None:
-        _positive(self, "epochs", "batch_tokens", "lr", "log_every")
+        _positive(self, "epochs", "batch_tokens", "lr", "log_every", "keep_best")
         for name in ("max_steps", "time_budget"):
             if getattr(self, name) is not None:
                 _positive(self, name)
@@ -118,6 +122,7 @@ class TrainConfig:
             raise UserError(f"train.seed must be in [0, 2**63), got {self.seed}")
         _one_of(self, "schedule", ("inverse_sqrt", "cosine", "constant"))
         _one_of(self, "device", ("auto", "cpu", "cuda"))
+        _one_of(self, "precision", PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,7 @@ class EvalConfig:
     concat: list[int] = field(default_factory=lambda: [1])  # probe: k consecutive pairs
     bootstrap: int = 1000  # resamples for the 95% intervals (0 = none)
     batch_tokens: int = 8000  # source tokens per decoding batch
+    precision: str = "fp32"  # fp32 | bf16 | auto, as train.precision, for search and the NLL
 
     def check(self) -> None:
         _positive(self, "beam", "max_len_a", "batch_tokens")
@@ -139,6 +145,7 @@ class EvalConfig:
             raise UserError(f"eval.buckets must be increasing positive word counts, got {self.buckets}")
         if not self.concat or min(self.concat) < 1:
             raise UserError(f"eval.concat must be positive integers, got {self.concat}")
+        _one_of(self, "precision", PRECISIONS)
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,18 @@ One process (no torchrun) is world size 1: every function here is then a no-op.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 from seq2seq.errors import UserError
+
+# How long a rank waits in a collective before it fails: the others wait for rank 0 while it alone
+# trains the tokenizer, validates or saves, which on a large corpus can take well over NCCL's
+# default of 10 minutes.
+TIMEOUT = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,9 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    # The CPU (gloo) group that rank 0's decisions travel through, so that no rank waits for its
+    # GPU to learn them (an NCCL broadcast would); None: the default group.
+    control: dist.ProcessGroup | None = field(default=None, compare=False, repr=False)
 
     @property
     def main(self) -> bool:
@@ -39,11 +48,11 @@ class World:
         return t
 
     def from_main(self, obj):
-        """Rank 0's value of obj, on every rank."""
+        """Rank 0's value of obj, on every rank (through the control group: no wait for a GPU)."""
         if self.size == 1:
             return obj
         box = [obj]
-        dist.broadcast_object_list(box, src=0)
+        dist.broadcast_object_list(box, src=0, group=self.control)
         return box[0]
 
     def run_on_main(self, fn):
@@ -74,7 +83,8 @@ def torchrun_world() -> World:
 
 
 def init_world(device: torch.device) -> tuple[World, torch.device]:
-    """Join the process group torchrun set up (NCCL on CUDA, gloo on the CPU), if any."""
+    """Join the process group torchrun set up (NCCL on CUDA, gloo on the CPU), if any, and a
+    gloo group beside it for rank 0's decisions; both wait up to TIMEOUT."""
     world = torchrun_world()
     if world.size == 1:
         return world, device
@@ -82,8 +92,8 @@ def init_world(device: torch.device) -> tuple[World, torch.device]:
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return world, device
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=TIMEOUT)
+    return replace(world, control=dist.new_group(backend="gloo", timeout=TIMEOUT)), device
 
 
 def close_world(world: World) -> None:

@@ -1,5 +1,6 @@
 """Figures: BLEU by source length and by concatenation (a re-make of Bahdanau et al. 2014,
-Figure 2), validation curves, and one sentence's attention (their Figure 3).
+Figure 2), the reference NLL by position in the output, validation curves, and one sentence's
+attention (their Figure 3).
 
 Each figure is built by a function that returns it, so it can be inspected as well as saved.
 Figures are drawn with Agg, off screen, and never through pyplot: no display is needed and no
@@ -8,7 +9,6 @@ global state is left behind.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from seq2seq.batching import collate
 from seq2seq.errors import UserError
 from seq2seq.evaluate import Loaded
 from seq2seq.files import atomic_write
+from seq2seq.report import largest_common_k, run_labels
 from seq2seq.search import greedy, output_limit, source_ids
 from seq2seq.tokenizer import EOS
 
@@ -39,13 +40,6 @@ def save(fig: Figure, path: Path) -> None:
     """Write the figure atomically: a reader never sees half a file."""
     fmt = figure_format(path)
     atomic_write(Path(path), lambda f: fig.savefig(f, format=fmt))
-
-
-def run_labels(rows: list[dict]) -> list[str]:
-    """The model name, and the run dir's name too where two runs train the same model."""
-    repeated = Counter(row["model"] for row in rows)
-    return [row["model"] if repeated[row["model"]] == 1 else f"{row['model']} ({Path(row['run']).name})"
-            for row in rows]
 
 
 # -- BLEU by length --------------------------------------------------------------------------------
@@ -79,6 +73,26 @@ def _line_with_band(ax, xs: list[float], points: list[dict], label: str) -> None
     high = np.array([np.nan if p["ci_high"] is None else p["ci_high"] for p in points], dtype=float)
     if np.isfinite(low).any():
         ax.fill_between(xs, low, high, color=line.get_color(), alpha=BAND_ALPHA, linewidth=0)
+
+
+# -- NLL by position -------------------------------------------------------------------------------
+
+def position_figure(rows: list[dict]) -> Figure:
+    """The mean NLL of reference tokens by their relative position in the reference, on the
+    largest k all runs evaluated: one line per run. Where a model loses the source, the NLL
+    climbs towards the end it forgets."""
+    k = largest_common_k(rows, has="position_nll")
+    fig = _figure(figsize=(6, 4.2))
+    ax = fig.add_subplot()
+    for label, row in zip(run_labels(rows), rows):
+        nll = next(c["position_nll"] for c in row["concat"] if c["k"] == k)
+        centres = [100 * (b + 0.5) / len(nll) for b in range(len(nll))]  # % of the reference's tokens
+        ax.plot(centres, [np.nan if x is None else x for x in nll], marker="o", label=label)
+    ax.set(title=f"reference NLL by position, k={k} sentences joined",
+           xlabel="position in the reference (% of its tokens)", ylabel="NLL per token (nats)", xlim=(0, 100))
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
 
 
 # -- training curves -------------------------------------------------------------------------------

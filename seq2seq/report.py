@@ -5,39 +5,55 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
+from collections import Counter
 from pathlib import Path
 
 from seq2seq import checkpoint
+from seq2seq.data import concatenate
 from seq2seq.errors import UserError
-from seq2seq.evaluate import report_path
+from seq2seq.evaluate import hypotheses_path, report_path, sentences_path, split_pairs
 from seq2seq.files import check_fields, read_json_object
+from seq2seq.metrics import paired_bootstrap, ratio_interval, sentence_bleu
 from seq2seq.rundir import RunDir
 
 
-def _ci(row: dict, digits: int = 2) -> str:
-    return f"[{row['ci_low']:.{digits}f}, {row['ci_high']:.{digits}f}]" if row.get("ci_low") is not None else ""
+def _ci(row: dict, digits: int = 2, prefix: str = "") -> str:
+    """The 95% interval of the figure whose bounds are row[prefix + "ci_low"] and row[prefix + "ci_high"]."""
+    low, high = row.get(f"{prefix}ci_low"), row.get(f"{prefix}ci_high")
+    return f"[{low:.{digits}f}, {high:.{digits}f}]" if low is not None else ""
 
 
 def _bleu(row: dict) -> str:
     return "-" if row["bleu"] is None else f"{row['bleu']:.2f}"
 
 
+def _nll(row: dict, digits: int = 3) -> str:
+    return "-" if row.get("nll") is None else f"{row['nll']:.{digits}f}"
+
+
 def eval_table(report: dict) -> str:
     search = "greedy" if report["beam"] == 1 else f"beam {report['beam']}"
     lines = [f"{report['run']}  {report['model']}  {report['split']} ({report['n']} sentences)  "
              f"{report['checkpoint']} checkpoint, step {report['step']}  {search}",
-             f"BLEU {report['bleu']:.2f} {_ci(report)}  chrF {report['chrf']:.2f}",
+             f"BLEU {report['bleu']:.2f} {_ci(report)}  chrF {report['chrf']:.2f}  "
+             f"reference NLL {_nll(report)} {_ci(report, 3, 'nll_')} nats/token  "
+             f"length ratio {_number(report['len_ratio'], 3)}",
              f"  {report['signature']['bleu']}",
              f"  {report['signature']['chrf']}",
              "",
-             f"{'source words':>14} {'n':>6} {'BLEU':>7}  95% interval"]
+             f"{'source words':>14} {'n':>6} {'BLEU':>7}  {'95% interval':<16} {'NLL':>6}  {'95% interval':<16} "
+             "length ratio"]
     for b in report["buckets"]:
-        lines.append(f"{b['range']:>14} {b['n']:>6} {_bleu(b):>7}  {_ci(b)}")
+        lines.append(f"{b['range']:>14} {b['n']:>6} {_bleu(b):>7}  {_ci(b):<16} {_nll(b):>6}  "
+                     f"{_ci(b, 3, 'nll_'):<16} {_number(b['len_ratio'], 3):>12}")
     if any(c["k"] > 1 for c in report["concat"]):
-        lines += ["", f"{'concat k':>14} {'n':>6} {'BLEU':>7}  95% interval      mean source words"]
+        lines += ["", f"{'concat k':>14} {'n':>6} {'BLEU':>7}  {'95% interval':<16} {'NLL':>6}  {'95% interval':<16} "
+                      "length ratio  mean source words"]
         for c in report["concat"]:
-            lines.append(f"{c['k']:>14} {c['n']:>6} {_bleu(c):>7}  {_ci(c):<17} {c['src_words']:.1f}")
+            lines.append(f"{c['k']:>14} {c['n']:>6} {_bleu(c):>7}  {_ci(c):<16} {_nll(c):>6}  "
+                         f"{_ci(c, 3, 'nll_'):<16} {_number(c['len_ratio'], 3):>12}  {c['src_words']:.1f}")
     return "\n".join(lines)
 
 
@@ -46,13 +62,20 @@ def eval_table(report: dict) -> str:
 FORMATS = ("table", "csv", "json", "markdown")
 BUCKET_KEYS = ("range", "n", "bleu", "ci_low", "ci_high")
 CONCAT_KEYS = ("k", "src_words", "n", "bleu", "ci_low", "ci_high")
+# Figures that reports of older versions lack: None where they do, shown as blanks.
+ADDED_KEYS = ("nll", "nll_ci_low", "nll_ci_high", "len_ratio")
 REPORT_KEYS = ("model", "params", "checkpoint", "step", "beam", "n", "bleu", "ci_low", "ci_high", "chrf",
                "buckets", "concat")
 FIELD_TYPES = {"model": str, "checkpoint": str, "range": str, "params": int, "step": int, "steps": (int, None),
                "beam": int, "n": int, "k": int, "bleu": (float, None), "ci_low": (float, None),
                "ci_high": (float, None), "chrf": float, "src_words": float, "train_seconds": (float, None),
-               "best_val_bleu": (float, None), "buckets": list, "concat": list}  # of reports, their parts, run.json
+               "best_val_bleu": (float, None), "buckets": list, "concat": list, "nll": (float, None),
+               "nll_ci_low": (float, None), "nll_ci_high": (float, None), "len_ratio": (float, None),
+               "position_nll": (list, None), "bootstrap": int, "command": str,
+               "commands": list}  # of reports, their parts, run.json
 TEXT_COLUMNS = 2  # run and model, left-aligned; the figures after them are right-aligned
+RATIO_KEYS = ("k", "ratio", "ci_low", "ci_high")
+DEFAULT_BOOTSTRAP = 1000  # eval's resamples, for reports written before they recorded theirs
 
 
 def load_comparison(run_dirs: list[str | Path], beam: int = 1) -> list[dict]:
@@ -91,9 +114,36 @@ def comparison_row(run_dir: str | Path, beam: int = 1) -> dict:
     return {"run": str(run.path), "model": info.get("model", report["model"]),
             "params": info.get("params", report["params"]), "steps": info.get("steps"),
             "train_seconds": info.get("train_seconds"), "val_bleu": info.get("best_val_bleu"),
+            "dataset": own,
             **{key: report[key] for key in ("checkpoint", "step", "beam", "n", "bleu", "ci_low", "ci_high", "chrf")},
-            "buckets": [{key: b[key] for key in BUCKET_KEYS} for b in report["buckets"]],
-            "concat": [{key: c[key] for key in CONCAT_KEYS} for c in report["concat"]]}
+            **_added(report),
+            "buckets": [{key: b[key] for key in BUCKET_KEYS} | _added(b) for b in report["buckets"]],
+            "concat": [{key: c[key] for key in CONCAT_KEYS} | _added(c, ("position_nll",)) for c in report["concat"]],
+            "k_ratio": k_ratio(report, _sentence_groups(run.path, beam))}
+
+
+def k_ratio(report: dict, groups: dict[str, list[list[int]]] | None) -> dict | None:
+    """BLEU at the largest k the report probes as a percentage of BLEU at k=1, with its bootstrap
+    95% interval: the report's resamples of the single sentences and, independently, of the joined
+    pairs. None where the report probes no k > 1, where BLEU at k=1 is 0, and where the
+    sentences' statistics are missing (reports of older versions); an interval bound is None where
+    it is infinite (resamples of BLEU 0 at k=1), and both are None for --bootstrap 0."""
+    k = max(c["k"] for c in report["concat"]) if report["concat"] else 1
+    if k == 1 or not report["bleu"] or groups is None or _find(report["concat"], "k", k)["bleu"] is None:
+        return None
+    interval = ratio_interval(groups.get("all", []), groups.get(f"k={k}", []),
+                              report.get("bootstrap", DEFAULT_BOOTSTRAP))
+    low, high = interval or (None, None)
+    return {"k": k, "ratio": round(100 * _find(report["concat"], "k", k)["bleu"] / report["bleu"], 1),
+            "ci_low": _finite(low), "ci_high": _finite(high)}
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or math.isinf(x) else round(x, 1)
+
+
+def _added(part: dict, more: tuple[str, ...] = ()) -> dict:
+    return {key: part.get(key) for key in ADDED_KEYS + more}
 
 
 def check_report(report: dict, path: Path) -> None:
@@ -136,7 +186,8 @@ def comparison_markdown(header: list[str], body: list[list[str]]) -> str:
 
 def comparison_csv(rows: list[dict]) -> str:
     """Raw numbers, one column per figure, for spreadsheets and scripts."""
-    records = [_flat(row, _bucket_ranges(rows), _concat_ks(rows)) for row in rows]
+    added = ADDED_KEYS + (("p_value",) if any("p_value" in row for row in rows) else ())
+    records = [_flat(row, _bucket_ranges(rows), _concat_ks(rows), added) for row in rows]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(records[0]) if records else [], lineterminator="\n")
     writer.writeheader()
@@ -151,24 +202,33 @@ def _display_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
                ("params", lambda r: _count(r["params"])), ("steps", lambda r: _number(r["steps"])),
                ("eval step", lambda r: _number(r["step"])),
                ("train", lambda r: _duration(r["train_seconds"])), ("val BLEU", lambda r: _number(r["val_bleu"], 1)),
-               ("test BLEU", _scored), ("chrF", lambda r: _number(r["chrf"], 1))]
+               ("test BLEU", _scored), ("chrF", lambda r: _number(r["chrf"], 1)), ("test NLL", _nll_cell),
+               ("len ratio", lambda r: _number(r.get("len_ratio"), 2))]
     for label in _bucket_ranges(rows):
         columns.append((f"{label} words", lambda r, label=label: _scored(_find(r["buckets"], "range", label))))
     for k in _concat_ks(rows):
         columns.append((f"k={k}", lambda r, k=k: _scored(_find(r["concat"], "k", k))))
+    ratio_ks = {row["k_ratio"]["k"] for row in rows if row.get("k_ratio")}
+    if ratio_ks:
+        header = f"k={min(ratio_ks)} / k=1" if len(ratio_ks) == 1 else "largest k / k=1"
+        columns.append((header, lambda r: _ratio_cell(r.get("k_ratio"), len(ratio_ks) > 1)))
+    for k in _concat_ks(rows):
+        columns.append((f"NLL k={k}", lambda r, k=k: _nll_cell(_find(r["concat"], "k", k))))
     return [name for name, _ in columns], [[cell(row) for _, cell in columns] for row in rows]
 
 
-def _flat(row: dict, ranges: list[str], ks: list[int]) -> dict:
-    record = {key: row[key] for key in ("run", "model", "params", "steps", "train_seconds", "val_bleu",
-                                        "checkpoint", "step", "beam", "n", "bleu", "ci_low", "ci_high", "chrf")}
+def _flat(row: dict, ranges: list[str], ks: list[int], added: tuple[str, ...]) -> dict:
+    record = {key: row.get(key) for key in ("run", "model", "params", "steps", "train_seconds", "val_bleu",
+                                            "checkpoint", "step", "beam", "n", "bleu", "ci_low", "ci_high", "chrf",
+                                            *added)}
     for label in ranges:
         bucket = _find(row["buckets"], "range", label) or {}
-        record |= {f"{key} {label}": bucket.get(key) for key in ("n", "bleu", "ci_low", "ci_high")}
+        record |= {f"{key} {label}": bucket.get(key) for key in ("n", "bleu", "ci_low", "ci_high", *added)}
     for k in ks:
         probe = _find(row["concat"], "k", k) or {}
-        record |= {f"{key} k={k}": probe.get(key) for key in ("src_words", "n", "bleu", "ci_low", "ci_high")}
-    return record
+        record |= {f"{key} k={k}": probe.get(key) for key in ("src_words", "n", "bleu", "ci_low", "ci_high", *added)}
+    ratio = row.get("k_ratio") or {}
+    return record | {"k_ratio" if key == "ratio" else f"k_ratio {key}": ratio.get(key) for key in RATIO_KEYS}
 
 
 def _bucket_ranges(rows: list[dict]) -> list[str]:
@@ -185,9 +245,27 @@ def _find(items: list[dict], key: str, value) -> dict | None:
 
 
 def _scored(part: dict | None) -> str:
+    """BLEU with its interval, and its p-value against the baseline where there is one."""
     if part is None or part["n"] == 0 or part["bleu"] is None:
         return "-"
-    return f"{part['bleu']:.1f} {_ci(part, 1)}".rstrip()
+    p = part.get("p_value")
+    return " ".join(c for c in (f"{part['bleu']:.1f}", _ci(part, 1), "" if p is None else f"p={p:.3f}") if c)
+
+
+def _ratio_cell(ratio: dict | None, name_k: bool) -> str:
+    """BLEU at the largest k as a percentage of BLEU at k=1 with its interval (an unbounded upper
+    bound reads "inf"), and the k where the runs' largest k differ."""
+    if ratio is None:
+        return "-"
+    interval = "" if ratio["ci_low"] is None else \
+        f"[{ratio['ci_low']:.1f}, {'inf' if ratio['ci_high'] is None else format(ratio['ci_high'], '.1f')}]"
+    return " ".join(c for c in (f"{ratio['ratio']:.1f}%", interval, f"(k={ratio['k']})" if name_k else "") if c)
+
+
+def _nll_cell(part: dict | None) -> str:
+    if part is None or part.get("nll") is None:
+        return "-"
+    return f"{part['nll']:.2f} {_ci(part, 2, 'nll_')}".rstrip()
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -210,3 +288,112 @@ def _duration(seconds: float | None) -> str:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
+
+# -- significance and examples ---------------------------------------------------------------------
+
+PAIRED_RESAMPLES = 1000  # sacreBLEU's default for its paired bootstrap test
+
+
+def baseline_index(run_dirs: list[str | Path], baseline: str | Path) -> int:
+    """Where the baseline is among the runs compared."""
+    runs = [Path(r).resolve() for r in run_dirs]
+    if Path(baseline).resolve() not in runs:
+        raise UserError(f"--baseline {baseline} is not among the runs compared")
+    return runs.index(Path(baseline).resolve())
+
+
+def add_p_values(rows: list[dict], base: int, beam: int = 1) -> None:
+    """Give each row, overall, in each bucket and each k, the paired-bootstrap p-value of its BLEU
+    against that of rows[base] on the same sentences (`p_value`): None for the baseline itself,
+    and where a report of an older version lacks the sentences' statistics (with a warning)."""
+    _same_dataset(rows, "--baseline")
+    groups = [_sentence_groups(row["run"], beam) for row in rows]
+    for row, found in zip(rows, groups):
+        if found is None:
+            print(f"warning: {row['run']} has no {_sentences_file(row['run'], beam).name} (evaluated by an older "
+                  f"version): no p-values for it; run `seq2seq eval {row['run']}` again", file=sys.stderr)
+    for i, row in enumerate(rows):
+        for part, key in [(row, "all")] + [(b, b["range"]) for b in row["buckets"]] + \
+                         [(c, f"k={c['k']}") for c in row["concat"]]:
+            a, b = (groups[base] or {}).get(key, []), (groups[i] or {}).get(key, [])
+            paired = i != base and len(a) == len(b) > 0
+            part["p_value"] = round(paired_bootstrap(a, b, PAIRED_RESAMPLES), 4) if paired else None
+
+
+def _sentences_file(run_dir: str | Path, beam: int) -> Path:
+    return sentences_path(report_path(RunDir(run_dir), "test", beam))
+
+
+def _sentence_groups(run_dir: str | Path, beam: int) -> dict[str, list[list[int]]] | None:
+    """A run's per-sentence BLEU statistics by the figure they make: "all", each bucket's range,
+    and "k=K"; None for a report written before they were kept."""
+    path = _sentences_file(run_dir, beam)
+    if not path.exists():
+        return None
+    groups: dict[str, list[list[int]]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            record = json.loads(line)
+            keys = [f"k={record['k']}"] + (["all", record["range"]] if record["k"] == 1 else [])
+            for key in keys:
+                groups.setdefault(key, []).append(record["bleu_stats"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"{path} line {number} is malformed: run `seq2seq eval {run_dir}` again") from None
+    return groups
+
+
+def _same_dataset(rows: list[dict], option: str) -> None:
+    """Paired figures need the same test sentences in every run."""
+    other = next((row for row in rows if row["dataset"] != rows[0]["dataset"]), None)
+    if other is not None:
+        raise UserError(f"{option} pairs the runs' test sentences, but {rows[0]['run']} was evaluated on "
+                        f"{rows[0]['dataset']} and {other['run']} on {other['dataset']}")
+
+
+def largest_common_k(rows: list[dict], has: str = "bleu") -> int:
+    """The largest concatenation k whose `has` every run reports."""
+    ks = set.intersection(*({c["k"] for c in row["concat"] if c.get(has) is not None} for row in rows))
+    if not ks:
+        raise UserError(f"the runs report {has} for no common concatenation k: "
+                        "run `seq2seq eval RUN --concat K` with one K for all")
+    return max(ks)
+
+
+def examples(rows: list[dict], n: int, beam: int = 1) -> str:
+    """The n sources of the largest k all runs evaluated where the runs' sentence BLEU differs
+    most, each with its reference and every run's output."""
+    _same_dataset(rows, "--examples")
+    k = largest_common_k(rows)
+    pairs = concatenate(split_pairs(RunDir(rows[0]["run"]).read_config().data, "test"), k)
+    refs = [t for _, t in pairs]
+    outputs = [_hypotheses(row["run"], beam, k, len(pairs)) for row in rows]
+    bleu = [sentence_bleu(hyps, refs) for hyps in outputs]  # [run][sentence]
+    spread = [max(scores) - min(scores) for scores in zip(*bleu)]
+    chosen = sorted(range(len(pairs)), key=lambda i: -spread[i])[:n]
+    labels = run_labels(rows)
+    width = max(len(label) for label in labels + ["reference"])
+    blocks = []
+    for rank, i in enumerate(chosen, 1):
+        lines = [f"example {rank}: joined pair {i + 1} of {len(pairs)} (k={k}); sentence BLEU differs by "
+                 f"{spread[i]:.1f}",
+                 f"  {'source':<{width}}        {pairs[i][0]}", f"  {'reference':<{width}}        {refs[i]}"]
+        lines += [f"  {label:<{width}} {bleu[r][i]:5.1f}  {outputs[r][i]}" for r, label in enumerate(labels)]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _hypotheses(run_dir: str, beam: int, k: int, n: int) -> list[str]:
+    path = hypotheses_path(report_path(RunDir(run_dir), "test", beam), k)
+    lines = path.read_text(encoding="utf-8").split("\n")[:-1] if path.exists() else None
+    if lines is None or len(lines) != n:
+        again = f" --concat {k}" + (f" --beam {beam}" if beam > 1 else "")
+        raise UserError(f"{path} {'is missing' if lines is None else f'has {len(lines)} lines, not {n}'}: "
+                        f"run `seq2seq eval {run_dir}{again}` again")
+    return lines
+
+
+def run_labels(rows: list[dict]) -> list[str]:
+    """The model name, and the run dir's name too where two runs train the same model."""
+    repeated = Counter(row["model"] for row in rows)
+    return [row["model"] if repeated[row["model"]] == 1 else f"{row['model']} ({Path(row['run']).name})"
+            for row in rows]

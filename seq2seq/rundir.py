@@ -6,9 +6,13 @@
     spm.model          the sentencepiece model
     metrics.jsonl      one line per validation
     train.log          the log
-    checkpoints/       last.pt (resumable) and best.pt (by validation BLEU)
-    eval/              <split>.json reports and <split>.hyp.txt hypotheses (another
-                       dataset's in eval/<its name>-<hash>/)
+    checkpoints/       last.pt (resumable) and best.pt (by validation BLEU); with train.keep_best
+                       N > 1 also the N best as best-<step>.pt, and avg.pt, their mean
+                       (`seq2seq average`)
+    tensorboard/       TensorBoard event files (train.tensorboard)
+    eval/              <split>.json reports (of best.pt; <split>.last.json and <split>.avg.json
+                       of the others), each with its .hyp.txt hypotheses and .sentences.jsonl
+                       (another dataset's in eval/<its name>-<hash>/)
     train.lock         locked by the one process that trains the run, for as long as it lives
     .replaced/         with --overwrite, the run being replaced, until the new one saves its
                        first checkpoint
@@ -36,7 +40,7 @@ from seq2seq.files import atomic_write_json, atomic_write_text, check_fields, re
 
 MARK = {"tool": "seq2seq", "run_format": 1}
 LEGACY_INFO = {"model", "params", "torch", "command"}  # what run.json held before the mark
-PARTS = ("run.json", "config.yaml", "spm.model", "metrics.jsonl", "train.log", "checkpoints", "eval")
+PARTS = ("run.json", "config.yaml", "spm.model", "metrics.jsonl", "train.log", "checkpoints", "tensorboard", "eval")
 CHECKOUT = Path(__file__).resolve().parents[1]
 METRIC_TYPES = {"step": int, "epoch": int, "train_loss": float, "val_loss": float, "val_bleu": (float, None),
                 "tgt_tok_per_s": float, "lr": float, "elapsed": float}
@@ -52,15 +56,25 @@ class RunDir:
         self.log = self.path / "train.log"
         self.checkpoints = self.path / "checkpoints"
         self.eval = self.path / "eval"
+        self.tensorboard = self.path / "tensorboard"
         self.lock_file = self.path / "train.lock"
         self.replaced = self.path / ".replaced"
         self.created: bool | None = None  # set by create(): whether it made the directory
         self._lock: int | None = None
 
     def checkpoint(self, which: str) -> Path:
-        if which not in ("best", "last"):
-            raise UserError(f"--checkpoint must be best or last, got {which!r}")
+        if which not in ("best", "last", "avg"):
+            raise UserError(f"--checkpoint must be best, last or avg, got {which!r}")
         return self.checkpoints / f"{which}.pt"
+
+    def kept(self, step: int) -> Path:
+        """The checkpoint of the validation at `step`, kept by train.keep_best."""
+        return self.checkpoints / f"best-{step}.pt"
+
+    def kept_checkpoints(self) -> list[Path]:
+        """The checkpoints kept by train.keep_best, by step."""
+        steps = [p.stem.removeprefix("best-") for p in self.checkpoints.glob("best-*.pt")]
+        return [self.kept(step) for step in sorted(int(s) for s in steps if s.isdigit())]
 
     # -- making and replacing a run ------------------------------------------------------------
 
@@ -189,10 +203,11 @@ class RunDir:
         atomic_write_json(self.info, {**MARK, **self.read_info(), **fields})
 
     def add_command(self, command: str) -> None:
-        """Record one more command that trained the run (runs before this kept only the first, in `command`)."""
+        """Record one more command that trained the run: `commands` holds every one, `command` the
+        latest (runs made before `commands` kept only `command`, which starts their list)."""
         info = self.read_info()
         earlier = info.get("commands", [info["command"]] if "command" in info else [])
-        self.update_info(commands=[*earlier, command])
+        self.update_info(command=command, commands=[*earlier, command])
 
     def read_metrics(self) -> list[dict]:
         if not self.metrics.exists():

@@ -3,11 +3,15 @@ translates a whole corpus in length-sorted batches."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
 from seq2seq.batching import collate, token_batches
+from seq2seq.device import autocast, resolve_precision
 from seq2seq.models.base import Seq2Seq, select
+from seq2seq.progress import ProgressBar
 from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer
 
 
@@ -42,13 +46,21 @@ def greedy(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor,
     return tokens, [attn_all[b, :len(tokens[b]) + 1] for b in range(B)]
 
 
-@torch.no_grad()
 def beam_search(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor, beam: int,
                 length_penalty: float = 1.0) -> list[list[int]]:
+    """The best hypothesis of each sentence's beam (see beam_hypotheses). beam=1 is greedy search."""
+    return [found[0][1] if found else [] for found in
+            beam_hypotheses(model, src, src_mask, max_len, beam, length_penalty)]
+
+
+@torch.no_grad()
+def beam_hypotheses(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor, beam: int,
+                    length_penalty: float = 1.0) -> list[list[tuple[float, list[int]]]]:
     """Batched beam search. Each step keeps the `beam` best unfinished prefixes per sentence; a
     prefix ending in EOS among the top `beam` candidates is finished, scored log p / len^alpha
     (alpha = length_penalty), and a sentence is done when it holds `beam` finished hypotheses.
-    At max_len only EOS is allowed, so every sentence ends. beam=1 is greedy search."""
+    At max_len only EOS is allowed, so every sentence ends. Returns each sentence's finished
+    (score, tokens), best first."""
     B, K, device = src.size(0), beam, src.device
     memory = model.encode(src, src_mask)
     memory = select(memory, torch.arange(B, device=device).repeat_interleave(K))  # (B*K, ...)
@@ -83,28 +95,57 @@ def beam_search(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor, 
         prev = token.gather(1, live).view(-1)  # (B*K,)
         prefixes = torch.cat([prefixes[rows], prev.unsqueeze(1)], dim=1)  # (B*K, t+1)
         state = select(state, rows)
-    return [max(f)[1] if f else [] for f in finished]
+    return [sorted(f, reverse=True) for f in finished]
 
 
 def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, beam: int = 1,
               length_penalty: float = 1.0, max_len_a: float = 1.5, max_len_b: int = 10,
-              batch_tokens: int = 8000) -> list[str]:
-    """Detokenized translations of `sources`, in their order."""
+              batch_tokens: int = 8000, precision: str = "fp32", progress: str | None = None) -> list[str]:
+    """Detokenized translations of `sources`, in their order; matrix products in `precision`
+    (fp32 runs in TF32 on CUDA, see pick_device; beam search ranks hypotheses by fp32
+    log-probabilities either way); with `progress`, a bar so labelled on a terminal. Greedy
+    search is beam search with one beam, except where two bf16 logits tie for the top (each may
+    take another of them)."""
+    def search(src: Tensor, src_mask: Tensor, max_len: Tensor) -> list[list[int]]:
+        if beam == 1:
+            return greedy(model, src, src_mask, max_len)[0]
+        return beam_search(model, src, src_mask, max_len, beam, length_penalty)
+
+    found = _decode(model, tok, sources, device, search, max_len_a, max_len_b, batch_tokens, precision, progress)
+    return tok.decode(found)
+
+
+def nbest(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, n: int, beam: int,
+          length_penalty: float = 1.0, max_len_a: float = 1.5, max_len_b: int = 10,
+          batch_tokens: int = 8000, precision: str = "fp32",
+          progress: str | None = None) -> list[list[tuple[float, str]]]:
+    """The n best (score, translation) of each source's beam, best first, in the sources' order;
+    the score is beam search's log p / len^length_penalty."""
+    def search(src: Tensor, src_mask: Tensor, max_len: Tensor) -> list[list[tuple[float, list[int]]]]:
+        return [found[:n] for found in beam_hypotheses(model, src, src_mask, max_len, beam, length_penalty)]
+
+    found = _decode(model, tok, sources, device, search, max_len_a, max_len_b, batch_tokens, precision, progress)
+    return [list(zip([score for score, _ in hyps], tok.decode([ids for _, ids in hyps]))) for hyps in found]
+
+
+def _decode(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, search: Callable,
+            max_len_a: float, max_len_b: int, batch_tokens: int, precision: str, progress: str | None) -> list:
+    """search(src, src_mask, max_len) on length-sorted batches of the sources; its results in the
+    sources' order."""
     was_training = model.training
     model.eval()
-    limit = model.max_positions
     ids = source_ids(model, tok, sources)
     src_lens = [len(s) + 1 for s in ids]
-    out: list[str] = [""] * len(sources)
-    for batch in token_batches(src_lens, src_lens, batch_tokens):
-        b = collate([ids[i] for i in batch], [[] for _ in batch]).to(device)
-        max_len = output_limit(b.src_mask, max_len_a, max_len_b, limit)  # (B,)
-        if beam == 1:
-            hyps, _ = greedy(model, b.src, b.src_mask, max_len)
-        else:
-            hyps = beam_search(model, b.src, b.src_mask, max_len, beam, length_penalty)
-        for i, text in zip(batch, tok.decode(hyps)):
-            out[i] = text
+    out: list = [None] * len(sources)
+    with ProgressBar(len(sources), progress, active=progress is not None) as bar:
+        for batch in token_batches(src_lens, src_lens, batch_tokens):
+            b = collate([ids[i] for i in batch], [[] for _ in batch]).to(device)
+            max_len = output_limit(b.src_mask, max_len_a, max_len_b, model.max_positions)  # (B,)
+            with autocast(device, resolve_precision(precision, device)):
+                found = search(b.src, b.src_mask, max_len)
+            for i, hyp in zip(batch, found):
+                out[i] = hyp
+            bar.advance(len(batch))
     model.train(was_training)
     return out
 

@@ -63,7 +63,7 @@ class Tokenizer:
         return self.sp.encode(texts)
 
     def decode(self, ids: list[list[int]]) -> list[str]:
-        return self.sp.decode(ids)
+        return self.sp.decode(ids) if ids else []  # sentencepiece decodes [] as one empty sentence
 
     def encode_table(self, table):
         """Tokenize an Arrow table of `src`/`tgt` strings into `src_ids`, `tgt_ids` and their lengths,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import signal
 import sys
 import time
@@ -22,13 +21,16 @@ from seq2seq import checkpoint
 from seq2seq.batching import Batch, collate, token_batches
 from seq2seq.config import Config
 from seq2seq.data import augment_table, clean, clean_table, fingerprint, load_split, load_table
+from seq2seq.device import autocast, describe, pick_device, precision_label, resolve_precision
 from seq2seq.distributed import World, close_world, init_world
 from seq2seq.errors import UserError
 from seq2seq.files import append_line
 from seq2seq.metrics import corpus_scores
 from seq2seq.models import build_model
 from seq2seq.models.base import Seq2Seq, count_parameters
+from seq2seq.progress import ProgressBar
 from seq2seq.rundir import RunDir
+from seq2seq.scalars import TensorBoard, require as require_tensorboard
 from seq2seq.search import translate
 from seq2seq.tokenizer import PAD, Tokenizer
 
@@ -37,7 +39,8 @@ TOKENIZER_SAMPLE = 1_000_000  # pairs the sentencepiece model is trained on, at 
 # Fields that may change when a run is resumed (and data.dataset: the data's fingerprint is checked);
 # any other difference means another run.
 RESUMABLE_CHANGES = {"epochs", "max_steps", "time_budget", "patience", "eval_every", "checkpoint_every",
-                     "checkpoint_seconds", "log_every", "device", "compile", "max_nonfinite"}
+                     "checkpoint_seconds", "log_every", "device", "compile", "max_nonfinite", "keep_best",
+                     "tensorboard", "precision"}
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Progress:
     bad_validations: int = 0  # validations since the best one (early stopping)
     elapsed: float = 0.0  # wall seconds of training in earlier processes
     nonfinite: int = 0  # batches skipped for a NaN/inf loss or gradient
+    kept: list = field(default_factory=list)  # [val BLEU, step] of the checkpoints train.keep_best keeps, best first
 
 
 @dataclass
@@ -70,16 +74,6 @@ class Corpus:
     def batch(self, idx: list[int]) -> Batch:
         rows = self.table[idx]
         return collate(rows["src_ids"], rows["tgt_ids"])
-
-
-def pick_device(name: str) -> torch.device:
-    if name not in ("auto", "cpu", "cuda"):
-        raise UserError(f"--device must be auto, cpu or cuda, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but torch sees no CUDA device")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def prepare(cfg: Config, log, tok: Tokenizer | None = None, world: World = World()) -> tuple[Corpus, Tokenizer]:
@@ -120,15 +114,20 @@ def fits(cfg: Config, src_len: int, tgt_len: int) -> bool:
     return max(src_len, tgt_len) < cfg.model.max_positions
 
 
-def lr_at(step: int, cfg: Config, total_steps: int) -> float:
-    """Linear warmup, then inverse square root, cosine or constant."""
+def lr_at(step: int, cfg: Config, total_steps: int, elapsed: float = 0.0) -> float:
+    """Linear warmup, then inverse square root, cosine or constant. The cosine anneals to
+    train.min_lr by whichever rule ends the run first: its steps (epochs or max_steps) or, given
+    `elapsed` training seconds, its time budget."""
     t = cfg.train
     if step < t.warmup_steps:
         return t.lr * (step + 1) / t.warmup_steps
     if t.schedule == "inverse_sqrt":
         return t.lr * math.sqrt(max(t.warmup_steps, 1) / (step + 1))
     if t.schedule == "cosine":
-        done = min(1.0, (step - t.warmup_steps) / max(1, total_steps - t.warmup_steps))
+        done = (step - t.warmup_steps) / max(1, total_steps - t.warmup_steps)
+        if t.time_budget:
+            done = max(done, elapsed / t.time_budget)
+        done = min(1.0, done)
         return t.min_lr + (t.lr - t.min_lr) * 0.5 * (1 + math.cos(math.pi * done))
     return t.lr
 
@@ -151,16 +150,19 @@ class Trainer:
                                            weight_decay=t.weight_decay, fused=True)
         self.src_lens, self.tgt_lens = corpus.lengths()
         per_epoch = len(world.shard(token_batches(self.src_lens, self.tgt_lens, t.batch_tokens)))
-        self.total_steps = t.max_steps or t.epochs * per_epoch
-        if t.compile and device.type == "cuda":
+        self.total_steps = min(t.epochs * per_epoch, t.max_steps or math.inf)  # whichever ends the run
+        if t.compile:
             model.compile_steps()
         self.step_fn = model
         if world.size > 1:  # gradients all-reduced (averaged) across ranks during backward
             self.step_fn = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+        self.precision = resolve_precision(t.precision, device)
+        self.autocast = autocast(device, self.precision)
+        self.started, self.elapsed_before = time.monotonic(), progress.elapsed  # fit() restarts the clock
         self.stop_signal: str | None = None
         self.params = count_parameters(model)
+        self.board = TensorBoard()  # none unless train() opens one
         # The validation loss is taken over the pairs that fit the model's positions, as training
         # is; validation BLEU translates all of them (with sources cut to fit).
         pairs = [(s, t) for s, t in zip(tok.encode(corpus.valid_src), tok.encode(corpus.valid_tgt))
@@ -191,9 +193,11 @@ class Trainer:
 
     def restore(self, ckpt: dict) -> None:
         checkpoint.load_weights(self.model, ckpt["model"], self.run.checkpoint("last"))
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        for group in self.optimizer.param_groups:  # checkpoints from before the fused optimizer say otherwise
-            group["fused"], group["foreach"] = True, None
+        # Checkpoints from before the fused optimizer say fused=None: set before loading, since the
+        # groups' flag decides where `step` is loaded to (the param's device, float32, for the fused kernel).
+        saved = ckpt["optimizer"]
+        groups = [group | {"fused": True, "foreach": None} for group in saved["param_groups"]]
+        self.optimizer.load_state_dict({**saved, "param_groups": groups})
         self.p = Progress(**ckpt["progress"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if "cuda" in ckpt["rng"] and self.device.type == "cuda":
@@ -205,12 +209,16 @@ class Trainer:
         """Wall seconds of training in this run, earlier processes included."""
         return self.elapsed_before + time.monotonic() - self.started
 
+    def lr(self) -> float:
+        return lr_at(self.p.step, self.cfg, self.total_steps, self.elapsed())
+
     def train_step(self, batch: Batch) -> torch.Tensor:
         """One update on this rank's batch, queued without waiting for the device. Returns, on the
-        device, (loss summed over the target tokens of all ranks' batches, their count, 0); when
-        the loss or a gradient is not finite the update is skipped and it returns (0, 0, 1)."""
+        device, (loss summed over the target tokens of all ranks' batches, their count, 0, the
+        gradient norm); when the loss or a gradient is not finite the update is skipped and it
+        returns (0, 0, 1, 0)."""
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(self.p.step, self.cfg, self.total_steps)
+            group["lr"] = self.lr()
         with self.autocast:  # the (B, T, V) logits are not kept: backward needs only their log-softmax
             loss = token_loss(self.step_fn(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out,
                               self.cfg.train.label_smoothing)
@@ -226,7 +234,8 @@ class Trainer:
         self.optimizer.found_inf = skipped.float()  # the fused AdamW leaves parameters and moments as they are
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return torch.cat([torch.where(skipped, 0.0, stats), skipped.double()[None]])  # (3,)
+        return torch.cat([torch.where(skipped, 0.0, stats), skipped.double()[None],
+                          torch.where(skipped, 0.0, grad_norm.double())[None]])  # (4,)
 
     def read_window(self) -> None:
         """Bring the steps' statistics from the device (the loop's one wait for it) and count the
@@ -257,7 +266,7 @@ class Trainer:
             n += b.n_tokens
         e = self.cfg.eval
         hyps = translate(self.model, self.tok, self.corpus.valid_src, self.device, max_len_a=e.max_len_a,
-                         max_len_b=e.max_len_b, batch_tokens=e.batch_tokens)
+                         max_len_b=e.max_len_b, batch_tokens=e.batch_tokens, precision=e.precision)
         bleu = corpus_scores(hyps, self.corpus.valid_tgt)["bleu"]
         self.model.train()
         improved = bleu > self.p.best_bleu
@@ -268,13 +277,28 @@ class Trainer:
         record = {"step": self.p.step, "epoch": self.p.epoch, "train_loss": round(train_loss, 4),
                   "val_loss": round(nll / max(n, 1), 4), "val_bleu": bleu,
                   "tgt_tok_per_s": round(train_tokens / max(train_seconds, 1e-9)),
-                  "lr": lr_at(self.p.step, self.cfg, self.total_steps), "elapsed": round(self.elapsed(), 1)}
+                  "lr": self.lr(), "elapsed": round(self.elapsed(), 1)}
         append_line(self.run.metrics, json.dumps(record))
+        self.board.add(self.p.step, {"valid/loss": record["val_loss"], "valid/bleu": bleu})
         self.log(f"validation at step {self.p.step}: val_loss {record['val_loss']:.3f}, "
                  f"val BLEU {bleu:.2f}{' (best)' if improved else ''}, {record['tgt_tok_per_s']} tok/s")
         if improved:
             checkpoint.save(self.run.checkpoint("best"), self.state(resumable=False))
+        self.keep(bleu)
         self.save_last()
+
+    def keep(self, bleu: float) -> None:
+        """Keep the train.keep_best checkpoints of highest validation BLEU, for `seq2seq average`;
+        with keep_best 1, best.pt alone (as it always was)."""
+        n = self.cfg.train.keep_best
+        if n == 1:
+            return
+        ranked = sorted([*self.p.kept, [bleu, self.p.step]], key=lambda kept: -kept[0])  # a tie keeps the earlier
+        self.p.kept = ranked[:n]
+        if any(step == self.p.step for _, step in self.p.kept):
+            checkpoint.save(self.run.kept(self.p.step), self.state(resumable=False))
+        for _, step in ranked[n:]:
+            self.run.kept(step).unlink(missing_ok=True)
 
     def fit(self) -> str:
         """Train until epochs, max_steps, time budget, patience or a signal; returns why it stopped."""
@@ -282,21 +306,24 @@ class Trainer:
         self.started = self.last_save = time.monotonic()
         self.elapsed_before = self.p.elapsed
         self.model.train()
-        self.window = Window()
+        self.window, self.recent = Window(), Window()
         validated_at = self.p.step if self.p.step else -1
-        bar = ProgressBar(self.total_steps, self.p.step, active=self.world.main)
+        bar = ProgressBar(self.total_steps, "train", self.p.step, active=self.world.main)
         stop = self.world.from_main(self.stop_reason())  # a resumed run may have nothing left to do
         while stop is None and self.p.epoch < t.epochs:
             batches = token_batches(self.src_lens, self.tgt_lens, t.batch_tokens, t.seed, self.p.epoch)
             for idx in self.world.shard(batches[self.p.batch_in_epoch:]):
-                self.window.add(self.train_step(self.corpus.batch(idx).to(self.device)))
+                stats = self.train_step(self.corpus.batch(idx).to(self.device))
+                self.window.add(stats)
+                self.recent.add(stats)
                 self.p.step += 1
                 self.p.batch_in_epoch += self.world.size  # counted in batches of all ranks
                 if self.p.step % t.log_every == 0:
                     self.read_window()
                     self.log(f"step {self.p.step} epoch {self.p.epoch + 1}: loss {self.window.loss:.3f}, "
                              f"{self.window.tok_per_s:.0f} tgt tok/s", quiet=bar.active)
-                bar.update(self.p.step, self.window.loss, self.window.tok_per_s)
+                    self.log_curves()
+                bar.update(self.p.step, f"loss {self.window.loss:.3f}  {self.window.tok_per_s:,.0f} tok/s")
                 stop, save = self.world.from_main((self.stop_reason(), self.checkpoint_due()))
                 if stop is None and t.eval_every and self.p.step % t.eval_every == 0:
                     stop, validated_at = self.validate_everywhere(), self.p.step
@@ -316,6 +343,13 @@ class Trainer:
         elif validated_at != self.p.step:
             self.validate_everywhere()
         return stop or f"{t.epochs} epochs done"
+
+    def log_curves(self) -> None:
+        """Training loss, learning rate, gradient norm and throughput since the last call, into TensorBoard."""
+        recent, self.recent = self.recent, Window()
+        recent.read()
+        self.board.add(self.p.step, {"train/loss": recent.loss, "train/lr": self.optimizer.param_groups[0]["lr"],
+                                     "train/grad_norm": recent.grad_norm, "train/tgt_tok_per_s": recent.tok_per_s})
 
     def validate_everywhere(self) -> str | None:
         """Rank 0 validates while the others wait; all learn whether to stop (patience)."""
@@ -351,19 +385,24 @@ class Window:
     loss_sum: float = 0.0
     tokens: int = 0
     seconds: float = 0.0  # wall time from the window's start to its last read (checkpoint saves included)
-    unread: torch.Tensor | None = None  # (loss sum, tokens, skipped batches) of steps not read yet
+    steps: int = 0  # steps taken in, skipped ones included
+    skipped: int = 0
+    grad_norm_sum: float = 0.0
+    unread: torch.Tensor | None = None  # (loss sum, tokens, skipped batches, grad norm sum) of steps not read yet
     started: float = field(default_factory=time.monotonic)
 
     def add(self, step: torch.Tensor) -> None:
         self.unread = step if self.unread is None else self.unread + step
+        self.steps += 1
 
     def read(self) -> int:
         """Take in the unread steps; returns how many of them were skipped as non-finite."""
         if self.unread is None:
             return 0
-        loss_sum, tokens, skipped = self.unread.tolist()
+        loss_sum, tokens, skipped, grad_norm_sum = self.unread.tolist()
         self.unread = None
         self.loss_sum, self.tokens = self.loss_sum + loss_sum, self.tokens + int(tokens)
+        self.skipped, self.grad_norm_sum = self.skipped + int(skipped), self.grad_norm_sum + grad_norm_sum
         self.seconds = time.monotonic() - self.started
         return int(skipped)
 
@@ -375,31 +414,17 @@ class Window:
     def tok_per_s(self) -> float:
         return self.tokens / max(self.seconds, 1e-9)
 
-
-class ProgressBar:
-    """A live bar on a terminal; nothing otherwise (the log lines say the same)."""
-
-    def __init__(self, total: int, done: int, active: bool = True):
-        self.active = active and sys.stderr.isatty()
-        if self.active:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn
-            self.bar = Bar(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                           TextColumn("{task.fields[info]}"), transient=True)
-            self.task = self.bar.add_task("train", total=total, completed=done, info="")
-            self.bar.start()
-
-    def update(self, step: int, loss: float, tok_per_s: float) -> None:
-        if self.active:
-            self.bar.update(self.task, completed=step, info=f"loss {loss:.3f}  {tok_per_s:,.0f} tok/s")
-
-    def close(self) -> None:
-        if self.active:
-            self.bar.stop()
+    @property
+    def grad_norm(self) -> float:
+        """The mean gradient norm (before clipping) of the steps not skipped."""
+        return self.grad_norm_sum / max(self.steps - self.skipped, 1)
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False) -> RunDir:
     """Train a run (as one process, or as one rank of a torchrun job); returns its run dir."""
     run = RunDir(run_dir)
+    if cfg.train.tensorboard:
+        require_tensorboard()
     world, device = init_world(pick_device(cfg.train.device))
     try:
         ckpt, tok = None, None
@@ -462,7 +487,8 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
     if world.size > 1:  # the same weights everywhere (DDP checks), different dropout on each rank;
         # only rank 0's RNG is checkpointed, so exact resumption holds for one process only
         torch.manual_seed(hash((cfg.train.seed, world.rank, trainer.p.step)) % 2**63)
-    log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}")
+    log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}, "
+        f"{precision_label(model, trainer.precision, device)}")
     if world.main:
         run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device, world),
                         torch=torch.__version__)
@@ -477,9 +503,12 @@ def _train(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, w
 
     for s in previous:
         signal.signal(s, request_stop)
+    if cfg.train.tensorboard and world.main:
+        trainer.board = TensorBoard(run.tensorboard, trainer.p.step)
     try:
         reason = trainer.fit()
     finally:
+        trainer.board.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if world.main:
@@ -526,10 +555,3 @@ def check_resumable(saved: Config, asked: Config, run: RunDir) -> None:
                 raise UserError(f"cannot resume {run.path} with {section}.{key}={b[section][key]!r}: "
                                 f"the run has {a[section][key]!r}")
 
-
-def describe(device: torch.device, world: World = World()) -> str:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    return name if world.size == 1 else f"{world.size} processes x {name}"

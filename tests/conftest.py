@@ -39,10 +39,10 @@ def write_jsonl(root: Path, shape: str = "flat", sizes=(300, 40, 40)) -> Path:
     return root
 
 
-def tiny_trainer(run_dir, world=None):
-    """A Trainer of a tiny bahdanau model on a toy vocabulary, without dropout or warmup, for
-    driving train_step by hand; returns it and its tokenizer."""
-    import datasets
+def tiny_trainer(run_dir, world=None, device="cpu", precision="fp32"):
+    """A Trainer of a tiny bahdanau model on a toy vocabulary, without dropout or warmup, in fp32
+    unless told (`auto` would be bf16 on a CPU with AVX512-BF16, too coarse for the numbers the
+    tests compare), for driving train_step by hand; returns it and its tokenizer."""
     import torch
 
     from seq2seq.config import load_config
@@ -53,11 +53,11 @@ def tiny_trainer(run_dir, world=None):
     from seq2seq.train import Corpus, Progress, Trainer
 
     tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
-    cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0})
+    cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0, "train.precision": precision})
     torch.manual_seed(0)
-    model = build_model(cfg.model, tok.vocab_size)
-    corpus = Corpus(datasets.Dataset.from_dict({"src_len": [1], "tgt_len": [1]}), [], [])
-    return Trainer(cfg, RunDir(run_dir), model, tok, corpus, torch.device("cpu"), Progress(),
+    model = build_model(cfg.model, tok.vocab_size).to(device)
+    corpus = Corpus({"src_len": [1], "tgt_len": [1]}, [], [])  # the Trainer reads only the length columns
+    return Trainer(cfg, RunDir(run_dir), model, tok, corpus, torch.device(device), Progress(),
                    lambda *a, **k: None, world or World()), tok
 
 
@@ -66,6 +66,16 @@ def batch_of(tok, pairs: list[tuple[str, str]]):
     from seq2seq.batching import collate
 
     return collate(tok.encode([s for s, _ in pairs]), tok.encode([t for _, t in pairs]))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` need a CUDA GPU: skipped where torch sees none."""
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in items:
+            if item.get_closest_marker("cuda"):
+                item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
 
 
 @pytest.fixture

@@ -3,15 +3,17 @@ together, and only rank 0 writes the run dir."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from seq2seq.distributed import World, torchrun_world
+from seq2seq.distributed import TIMEOUT, World, close_world, init_world, torchrun_world
 from seq2seq.errors import UserError
 from tests.conftest import TINY, batch_of, tiny_trainer, toy_pairs, write_jsonl
 
@@ -55,16 +57,54 @@ def test_two_processes_with_batch_b_match_one_process_with_batch_2b(tmp_path, po
     as one process skips it for its whole batch."""
     mp.spawn(worker, args=(2, str(tmp_path / "init"), str(tmp_path), poisoned), nprocs=2, join=True)
     single_stats, single_weights = train_steps(World(), tmp_path, steps_of(0, 1), poisoned)
-    single_losses = [loss / tokens if tokens else None for loss, tokens, _ in single_stats]
-    assert [skipped for _, _, skipped in single_stats] == [float(i == poisoned) for i in range(STEPS)]
+    single_losses = [loss / tokens if tokens else None for loss, tokens, *_ in single_stats]
+    assert [skipped for _, _, skipped, _ in single_stats] == [float(i == poisoned) for i in range(STEPS)]
     for rank in range(2):
         stats, weights = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert [s[2] for s in stats] == [s[2] for s in single_stats]
-        losses = [loss / tokens if tokens else None for loss, tokens, _ in stats]
+        assert [s[3] for s in stats] == pytest.approx([s[3] for s in single_stats], rel=1e-4)  # gradient norms
+        losses = [loss / tokens if tokens else None for loss, tokens, *_ in stats]
         assert all(a == b or abs(a - b) < 1e-5 for a, b in zip(losses, single_losses)), (losses, single_losses)
         for key in single_weights:
             torch.testing.assert_close(weights[key], single_weights[key], atol=1e-5, rtol=1e-4)
     assert single_losses[-1] < single_losses[0]
+
+
+SLOW = 2.0  # seconds rank 0 takes before it answers
+
+
+def decide_stop(rank: int, size: int, port: int, out: str) -> None:
+    """Join as torchrun would have it; rank 0 takes SLOW seconds to decide to stop, and the
+    others ask for its decision at once."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(size),
+                      LOCAL_RANK=str(rank))
+    world, _ = init_world(torch.device("cpu"))
+    try:
+        timeouts = [group._get_backend(torch.device("cpu")).options._timeout.total_seconds()
+                    for group in (dist.group.WORLD, world.control)]
+        asked = time.monotonic()
+        if world.main:
+            time.sleep(SLOW)
+        stop = world.from_main("time budget 60 s reached" if world.main else None)
+        result = {"timeouts": timeouts, "stop": stop, "waited": time.monotonic() - asked}
+        with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+            json.dump(result, f)
+    finally:
+        close_world(world)
+
+
+def test_ranks_agree_on_stopping_through_a_cpu_group_while_rank_0_is_slow(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(decide_stop, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
+    for result in results:
+        assert result["stop"] == "time budget 60 s reached"
+        # the default group (gloo here, NCCL on CUDA) and the control group
+        assert result["timeouts"] == [TIMEOUT.total_seconds()] * 2
+        assert result["waited"] >= SLOW
+    assert TIMEOUT.total_seconds() >= 3600  # > NCCL's 10-minute default, for tokenizer training on a large corpus
 
 
 def test_torchrun_two_cpu_processes_write_one_run_dir(tmp_path):
@@ -73,11 +113,12 @@ def test_torchrun_two_cpu_processes_write_one_run_dir(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731",
             "-m", "seq2seq", "train", "--config", str(TINY), "--dataset", str(data), "--max-steps", "4",
-            "--epochs", "50", "--device", "cpu", "--run-dir", str(run)]
+            "--epochs", "50", "--device", "cpu", "--run-dir", str(run), "--tensorboard"]
     result = subprocess.run(args, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "metrics.jsonl", "run.json",
-                                                     "spm.model", "train.lock", "train.log"]
+                                                     "spm.model", "tensorboard", "train.lock", "train.log"]
+    assert len(list((run / "tensorboard").iterdir())) == 1  # one event file: rank 0's
     log = (run / "train.log").read_text()
     assert log.count("model bahdanau:") == 1 and "2 processes" in log  # rank 0 alone logs
     assert json.loads((run / "run.json").read_text())["steps"] == 4

@@ -27,9 +27,9 @@ from tests.conftest import ROOT, TINY, write_jsonl
 DOCS = ROOT / "docs" / "errors.md"
 
 
-def seq2seq(*args, **kwargs) -> subprocess.CompletedProcess:
+def seq2seq(*args, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, **kwargs)
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, **kwargs)
 
 
 def train_args(dataset, run, *extra):
@@ -426,7 +426,43 @@ def case_vocab_size_too_small(tmp, trained):
     return train_args(trained.parent / "data", tmp / "run", "--set", "data.vocab_size=10")
 
 
-CASES = {  # id: (what the user did, the command's arguments)
+def case_score_bad_concat(tmp, trained):
+    return ["score", trained, "--concat", "0"]
+
+
+def case_baseline_not_compared(tmp, trained):
+    return ["compare", trained, "--baseline", tmp / "other"]
+
+
+def case_examples_as_json(tmp, trained):
+    return ["compare", trained, "--examples", "3", "--format", "json"]
+
+
+def case_tensorboard_missing(tmp, trained):
+    hidden = tmp / "hide" / "tensorboard"  # a tensorboard package that fails to import, found first
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('not installed')\n")
+    path = os.pathsep.join(filter(None, [str(tmp / "hide"), os.environ.get("PYTHONPATH")]))
+    return train_args(trained.parent / "data", tmp / "run", "--tensorboard"), {"PYTHONPATH": path}
+
+
+def case_average_without_kept_checkpoints(tmp, trained):
+    return ["average", trained]
+
+
+def case_eval_avg_before_average(tmp, trained):
+    return ["eval", trained, "--checkpoint", "avg"]
+
+
+def case_nbest_beyond_the_beam(tmp, trained):
+    return ["translate", trained, "--beam", "4", "--nbest", "5"]
+
+
+def case_report_of_a_run_not_evaluated(tmp, trained):
+    return ["report", trained, "-o", tmp / "run" / "report.html"]
+
+
+CASES = {  # id: (what the user did, the command's arguments[, and environment variables])
     "missing_split": ("a dataset without a validation split", case_missing_split),
     "missing_language_column": ("a dataset without the source language's column", case_missing_language_column),
     "translation_column_lacks_language": ("a `translation` column without the target language",
@@ -494,15 +530,25 @@ CASES = {  # id: (what the user did, the command's arguments)
                                                   case_resume_with_a_checkpoint_of_another_model),
     "vocab_size_too_small": ("`--set data.vocab_size=10`: fewer pieces than the text has characters",
                              case_vocab_size_too_small),
+    "score_bad_concat": ("`score --concat 0`", case_score_bad_concat),
+    "baseline_not_compared": ("`compare A --baseline B`, B not among the runs", case_baseline_not_compared),
+    "examples_as_json": ("`compare --examples 3 --format json`", case_examples_as_json),
+    "tensorboard_missing": ("`--tensorboard` without the tensorboard package", case_tensorboard_missing),
+    "average_without_kept_checkpoints": ("`average` on a run trained without train.keep_best",
+                                         case_average_without_kept_checkpoints),
+    "eval_avg_before_average": ("`eval --checkpoint avg` before `average`", case_eval_avg_before_average),
+    "nbest_beyond_the_beam": ("`translate --beam 4 --nbest 5`", case_nbest_beyond_the_beam),
+    "report_of_a_run_not_evaluated": ("`report` on a run not evaluated", case_report_of_a_run_not_evaluated),
 }
 
 
 def run_case(case: str, tmp: Path, trained: Path) -> str:
     """Run one bad input; check exit 2, one line, no traceback, nothing written; return the line."""
     args = CASES[case][1](tmp, trained)
+    args, env = args if isinstance(args, tuple) else (args, {})
     before = snapshot(trained)
     try:
-        result = seq2seq(*args, cwd=tmp)
+        result = seq2seq(*args, cwd=tmp, env=env)
     finally:
         while HELD:
             os.close(HELD.pop())
@@ -510,7 +556,7 @@ def run_case(case: str, tmp: Path, trained: Path) -> str:
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert not (tmp / "run" / "config.yaml").exists() or case.startswith(("eval", "truncated", "checkpoint", "resume"))
-    assert not (tmp / "run" / "eval").exists()
+    assert not (tmp / "run" / "eval").exists() and not (tmp / "run" / "report.html").exists()
     assert snapshot(trained) == before  # the trained run is untouched
     return lines[0].replace(str(tmp), "TMP").replace(str(trained.parent), "TRAINED")
 

@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from seq2seq.config import load_config
 from seq2seq.models import MODELS, build_model
@@ -145,3 +147,110 @@ def test_compiled_steps_give_the_eager_logits_and_gradients_for_every_shape(name
     assert graphs_after[-1] == graphs_after[-2], f"graphs captured after each batch: {graphs_after}"
     if name == "bahdanau":  # the one step graph serves every length from the first batch on
         assert graphs_after[-1] == graphs_after[0], graphs_after
+
+
+def test_dropout_drops_at_rate_p_and_keeps_the_mean():
+    """The CPU dropout's mask: each element dropped with probability p, independently of its
+    place in the 64-bit draw, the rest scaled by 1/(1-p); no-op at evaluation; gradient = mask."""
+    from seq2seq.dropout import Dropout, drop
+
+    torch.manual_seed(0)
+    x = torch.ones(400_000, requires_grad=True)
+    y = drop(x, 0.3)
+    dropped = (y == 0).float()
+    assert abs(dropped.mean().item() - 0.3) < 0.005
+    for lane in range(4):  # the four 16-bit uniforms taken from each 64-bit random number
+        assert abs(dropped[lane::4].mean().item() - 0.3) < 0.01
+    assert abs(y.mean().item() - 1.0) < 0.01
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.7), rtol=1e-4)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x * mask)/dx = mask
+    assert drop(x, 0.3, training=False) is x and drop(x, 0.0) is x
+    assert torch.equal(Dropout(0.5).eval()(x), x)
+    x_bf16 = torch.randn(3, 5, 7, dtype=torch.bfloat16)
+    assert drop(x_bf16, 0.5).shape == x_bf16.shape and drop(x_bf16, 0.5).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_nn_rnn_layers_run_outside_cuda_autocast_and_under_the_cpus(name):
+    """Under the training step's bf16 autocast, with CUDA's autocast switched on too (a flag; the
+    tensors stay on the CPU): nn.RNN/LSTM/GRU run with CUDA's off, which would put cuDNN's RNN in
+    fp16, and the CPU's on, so their products run in bf16 there (close to fp32, not equal).
+    Every other layer, bahdanau's GRUCell included, runs under both."""
+    from seq2seq.device import autocast, precision_label
+
+    model = tiny_model(name, layers=2) if name in ("rnn", "lstm") else tiny_model(name)
+    cuda_autocast, outputs = {}, {}
+
+    def record(module_name):
+        def pre_hook(module, inputs):
+            cuda_autocast[module_name] = torch.is_autocast_enabled("cuda")
+
+        def hook(module, inputs, output):
+            out = output[0] if isinstance(output, tuple) else output  # (output, final state) of an RNN
+            outputs[module_name] = (out.data if isinstance(out, PackedSequence) else out).float()
+        return pre_hook, hook
+
+    for module_name, module in model.named_modules():
+        if isinstance(module, (nn.RNNBase, nn.RNNCellBase, nn.Linear)):
+            pre_hook, hook = record(module_name)
+            module.register_forward_pre_hook(pre_hook)
+            module.register_forward_hook(hook)
+    src, mask, tgt_in = random_batch()
+    with torch.no_grad():
+        model(src, mask, tgt_in)
+        fp32 = dict(outputs)
+        torch.set_autocast_dtype("cuda", torch.bfloat16)
+        torch.set_autocast_enabled("cuda", True)
+        try:
+            with autocast(torch.device("cpu"), "bf16"):
+                model(src, mask, tgt_in)
+        finally:
+            torch.set_autocast_enabled("cuda", False)
+    rnns = [n for n, m in model.named_modules() if isinstance(m, nn.RNNBase)]
+    assert rnns == {"rnn": ["encoder", "decoder"], "lstm": ["encoder", "decoder"],
+                    "bahdanau": ["encoder"], "transformer": []}[name]
+    assert cuda_autocast == {n: n not in rnns for n in outputs}
+    for n in rnns:
+        assert not torch.equal(outputs[n], fp32[n]), f"{n}: no product in bf16"
+        torch.testing.assert_close(outputs[n], fp32[n], atol=0.05, rtol=0.05)
+    assert precision_label(model, "bf16", torch.device("cpu")) == "bf16"
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def test_the_compiled_bahdanau_step_builds_at_most_six_graphs_across_training_and_search(device):
+    """One graph per grad mode and autocast state the step runs under (training in bf16; the
+    validation loss in bf16 without gradients; search in fp32 or bf16), and one more each for
+    batches of one sentence: within dynamo's recompile limit, past which it would fall back to
+    eager. Built by aot_eager on the CPU (no compiler needed), by inductor on CUDA."""
+    from torch._dynamo.backends.registry import lookup_backend
+
+    from seq2seq.device import autocast, pick_device
+
+    device = pick_device(device)
+    torch._dynamo.reset()
+    graphs = []
+
+    def counted(graph, inputs):
+        graphs.append(graph)
+        return lookup_backend("inductor" if device.type == "cuda" else "aot_eager")(graph, inputs)
+
+    model = tiny_model("bahdanau").to(device)
+    model.compile_steps(backend=counted)
+    model.train()
+    for B, S, T in ((3, 7, 6), (2, 9, 4), (1, 5, 3)):
+        src, mask, tgt_in = (t.to(device) for t in random_batch(B, S, T, seed=T))
+        with autocast(device, "bf16"):
+            model(src, mask, tgt_in).float().square().mean().backward()
+    model.eval()
+    with torch.no_grad():
+        for B in (3, 1):
+            src, mask, tgt_in = (t.to(device) for t in random_batch(B))
+            max_len = torch.full((B,), 6, device=device)
+            with autocast(device, "bf16"):
+                model(src, mask, tgt_in)  # the validation loss
+            for precision in ("fp32", "bf16"):
+                with autocast(device, precision):
+                    greedy(model, src, mask, max_len)
+                    beam_search(model, src, mask, max_len, beam=3)
+    assert 0 < len(graphs) <= 6 < torch._dynamo.config.recompile_limit, len(graphs)

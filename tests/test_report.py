@@ -22,15 +22,21 @@ import pytest
 import torch
 from matplotlib.image import imread
 
+from sacrebleu.metrics import BLEU
+from sacrebleu.significance import PairedTest
+
 from seq2seq.cli import TRANSLATE_CHUNK, main
+from seq2seq.data import concatenate
 from seq2seq.evaluate import load_run, report_path
-from seq2seq.plots import attention_map, curves_figure, length_figure, run_labels
-from seq2seq.report import load_comparison, render_comparison
+from seq2seq.metrics import bleu_from_stats, sentence_bleu, sentence_stats
+from seq2seq.plots import attention_map, curves_figure, length_figure, position_figure
+from seq2seq.report import load_comparison, render_comparison, run_labels
 from seq2seq.rundir import RunDir
 from tests.conftest import ROOT, TINY, write_jsonl
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVALUATED = ("bahdanau", "transformer")
+ADDED = ("nll", "nll_ci_low", "nll_ci_high", "len_ratio")  # figures of each part of a report since the NLL
 
 
 def seq2seq(*args, stdin: str = "") -> subprocess.CompletedProcess:
@@ -77,6 +83,13 @@ def evaluated(runs) -> list[Path]:
     return [runs[m] for m in EVALUATED]
 
 
+def toy_test_set(run: Path, k: int) -> tuple[list[str], list[str]]:
+    """The sources and references of a run's toy test set, k consecutive pairs joined."""
+    lines = (Path(RunDir(run).read_config().data.dataset) / "test.jsonl").read_text().splitlines()
+    joined = concatenate([(row["de"], row["en"]) for row in map(json.loads, lines)], k)
+    return [s for s, _ in joined], [t for _, t in joined]
+
+
 def assert_png(path: Path) -> None:
     assert path.read_bytes()[:8] == PNG_SIGNATURE
     height, width, channels = imread(path).shape
@@ -106,9 +119,11 @@ def test_compare_json_carries_every_figure_of_the_table(runs, cli):
         assert (row["bleu"], row["chrf"]) == (report["bleu"], report["chrf"])
         assert row["steps"] == info["steps"] == 4
         assert (row["train_seconds"], row["val_bleu"]) == (info["train_seconds"], info["best_val_bleu"])
-        assert [set(b) for b in row["buckets"]] == [{"range", "n", "bleu", "ci_low", "ci_high"}] * 4
+        assert [row[key] for key in ADDED] == [report[key] for key in ADDED]
+        assert [set(b) for b in row["buckets"]] == [{"range", "n", "bleu", "ci_low", "ci_high", *ADDED}] * 4
         assert [b["range"] for b in row["buckets"]] == ["1-10", "11-15", "16-20", "21+"]
-        assert [set(c) for c in row["concat"]] == [{"k", "n", "src_words", "bleu", "ci_low", "ci_high"}] * 2
+        assert [set(c) for c in row["concat"]] == [{"k", "n", "src_words", "bleu", "ci_low", "ci_high", *ADDED,
+                                                    "position_nll"}] * 2
         assert [(c["k"], c["n"]) for c in row["concat"]] == [(1, 40), (2, 20)]
         assert row["concat"][0]["ci_low"] <= row["concat"][0]["bleu"] <= row["concat"][0]["ci_high"]
 
@@ -179,6 +194,7 @@ def test_reports_are_kept_per_checkpoint_and_compare_says_which_step_it_scores(r
     assert cli("eval", run, "--checkpoint", "last", "--bootstrap", 0)[0] == 0
     assert json.loads((run / "eval" / "test.last.json").read_text())["checkpoint"] == "last"
     assert (run / "eval" / "test.last.hyp.txt").exists() and (run / "eval" / "test.json").read_text() == best
+    assert (run / "eval" / "test.last.sentences.jsonl").exists()
     code, out, err = cli("compare", run)
     header, _, row = out.splitlines()
     assert code == 0 and err == "" and "eval step" in header
@@ -205,6 +221,159 @@ def test_compare_mistakes_are_one_line(runs, cli, tmp_path, args, message):
     assert not list(tmp_path.iterdir())
 
 
+# -- the reference's likelihood, significance, examples ---------------------------------------------
+
+def parts(row: dict) -> list[dict]:
+    """A report's or a row's figures: overall, each bucket, each k."""
+    return [row, *row["buckets"], *row["concat"]]
+
+
+def test_eval_reports_nll_and_length_ratio_overall_by_bucket_and_by_k(runs):
+    for model in EVALUATED:
+        report = json.loads((runs[model] / "eval" / "test.json").read_text())
+        for part in parts(report):
+            assert set(ADDED) <= set(part)
+            assert part["n"] == 0 or part["nll_ci_low"] <= part["nll"] <= part["nll_ci_high"] and part["len_ratio"] > 0
+        assert report["nll"] == report["concat"][0]["nll"] and report["len_ratio"] == report["concat"][0]["len_ratio"]
+        hyps = (runs[model] / "eval" / "test.hyp.txt").read_text().split("\n")[:-1]
+        corpus = BLEU().corpus_score(hyps, [toy_test_set(runs[model], 1)[1]])
+        assert report["len_ratio"] == round(corpus.sys_len / corpus.ref_len, 3)
+        assert [len(c["position_nll"]) for c in report["concat"]] == [10, 10]
+        assert report["position_nll"] == report["concat"][1]["position_nll"]  # the largest k's
+        assert all(isinstance(x, float) for x in report["position_nll"])
+
+
+def test_score_prints_each_references_nll_and_token_count_in_order(runs, cli):
+    run = runs["bahdanau"]
+    report = json.loads((run / "eval" / "test.json").read_text())
+    tok = load_run(run).tok
+    for k, part in [(1, report), (2, report["concat"][1])]:
+        code, out, err = cli("score", run, "--concat", k)
+        assert code == 0, err
+        lines = [line.split("\t") for line in out.splitlines()]
+        assert [int(n) for _, n in lines] == [len(ids) + 1 for ids in tok.encode(toy_test_set(run, k)[1])]
+        assert sum(float(nll) for nll, _ in lines) / sum(int(n) for _, n in lines) == \
+            pytest.approx(part["nll"], abs=1e-3)
+
+
+def test_compare_gives_each_run_its_p_value_against_the_baseline(runs, cli):
+    base, other = runs["bahdanau"], runs["transformer"]
+    code, out, err = cli("compare", other, base, base, "--baseline", base, "--format", "json")
+    assert code == 0 and err == ""
+    rows = json.loads(out)
+    assert all(part["p_value"] is None for part in parts(rows[1]))  # the baseline
+    assert all((part["p_value"] is None) == (part["n"] == 0) for part in parts(rows[0]))
+    assert all(part["p_value"] == 1.0 for part in parts(rows[2]) if part["n"])  # the baseline against itself
+    # the whole test set: what sacreBLEU's own paired bootstrap test says of the two runs' hypotheses
+    hyps = [(run / "eval" / "test.hyp.txt").read_text().split("\n")[:-1] for run in (base, other)]
+    _, scores = PairedTest([("base", hyps[0]), ("other", hyps[1])], {"BLEU": BLEU()}, [toy_test_set(base, 1)[1]],
+                           test_type="bs")()
+    assert rows[0]["p_value"] == round(scores["BLEU"][1].p_value, 4)
+
+    for fmt in ("table", "markdown"):
+        code, out, _ = cli("compare", other, base, "--baseline", base, "--format", fmt)
+        lines = out.splitlines()
+        assert code == 0 and lines[-2].count(" p=") == 1 + 1 + 2 and " p=" not in lines[-1]  # all, 1-10, k=1,2
+    code, out, _ = cli("compare", other, base, "--baseline", base, "--format", "csv")
+    records = list(csv.DictReader(io.StringIO(out)))
+    assert float(records[0]["p_value k=2"]) == rows[0]["concat"][1]["p_value"] and records[1]["p_value k=2"] == ""
+
+
+def with_scores(run: Path, dest: Path, dropped: dict[int, int], bootstrap: int) -> dict:
+    """A copy of an evaluated run whose outputs at each k are its references without their last
+    `dropped[k]` words: its sentences' statistics and its report's BLEU made to match (a toy run's
+    BLEU is too close to 0 for a ratio). Returns the report."""
+    shutil.copytree(run, dest)
+    report = json.loads((dest / "eval" / "test.json").read_text())
+    records = []
+    for c in report["concat"]:
+        refs = toy_test_set(dest, c["k"])[1]
+        stats = sentence_stats([" ".join(r.split()[:-dropped[c["k"]]]) for r in refs], refs)
+        c["bleu"] = round(bleu_from_stats(stats), 2)
+        records += [{"k": c["k"], "bleu_stats": s} | ({"range": "1-10"} if c["k"] == 1 else {}) for s in stats]
+    report |= {"bleu": report["concat"][0]["bleu"], "bootstrap": bootstrap}
+    (dest / "eval" / "test.json").write_text(json.dumps(report))
+    (dest / "eval" / "test.sentences.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return report
+
+
+def test_compare_gives_the_ratio_of_bleu_at_the_largest_k_to_k1(runs, cli, tmp_path):
+    reports = [with_scores(runs["bahdanau"], tmp_path / f"b{n}", {1: 1, 2: 3}, n) for n in (200, 0)]
+    code, out, err = cli("compare", tmp_path / "b200", tmp_path / "b0", "--format", "json")
+    assert code == 0, err
+    rows = json.loads(out)
+    for row, report in zip(rows, reports):
+        k1, k2 = report["concat"]
+        assert row["k_ratio"]["k"] == 2 and row["k_ratio"]["ratio"] == round(100 * k2["bleu"] / k1["bleu"], 1) < 100
+    assert rows[0]["k_ratio"]["ci_low"] < rows[0]["k_ratio"]["ratio"] < rows[0]["k_ratio"]["ci_high"]
+    assert rows[1]["k_ratio"]["ci_low"] is rows[1]["k_ratio"]["ci_high"] is None  # --bootstrap 0
+    ratio = rows[0]["k_ratio"]
+    for fmt in ("table", "markdown"):
+        code, out, _ = cli("compare", tmp_path / "b200", tmp_path / "b0", "--format", fmt)
+        header, _, with_interval, without = out.splitlines()
+        assert code == 0 and "k=2 / k=1" in header
+        assert f"{ratio['ratio']:.1f}% [{ratio['ci_low']:.1f}, {ratio['ci_high']:.1f}]" in with_interval
+        assert f"{rows[1]['k_ratio']['ratio']:.1f}%" in without and "%  [" not in without
+    code, out, _ = cli("compare", tmp_path / "b200", "--format", "csv")
+    record, = csv.DictReader(io.StringIO(out))
+    assert [float(record[key]) for key in ("k_ratio k", "k_ratio", "k_ratio ci_low", "k_ratio ci_high")] == \
+        [ratio["k"], ratio["ratio"], ratio["ci_low"], ratio["ci_high"]]
+
+
+def test_compare_reads_reports_of_older_versions(runs, cli, tmp_path):
+    """A report without the NLL and without the sentences' statistics: blanks, and no p-values."""
+    old = tmp_path / "old"
+    shutil.copytree(runs["bahdanau"], old)
+    report = json.loads((old / "eval" / "test.json").read_text())
+    for part in parts(report):
+        for key in (*ADDED, "position_nll"):
+            part.pop(key, None)
+    (old / "eval" / "test.json").write_text(json.dumps(report))
+    (old / "eval" / "test.sentences.jsonl").unlink()
+    code, out, err = cli("compare", runs["transformer"], old, "--baseline", old, "--format", "json")
+    assert code == 0
+    assert err.startswith(f"warning: {old} has no test.sentences.jsonl") and err.count("\n") == 1
+    rows = json.loads(out)
+    assert all(part["p_value"] is None for row in rows for part in parts(row))
+    assert all(part[key] is None for part in parts(rows[1]) for key in ADDED)
+    assert rows[1]["k_ratio"] is None
+    code, out, _ = cli("compare", old)
+    assert code == 0 and out.splitlines()[-1].split()[11:13] == ["-", "-"]  # test NLL, length ratio
+    with_scores(runs["bahdanau"], tmp_path / "new", {1: 1, 2: 3}, 50)
+    code, out, _ = cli("compare", tmp_path / "new", old, "--format", "markdown")
+    header, _, new, older = [line.split(" | ") for line in out.splitlines()]
+    assert code == 0 and new[header.index("k=2 / k=1")].endswith("]") and older[header.index("k=2 / k=1")] == "-"
+
+
+def test_position_plot_draws_one_curve_per_run(runs, cli, tmp_path):
+    code, _, err = cli("compare", *evaluated(runs), "--plot-position", tmp_path / "position.png")
+    assert code == 0, err
+    assert_png(tmp_path / "position.png")
+    ax, = position_figure(load_comparison(evaluated(runs))).axes
+    assert [line.get_label() for line in ax.get_lines()] == list(EVALUATED)
+    for line, run in zip(ax.get_lines(), evaluated(runs)):
+        report = json.loads((run / "eval" / "test.json").read_text())
+        assert list(line.get_xdata()) == [5 + 10 * b for b in range(10)]
+        assert list(line.get_ydata()) == report["concat"][1]["position_nll"]  # k=2, the largest
+
+
+def test_examples_are_where_the_runs_sentence_bleu_differs_most(runs, cli):
+    code, out, err = cli("compare", *evaluated(runs), "--examples", 3)
+    assert code == 0, err
+    blocks = out.split("\n\n")[1:]
+    assert len(blocks) == 3
+    sources, refs = toy_test_set(runs["bahdanau"], 2)
+    hyps = [(runs[m] / "eval" / "test.concat2.hyp.txt").read_text().split("\n")[:-1] for m in EVALUATED]
+    spread = [abs(a - b) for a, b in zip(*(sentence_bleu(h, refs) for h in hyps))]
+    shown = [int(block.split("joined pair ")[1].split()[0]) - 1 for block in blocks]
+    assert [spread[i] for i in shown] == sorted(spread, reverse=True)[:3]
+    for block, i in zip(blocks, shown):
+        lines = block.splitlines()
+        assert lines[1].split(None, 1)[1] == sources[i] and lines[2].split(None, 1)[1] == refs[i]
+        assert [line.split()[0] for line in lines[3:]] == list(EVALUATED)
+        assert [line.split(None, 2)[2:] for line in lines[3:]] == [[h[i]] if h[i] else [] for h in hyps]
+
+
 def test_run_labels_name_the_dir_only_where_models_repeat():
     rows = [{"model": "lstm", "run": "runs/a"}, {"model": "bahdanau", "run": "runs/b"},
             {"model": "lstm", "run": "runs/c"}]
@@ -219,16 +388,20 @@ def test_table_marks_what_a_run_did_not_measure():
 
     bucket = {"range": "1-10", "n": 10, "bleu": 20.0, "ci_low": 18.0, "ci_high": 22.04}
     empty = {"range": "11+", "n": 0, "bleu": 0.0, "ci_low": None, "ci_high": None}
-    rows = [row("a", [bucket, empty], []), row("b", [bucket], [{"k": 2, "src_words": 14.0, **bucket}])]
+    tested = {"k": 2, "src_words": 14.0, **bucket, "nll": 2.5, "nll_ci_low": 2.4, "nll_ci_high": 2.61,
+              "p_value": 0.0123}
+    rows = [row("a", [bucket, empty], []), row("b", [bucket], [tested])]  # a: a report without the NLL
     header, _, a, b = render_comparison(rows, "table").splitlines()
     assert header.split() == ["run", "model", "params", "steps", "eval", "step", "train", "val", "BLEU", "test",
-                              "BLEU", "chrF", "1-10", "words", "11+", "words", "k=2"]
-    assert a.split() == ["a", "a", "1.2M", "100", "80", "1h02m", "-", "20.0", "45.0", "20.0", "[18.0,", "22.0]", "-",
-                         "-"]
-    assert b.split()[-4:] == ["-", "20.0", "[18.0,", "22.0]"]
+                              "BLEU", "chrF", "test", "NLL", "len", "ratio", "1-10", "words", "11+", "words", "k=2",
+                              "NLL", "k=2"]
+    assert a.split() == ["a", "a", "1.2M", "100", "80", "1h02m", "-", "20.0", "45.0", "-", "-", "20.0", "[18.0,",
+                         "22.0]", "-", "-", "-"]
+    assert b.split()[-8:] == ["-", "20.0", "[18.0,", "22.0]", "p=0.012", "2.50", "[2.40,", "2.61]"]
     assert a.index("1.2M") + len("1.2M") == header.index("params") + len("params")  # figures align right
     flat = list(csv.DictReader(io.StringIO(render_comparison(rows, "csv"))))
     assert flat[0]["bleu k=2"] == "" and flat[1]["bleu k=2"] == "20.0"
+    assert (flat[0]["nll"], flat[1]["nll k=2"]) == ("", "2.5")
 
 
 # -- translate -------------------------------------------------------------------------------------
@@ -327,6 +500,7 @@ def test_translate_mistakes_are_one_line(runs, cli, tmp_path, monkeypatch, model
 FAKE_SEQ2SEQ = """#!/usr/bin/env bash
 echo "$*" >> "$CALLS"
 if [[ $1 == train && $3 == "$FAIL_MODEL" ]]; then exit 1; fi
+if [[ $1 == eval && $* == *"--beam 5"* ]]; then mkdir -p "$2/eval" && touch "$2/eval/test.beam5.json"; fi
 if [[ $1 == compare ]]; then echo "the comparison"; fi
 """
 
@@ -351,23 +525,31 @@ def test_study_script_trains_evaluates_and_compares_the_four_models(tmp_path):
     result, calls = study(tmp_path, BUDGET="30", K="2", DATASET="some/data")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "out"
-    models = ["rnn", "lstm", "bahdanau", "transformer"]
     expected = []
-    for m in models:
+    for m in ["bahdanau", "transformer", "lstm", "rnn"]:  # the baseline first
         expected += [f"train --model {m} --time-budget 30 --run-dir {out}/{m} --set data.concat_k=2 "
-                     f"--dataset some/data --seed 7",
-                     f"eval {out}/{m} --concat 1,2,4,6"]
-    runs = " ".join(f"{out}/{m}" for m in models)
-    expected += [f"compare {runs} --format markdown --plot {out}/study.png --curves {out}/curves.png",
-                 f"compare {runs}"]
+                     "--set train.schedule=cosine --dataset some/data --seed 7",
+                     f"eval {out}/{m} --concat 1,2,4,6",
+                     f"eval {out}/{m} --concat 1,2,4,6 --beam 5"]
+    runs = " ".join(f"{out}/{m}" for m in ["rnn", "lstm", "bahdanau", "transformer"])
+    expected += [f"compare {runs} --baseline {out}/bahdanau --format markdown --plot {out}/study.png "
+                 f"--curves {out}/curves.png --plot-position {out}/position.png",
+                 f"compare {runs} --baseline {out}/bahdanau"]
     assert calls == expected
     assert (out / "study.md").read_text() == "the comparison\n"
-    assert "study: training bahdanau took" in result.stderr
+    assert "study: training bahdanau took" in (out / "bahdanau.out").read_text()
 
 
-def test_study_script_defaults_and_stops_at_the_first_failure(tmp_path):
+def test_study_script_resumes_skips_what_is_done_and_compares_only_when_all_finished(tmp_path):
+    out = tmp_path / "out"
+    (out / "transformer" / "checkpoints").mkdir(parents=True)
+    (out / "transformer" / "checkpoints" / "last.pt").touch()  # interrupted
+    (out / "rnn" / "eval").mkdir(parents=True)
+    (out / "rnn" / "eval" / "test.beam5.json").touch()  # finished
     result, calls = study(tmp_path, FAIL_MODEL="lstm")
-    assert result.returncode != 0
-    assert calls[0] == (f"train --model rnn --time-budget 1200 --run-dir {tmp_path}/out/rnn "
-                        "--set data.concat_k=4 --seed 7")
-    assert calls[-1].startswith("train --model lstm") and not (tmp_path / "out" / "study.md").exists()
+    assert result.returncode != 0 and "lstm did not finish" in result.stderr
+    assert calls[0] == (f"train --model bahdanau --time-budget 330 --run-dir {out}/bahdanau "
+                        "--set data.concat_k=4 --set train.schedule=cosine --seed 7")
+    assert f"train --resume {out}/transformer --time-budget 330 --seed 7" in calls
+    assert not [c for c in calls if f"{out}/rnn" in c or c.startswith("compare")]
+    assert calls[-1].startswith("train --model lstm") and not (out / "study.md").exists()

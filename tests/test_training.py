@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from seq2seq.config import load_config
+from seq2seq.likelihood import reference_nll
 from seq2seq.metrics import corpus_scores
 from seq2seq.models import MODELS, build_model
 from seq2seq.search import translate
@@ -34,6 +35,38 @@ def test_every_model_overfits_a_handful_of_pairs(name):
         optimizer.step()
     hyps = translate(model, tok, [s for s, _ in pairs], torch.device("cpu"))
     assert corpus_scores(hyps, [t for _, t in pairs])["bleu"] > 90, hyps
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_scores_nll_is_the_training_loss_without_label_smoothing(name):
+    """Forced decoding, batched by length, gives each reference the loss training sums for it."""
+    pairs = toy_pairs(12, seed=7)
+    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
+    cfg = load_config(TINY, {"model.name": name})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, tok.vocab_size)
+    token_nlls = reference_nll(model, tok, pairs, torch.device("cpu"), batch_tokens=40)  # several batches
+    assert model.training  # left as it was found
+    model.eval()
+    with torch.no_grad():
+        for pair, nlls in zip(pairs, token_nlls):
+            b = batch_of(tok, [pair])
+            assert len(nlls) == b.n_tokens == len(tok.encode([pair[1]])[0]) + 1
+            assert sum(nlls) == pytest.approx(token_loss(model(b.src, b.src_mask, b.tgt_in), b.tgt_out).item(),
+                                              rel=1e-5)
+        b = batch_of(tok, pairs)
+        assert sum(map(sum, token_nlls)) == pytest.approx(
+            token_loss(model(b.src, b.src_mask, b.tgt_in), b.tgt_out).item(), rel=1e-5)
+
+
+def test_score_cuts_what_exceeds_the_positions_as_translate_does():
+    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
+    cfg = load_config(TINY, {"model.name": "transformer", "model.max_positions": 6})
+    model = build_model(cfg.model, tok.vocab_size)
+    long = " ".join(["eins zwei drei vier"] * 3), " ".join(["One two three four."] * 3)
+    short = "eins", "One."
+    nlls = reference_nll(model, tok, [long, short], torch.device("cpu"))
+    assert [len(x) for x in nlls] == [6, len(tok.encode(["One."])[0]) + 1]  # 5 tokens and EOS; all of it
 
 
 def run_cli(*args, check=True):
@@ -73,14 +106,14 @@ def test_a_batch_with_a_non_finite_loss_or_gradient_is_skipped_without_touching_
     batch = batch_of(tok, toy_pairs(8, seed=4))
     model, optimizer = trainer.model, trainer.optimizer
     good = trainer.train_step(batch).tolist()  # a good step first, so that Adam has moments to keep
-    assert good[1] == batch.n_tokens and good[0] > 0 and good[2] == 0
+    assert good[1] == batch.n_tokens and good[0] > 0 and good[2] == 0 and good[3] > 0
     before = copy.deepcopy((model.state_dict(), optimizer.state_dict()["state"]))
 
     if poisoned == "loss":
         trainer.step_fn = lambda *inputs: model(*inputs) * float("nan")
     else:  # a finite loss whose backward overflows
         hook = model.W_o.bias.register_hook(lambda grad: grad * float("inf"))
-    assert trainer.train_step(batch).tolist() == [0.0, 0.0, 1.0]
+    assert trainer.train_step(batch).tolist() == [0.0, 0.0, 1.0, 0.0]
     weights, moments = model.state_dict(), optimizer.state_dict()["state"]
     assert all(torch.equal(before[0][k], weights[k]) for k in weights)
     assert all(torch.equal(before[1][p][k], moments[p][k]) for p in moments for k in moments[p])
@@ -92,13 +125,25 @@ def test_a_batch_with_a_non_finite_loss_or_gradient_is_skipped_without_touching_
     assert not all(torch.equal(before[0][k], v) for k, v in model.state_dict().items())
 
 
-def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes(tmp_path):
+def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes_with_steps_where_fused_adamw_reads_them(tmp_path):
+    """The unfused AdamW keeps each `step` as it was saved; the fused kernel reads it as a float32
+    tensor on the param's device (on CUDA, as a device pointer). The saved steps are made float64
+    here, so that on the CPU too a `step` left as saved shows."""
     trainer, tok = tiny_trainer(tmp_path)
     batch = batch_of(tok, toy_pairs(8, seed=4))
     unfused = torch.optim.AdamW(trainer.model.parameters(), lr=1e-3)  # as checkpoints before the fused one
     trainer.model(batch.src, batch.src_mask, batch.tgt_in).sum().backward()
     unfused.step()
-    trainer.restore(trainer.state(resumable=True) | {"optimizer": unfused.state_dict()})
+    saved = unfused.state_dict()
+    assert saved["param_groups"][0]["fused"] is None
+    for state in saved["state"].values():
+        state["step"] = state["step"].double()
+    trainer.restore(trainer.state(resumable=True) | {"optimizer": saved})
+    optimizer = trainer.optimizer
+    assert all(group["fused"] for group in optimizer.param_groups)
+    for p in trainer.model.parameters():
+        step = optimizer.state[p]["step"]
+        assert (step.dtype, step.device, step.item()) == (torch.float32, p.device, 1.0)
     assert trainer.train_step(batch).tolist()[2] == 0
 
 
@@ -138,3 +183,51 @@ def test_real_multi30k_flows_through(tmp_path):
     run_cli("eval", run, "--bootstrap", 0)
     report = json.loads((run / "eval" / "test.json").read_text())
     assert report["n"] == 1000 and 0 <= report["bleu"] <= 100
+
+
+def test_cosine_schedule_anneals_by_whichever_of_steps_and_time_budget_ends_the_run():
+    from seq2seq.train import lr_at
+
+    cfg = load_config(TINY, {"train.schedule": "cosine", "train.warmup_steps": 10, "train.lr": 1e-3,
+                             "train.min_lr": 1e-5, "train.time_budget": 100.0})
+    total = 1000
+    assert lr_at(10, cfg, total, elapsed=0.0) == pytest.approx(1e-3)
+    assert lr_at(505, cfg, total, elapsed=1.0) == pytest.approx((1e-3 + 1e-5) / 2)  # halfway by steps
+    assert lr_at(20, cfg, total, elapsed=50.0) == pytest.approx((1e-3 + 1e-5) / 2)  # halfway by time
+    assert lr_at(20, cfg, total, elapsed=100.0) == pytest.approx(1e-5)  # the budget is spent: the floor
+    assert lr_at(total, cfg, total, elapsed=1.0) == pytest.approx(1e-5)  # the steps are done: the floor
+    no_budget = cfg.replace({"train.time_budget": None})
+    assert lr_at(20, no_budget, total, elapsed=1e6) > 9e-4  # without a budget time does not count
+
+
+def test_a_time_budgeted_cosine_run_ends_at_the_schedules_floor(toy_dataset, tmp_path):
+    run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--run-dir", tmp_path / "run",
+            "--time-budget", 4, "--epochs", 1000, "--set", "train.schedule=cosine",
+            "--set", "train.warmup_steps=0", "--set", "train.min_lr=1e-5", "--set", "train.patience=100000")
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "time budget" in json.loads((tmp_path / "run" / "run.json").read_text())["stopped"]
+    assert records[-1]["lr"] == pytest.approx(1e-5)
+    assert records[0]["lr"] > 1e-4  # it was annealing, not at the floor from the start
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_bf16_training_step_on_the_cpu_is_close_to_fp32_and_finite(name, tmp_path):
+    """train.precision=bf16: the step runs under bf16 autocast; logits within bf16's tolerance of
+    fp32 and a finite loss and gradient, master weights still fp32."""
+    from seq2seq.device import autocast
+
+    pairs = toy_pairs(6, seed=3)
+    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
+    cfg = load_config(TINY, {"model.name": name, "model.dropout": 0.0})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, tok.vocab_size).train()
+    batch = batch_of(tok, pairs)
+    want = model(batch.src, batch.src_mask, batch.tgt_in)
+    with autocast(torch.device("cpu"), "bf16"):
+        got = model(batch.src, batch.src_mask, batch.tgt_in)
+        loss = token_loss(got, batch.tgt_out, 0.1)
+    loss.backward()
+    torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.05)
+    assert torch.isfinite(loss)
+    assert all(p.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in model.parameters()
+               if p.grad is not None)

@@ -16,7 +16,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.attention import AdditiveAttention
 from seq2seq.config import ModelConfig
-from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths
+from seq2seq.dropout import Dropout
+from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths, run_rnn
 from seq2seq.tokenizer import PAD
 
 
@@ -33,15 +34,16 @@ class Bahdanau(Seq2Seq):
         self.decoder = nn.GRUCell(E + 2 * H, H)
         self.readout = Maxout(H + 2 * H + E, E)
         self.W_o = nn.Linear(E, vocab_size)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def encode(self, src: Tensor, src_mask: Tensor) -> Memory:
         S = src.size(1)
         x = self.dropout(self.src_emb(src))  # (B, S, E)
         packed = pack_padded_sequence(x, lengths(src_mask).cpu(), batch_first=True, enforce_sorted=False)
-        h, _ = self.encoder(packed)
+        h, _ = run_rnn(self.encoder, packed)
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=S)  # (B, S, 2H) annotations
-        return {"h": h, "U_h": self.attention.project_keys(h), "src_mask": src_mask}
+        U_h = self.attention.project_keys(h).clone()  # (B, S, A); a copy, not a view: see compile_steps
+        return {"h": h, "U_h": U_h, "src_mask": src_mask}
 
     def init_state(self, memory: Memory) -> State:
         h_back_1 = memory["h"][:, 0, self.H:]  # (B, H) the backward RNN's state at the first word
@@ -66,7 +68,11 @@ class Bahdanau(Seq2Seq):
     def compile_steps(self, **options) -> None:
         """The recurrence step (attention, then GRU cell) is compiled alone, with dynamic shapes:
         compiling the whole forward would unroll its loop, a new graph for every target length.
-        One graph serves every step of every batch, in training and in search alike."""
+        One graph serves every step of every batch for each grad mode and autocast state it runs
+        under, and one more each for batches of one sentence (dynamic shapes still specialise size
+        1): in training, validation and search, 6 at most, under dynamo's recompile limit (8).
+        Its tensor inputs are never views, since dynamo guards on that too (forward's Ey[:, i]
+        and encode's U_h are copies)."""
         self._step = torch.compile(self._step, dynamic=True, **options)
 
     def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
@@ -75,7 +81,7 @@ class Bahdanau(Seq2Seq):
         Ey = self.dropout(self.tgt_emb(tgt_in))  # (B, T, E)
         states, contexts = [], []
         for i in range(tgt_in.size(1)):  # the recurrence; the readout is batched over all steps below
-            s, c, _ = self._step(memory, s, Ey[:, i])
+            s, c, _ = self._step(memory, s, Ey[:, i].clone())  # (B, E), a copy: see compile_steps
             states.append(s)
             contexts.append(c)
         return self._logits(torch.stack(states, 1), torch.stack(contexts, 1), Ey)  # (B, T, V)

@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 Memory = dict[str, Tensor]
 State = dict[str, Tensor]
@@ -64,6 +65,17 @@ class Maxout(nn.Module):
         return t.view(*t.shape[:-1], -1, self.pool).amax(-1)  # (..., d_out)
 
 
+def run_rnn(rnn: nn.RNNBase, x: Tensor | PackedSequence, hx=None):
+    """rnn(x, hx) with CUDA's autocast off: under it cuDNN's RNN would run in fp16 whatever dtype
+    autocast was asked for (ATen's cudnn/AutocastRNN.cpp casts to half), with no loss scaling to
+    keep small gradients from underflowing. On CUDA it runs in fp32 (x and hx are fp32), on the
+    tensor cores in TF32 (see device.pick_device). The CPU's bf16 autocast stays on: there its
+    matrix products run in bf16 (bf16 keeps fp32's range), as those of the other layers do. The
+    cells, which CUDA's autocast runs in the dtype asked for (nn.GRUCell), stay under it."""
+    with torch.autocast("cuda", enabled=False):
+        return rnn(x, hx)
+
+
 def map_tensors(fn: Callable[[Tensor], Tensor], tree: dict) -> dict:
     """Apply fn to every tensor of a Memory or State (nested dicts allowed)."""
     return {k: map_tensors(fn, v) if isinstance(v, dict) else fn(v) for k, v in tree.items()}
@@ -83,4 +95,5 @@ def lengths(mask: Tensor) -> Tensor:
     return mask.sum(dim=1)
 
 
-__all__ = ["Seq2Seq", "Memory", "State", "Maxout", "select", "map_tensors", "count_parameters", "lengths"]
+__all__ = ["Seq2Seq", "Memory", "State", "Maxout", "run_rnn", "select", "map_tensors", "count_parameters",
+           "lengths"]

@@ -20,7 +20,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from seq2seq.config import ModelConfig
-from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths
+from seq2seq.dropout import Dropout
+from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths, run_rnn
 from seq2seq.tokenizer import PAD
 
 CELLS = {"rnn": partial(nn.RNN, nonlinearity="tanh"), "lstm": nn.LSTM}
@@ -40,7 +41,7 @@ class EncoderDecoder(Seq2Seq):
         self.decoder = RNN(E + H, H, L, batch_first=True, dropout=between_layers)
         self.readout = Maxout(H + H + E, E)
         self.W_o = nn.Linear(E, vocab_size)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
 
     def encode(self, src: Tensor, src_mask: Tensor) -> Memory:
         n = lengths(src_mask)  # (B,)
@@ -49,7 +50,8 @@ class EncoderDecoder(Seq2Seq):
             pos = torch.arange(S, device=src.device).expand(B, S)  # (B, S)
             src = src.gather(1, torch.where(pos < n[:, None], n[:, None] - 1 - pos, pos))
         x = self.dropout(self.src_emb(src))  # (B, S, E)
-        _, final = self.encoder(pack_padded_sequence(x, n.cpu(), batch_first=True, enforce_sorted=False))
+        packed = pack_padded_sequence(x, n.cpu(), batch_first=True, enforce_sorted=False)
+        _, final = run_rnn(self.encoder, packed)
         # The bottleneck: only the final states (L, B, H) leave the encoder; no per-word states.
         if self.is_lstm:
             h_n, c_n = final
@@ -69,7 +71,7 @@ class EncoderDecoder(Seq2Seq):
         hx = state["s"].transpose(0, 1).contiguous()  # (L, B, H)
         if self.is_lstm:
             hx = (hx, state["cell"].transpose(0, 1).contiguous())
-        s, hx = self.decoder(torch.cat([Ey, c], dim=-1), hx)  # (B, T, H)
+        s, hx = run_rnn(self.decoder, torch.cat([Ey, c], dim=-1), hx)  # (B, T, H)
         t = self.readout(torch.cat([s, c, Ey], dim=-1))  # (B, T, E)
         if self.is_lstm:
             new = {"s": hx[0].transpose(0, 1), "cell": hx[1].transpose(0, 1)}  # (B, L, H) each

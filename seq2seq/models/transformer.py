@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from seq2seq.attention import MultiHeadAttention, causal_mask
 from seq2seq.config import ModelConfig
+from seq2seq.dropout import Dropout
 from seq2seq.models.base import Memory, Seq2Seq, State
 from seq2seq.tokenizer import PAD
 
@@ -37,7 +38,7 @@ class Sublayer(nn.Module):
 
     def __init__(self, d: int, dropout: float, pre_norm: bool):
         super().__init__()
-        self.norm, self.dropout, self.pre_norm = nn.LayerNorm(d), nn.Dropout(dropout), pre_norm
+        self.norm, self.dropout, self.pre_norm = nn.LayerNorm(d), Dropout(dropout), pre_norm
 
     def forward(self, x: Tensor, f) -> Tensor:
         if self.pre_norm:
@@ -47,7 +48,7 @@ class Sublayer(nn.Module):
 
 def feed_forward(d: int, ff: int, dropout: float) -> nn.Module:
     """FFN(x) = max(0, x W_1 + b_1) W_2 + b_2 (section 3.3)."""
-    return nn.Sequential(nn.Linear(d, ff), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ff, d))
+    return nn.Sequential(nn.Linear(d, ff), nn.ReLU(), Dropout(dropout), nn.Linear(ff, d))
 
 
 class EncoderLayer(nn.Module):
@@ -103,7 +104,7 @@ class Transformer(Seq2Seq):
         self.src_emb = nn.Embedding(vocab_size, d, padding_idx=PAD)
         self.tgt_emb = self.src_emb if cfg.tie_embeddings else nn.Embedding(vocab_size, d, padding_idx=PAD)
         self.register_buffer("pe", sinusoids(cfg.max_positions, d), persistent=False)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))
         # Pre-norm leaves the residual stream unnormalised: one LayerNorm closes each stack.

@@ -1,0 +1,157 @@
+"""`seq2seq report`: a study in one self-contained HTML file that opens offline in any browser.
+
+It holds the comparison table (report.py's, with intervals, and p-values where the rows carry
+them), BLEU by length and by concatenation, the learning curves, each attention model's
+attention on one fixed sentence, the longest test inputs translated by every run side by side,
+the sacreBLEU signatures, and each run's model, size, config, command, machine and wall time.
+Plain HTML and CSS: the figures are SVG in data URIs, nothing is fetched, no script runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from html import escape
+from pathlib import Path
+
+from seq2seq import plots
+from seq2seq.data import clean, load_split
+from seq2seq.errors import UserError
+from seq2seq.evaluate import NO_LIMIT, load_run, report_path
+from seq2seq.files import atomic_write_text, read_json_object
+from seq2seq.report import _count, _display_cells, _duration, load_comparison
+from seq2seq.rundir import RunDir
+
+ATTENTION_SENTENCE = "Die Katze, die auf der Matte neben dem Hund saß, sprang."  # README's example
+EXAMPLES = 5  # the longest test inputs shown with every run's translation
+
+CSS = """
+body { font: 15px/1.45 system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; margin-top: 2em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; vertical-align: top; }
+th { background: #f3f3f3; } td.num { text-align: right; white-space: nowrap; }
+img { max-width: 100%; height: auto; display: block; margin: 1em 0; }
+.maps { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.maps figure { flex: 1 1 420px; max-width: 580px; margin: 0; }
+pre, code { font: 0.85em/1.35 ui-monospace, monospace; background: #f6f6f6; }
+pre { padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
+.ref { color: #555; font-style: italic; }
+"""
+
+
+def write_report(run_dirs: list[str | Path], out: Path, beam: int = 1, sentence: str = ATTENTION_SENTENCE) -> None:
+    """The report of the evaluated runs (their eval/test[.beamN].json) into `out`, atomically."""
+    rows = load_comparison(run_dirs, beam)
+    body = [f"<h1>seq2seq: {len(rows)} run{'s' * (len(rows) != 1)}, test set, "
+            f"{'greedy' if beam == 1 else f'beam {beam}'}</h1>",
+            section("Test BLEU and chrF", comparison_table(rows)),
+            section("BLEU by source length and on concatenated sentences",
+                    image(plots.length_figure(rows), "BLEU by source length and by concatenation")),
+            section("Learning curves", image(plots.curves_figure(rows, [RunDir(r["run"]).read_metrics() for r in rows]),
+                                             "validation BLEU by step and by time")),
+            section(f"Attention on &ldquo;{escape(sentence)}&rdquo;", attention_maps(rows, sentence)),
+            section(f"The {EXAMPLES} longest test inputs", examples(rows, beam)),
+            section("sacreBLEU signatures", signatures(rows, beam)),
+            section("Runs", "\n".join(run_details(row) for row in rows))]
+    atomic_write_text(Path(out), page("seq2seq report", "\n".join(body)))
+
+
+def page(title: str, body: str) -> str:
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f'<link rel="icon" href="data:,">\n<title>{escape(title)}</title>\n<style>{CSS}</style>\n</head>\n'
+            f"<body>\n{body}\n</body>\n</html>\n")
+
+
+def section(title: str, content: str) -> str:
+    return f"<section>\n<h2>{title}</h2>\n{content}\n</section>"
+
+
+def table(header: list[str], body: list[list[str]], text_columns: int = 1) -> str:
+    """An HTML table of escaped cells: the first text_columns as text, the rest as right-aligned figures."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" if i < text_columns else f'<td class="num">{escape(c)}</td>'
+                                    for i, c in enumerate(cells)) + "</tr>\n" for cells in body)
+    return f"<table>\n<tr>{head}</tr>\n{rows}</table>"
+
+
+def comparison_table(rows: list[dict]) -> str:
+    """report.py's comparison (the cells of `compare`), and a p-value column where the rows carry one."""
+    header, body = _display_cells(rows)
+    if any(row.get("p_value") is not None for row in rows):
+        header = [*header, "p (test BLEU)"]
+        body = [[*cells, "baseline" if row.get("p_value") is None else f"{row['p_value']:.3f}"]
+                for cells, row in zip(body, rows)]
+    return table(header, body, text_columns=2) + "<p>Test BLEU with its bootstrap 95% interval.</p>"
+
+
+def image(fig, alt: str) -> str:
+    """A matplotlib figure as an inline SVG image (no date in it, so the same figure gives the same bytes)."""
+    svg = io.BytesIO()
+    fig.savefig(svg, format="svg", metadata={"Date": None})
+    return f'<img alt="{escape(alt)}" src="data:image/svg+xml;base64,{base64.b64encode(svg.getvalue()).decode()}">'
+
+
+def attention_maps(rows: list[dict], sentence: str) -> str:
+    """Each attention model's map of the sentence, from the checkpoint its row was evaluated with."""
+    maps = []
+    for label, row in zip(plots.run_labels(rows), rows):
+        loaded = load_run(row["run"], row["checkpoint"], "cpu")
+        try:
+            amap = plots.attention_map(loaded, sentence)
+        except UserError:  # a model without attention: rnn, lstm
+            continue
+        amap.title = label + amap.title.removeprefix(row["model"])  # the run, where two train one model
+        maps.append(f"<figure>{image(plots.attention_figure(amap), amap.title)}"
+                    f"<figcaption>{escape(amap.translation)}</figcaption></figure>")
+    if not maps:
+        return "<p>None of these runs has attention (rnn and lstm do not).</p>"
+    return f'<div class="maps">\n{"".join(maps)}\n</div>'
+
+
+def examples(rows: list[dict], beam: int) -> str:
+    """The longest test inputs (in words), their references and every run's translation side by
+    side, from the hypotheses eval wrote; runs on another test set than the first run's are left out."""
+    data = RunDir(rows[0]["run"]).read_config().data
+    pairs = clean(load_split(data, "test"), NO_LIMIT).pairs
+    labels, hyps = [], []
+    for label, row in zip(plots.run_labels(rows), rows):
+        run = RunDir(row["run"])
+        path = report_path(run, "test", beam).with_suffix(".hyp.txt")
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        if run.read_config().data.dataset == data.dataset and len(lines) == len(pairs):
+            labels.append(label)
+            hyps.append(lines)
+    longest = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0].split()))[:EXAMPLES]
+    head = "".join(f"<th>{escape(label)}</th>" for label in labels)
+    body = "".join(f"<tr><td>{escape(pairs[i][0])} ({len(pairs[i][0].split())} words)<br>"
+                   f'<span class="ref">{escape(pairs[i][1])}</span></td>'
+                   + "".join(f"<td>{escape(h[i])}</td>" for h in hyps) + "</tr>\n" for i in longest)
+    return f'<table>\n<tr><th>source and <span class="ref">reference</span></th>{head}</tr>\n{body}</table>'
+
+
+def signatures(rows: list[dict], beam: int) -> str:
+    body = []
+    for label, row in zip(plots.run_labels(rows), rows):
+        report = read_json_object(report_path(RunDir(row["run"]), "test", beam))
+        signature = report.get("signature", {})
+        body.append([label, signature.get("bleu", "-"), signature.get("chrf", "-")])
+    return table(["run", "BLEU", "chrF"], body, text_columns=3)
+
+
+def run_details(row: dict) -> str:
+    """A run's model, size, training, machine, the command that trained it and its config."""
+    run = RunDir(row["run"])
+    info = run.read_info()
+    facts = [("run", str(run.path)), ("model", row["model"]), ("parameters", _count(row["params"])),
+             ("steps", "-" if row["steps"] is None else f"{row['steps']:,}"),
+             ("wall time", _duration(row["train_seconds"])), ("stopped", info.get("stopped", "-")),
+             ("machine", info.get("device", "-")), ("torch", info.get("torch", "-")),
+             ("evaluated", f"{row['checkpoint']} checkpoint, step {row['step']}")]
+    items = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in facts)
+    config = run.config.read_text(encoding="utf-8")
+    commands = "\n".join(info.get("commands") or [info.get("command", "-")])  # older runs: the latest alone
+    return (f"<h3>{escape(row['model'])} &mdash; {escape(run.path.name)}</h3>\n<table>{items}</table>\n"
+            f"<p>trained with</p><pre>{escape(commands)}</pre>\n"
+            f"<details><summary>config.yaml</summary><pre>{escape(config)}</pre></details>")

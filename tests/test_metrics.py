@@ -1,0 +1,81 @@
+"""The figures of an eval report from per-sentence statistics: the reference NLL and its
+interval, the length ratio, NLL by position, the paired bootstrap test between two systems, and
+the interval of the ratio of two BLEU scores."""
+
+import random
+
+import pytest
+from sacrebleu.metrics import BLEU
+from sacrebleu.significance import PairedTest
+
+from seq2seq.metrics import Sentence, bleu_from_stats, paired_bootstrap, position_nll, ratio_interval, \
+    score_subset, sentence_stats
+from tests.conftest import EN
+
+
+def corrupt(refs: list[str], share: float, seed: int) -> list[str]:
+    """A system's output: the references with about `share` of their words replaced at random."""
+    rng = random.Random(seed)
+    return [" ".join(w if rng.random() > share else rng.choice(EN) for w in ref.split()) for ref in refs]
+
+
+@pytest.fixture(scope="module")
+def refs() -> list[str]:
+    rng = random.Random(0)
+    return [" ".join(rng.choice(EN) for _ in range(rng.randint(4, 12))) for _ in range(300)]
+
+
+def test_the_paired_test_is_sacrebleus_on_the_whole_test_set(refs):
+    a, b = corrupt(refs, 0.30, seed=1), corrupt(refs, 0.32, seed=2)
+    _, scores = PairedTest([("a", a), ("b", b)], {"BLEU": BLEU()}, [refs], test_type="bs")()
+    p = paired_bootstrap(sentence_stats(a, refs), sentence_stats(b, refs))
+    assert p == scores["BLEU"][1].p_value
+    assert 0.05 < p < 0.5  # a close call, not the smallest p-value the resamples allow
+
+
+def test_a_system_against_itself_is_not_significant(refs):
+    stats = sentence_stats(corrupt(refs, 0.3, seed=1), refs)
+    assert paired_bootstrap(stats, stats) == 1.0  # sacreBLEU's test gives it 1/1001
+
+
+def test_a_much_better_system_is_significant(refs):
+    good, bad = sentence_stats(corrupt(refs, 0.1, seed=1), refs), sentence_stats(corrupt(refs, 0.6, seed=2), refs)
+    assert paired_bootstrap(bad, good) < 0.01 and paired_bootstrap(good, bad) < 0.01
+    with pytest.raises(ValueError):
+        paired_bootstrap(good, bad[1:])
+
+
+def test_nll_per_token_with_its_interval_and_the_length_ratio(refs):
+    hyps = corrupt(refs, 0.3, seed=1)
+    hyps = [h + " extra" * (i % 3) for i, h in enumerate(hyps)]  # longer than the references
+    rng = random.Random(3)
+    tokens = [len(r.split()) + 1 for r in refs]
+    nlls = [rng.uniform(0.5, 3.0) * n for n in tokens]
+    scores = score_subset([Sentence(s, nll, n) for s, nll, n in zip(sentence_stats(hyps, refs), nlls, tokens)], 200)
+    assert scores["nll"] == round(sum(nlls) / sum(tokens), 3)
+    assert scores["nll_ci_low"] < scores["nll"] < scores["nll_ci_high"]
+    corpus = BLEU().corpus_score(hyps, [refs])
+    assert scores["len_ratio"] == round(corpus.sys_len / corpus.ref_len, 3) > 1
+    assert scores["bleu"] == round(corpus.score, 2)
+    assert score_subset([], 200) | {"n": None} == dict.fromkeys(scores, None)
+
+
+def test_nll_by_position_runs_from_the_first_token_to_the_last():
+    assert position_nll([[float(j) for j in range(20)]]) == [0.5 + 2 * b for b in range(10)]
+    # a two-token reference: its first token in the first bin, its last in the last
+    assert position_nll([[1.0, 3.0]]) == [1.0] + [None] * 8 + [3.0]
+    assert position_nll([[1.0, 3.0], [2.0] * 11]) == [1.5] + [2.0] * 8 + [2.333]  # bin 9: 2.0, 2.0 and 3.0
+
+
+def test_the_ratio_interval_contains_the_ratio_and_narrows_with_more_sentences(refs):
+    short = sentence_stats(corrupt(refs, 0.2, seed=1), refs)  # as if k=1
+    long = sentence_stats(corrupt(refs, 0.4, seed=2), refs)  # as if the joined pairs of the largest k
+    widths = []
+    for n in (60, 300):
+        ratio = 100 * bleu_from_stats(long[:n // 2]) / bleu_from_stats(short[:n])
+        low, high = ratio_interval(short[:n], long[:n // 2], 200)
+        assert low < ratio < high < 100
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 1.5  # about 1/sqrt(5) as wide with 5 times the sentences
+    assert ratio_interval(short, long, 200) == ratio_interval(short, long, 200)  # seeded
+    assert ratio_interval(short, long, 0) is None and ratio_interval([], long, 200) is None
