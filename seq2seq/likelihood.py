@@ -14,7 +14,7 @@ from seq2seq.batching import collate, token_batches
 from seq2seq.data import Pair
 from seq2seq.models.base import Seq2Seq
 from seq2seq.search import source_ids
-from seq2seq.tokenizer import PAD, Tokenizer
+from seq2seq.tokenizer import Tokenizer
 
 
 @torch.no_grad()

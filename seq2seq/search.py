@@ -59,7 +59,8 @@ def beam_hypotheses(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tens
     """Batched beam search. Each step keeps the `beam` best unfinished prefixes per sentence; a
     prefix ending in EOS among the top `beam` candidates is finished, scored log p / len^alpha
     (alpha = length_penalty), and a sentence is done when it holds `beam` finished hypotheses.
-    At max_len only EOS is allowed, so every sentence ends. Returns each sentence's finished
+    At max_len only EOS is allowed, scored with its log-probability, so every sentence ends and
+    a hypothesis cut at the limit pays for its EOS like any other. Returns each sentence's finished
     (score, tokens), best first."""
     B, K, device = src.size(0), beam, src.device
     memory = model.encode(src, src_mask)
@@ -77,7 +78,8 @@ def beam_hypotheses(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tens
         V = logp.size(-1)
         logp[:, [PAD, BOS]] = float("-inf")
         at_limit = t >= limit  # (B*K,)
-        logp[at_limit] = torch.where(torch.arange(V, device=device) == EOS, 0.0, float("-inf"))
+        # at the limit only EOS may follow, at the model's own price for it
+        logp[at_limit] = torch.where(torch.arange(V, device=device) == EOS, logp[at_limit], float("-inf"))
         cand = (scores.view(-1, 1) + logp).view(B, K * V)  # (B, K*V)
         top, idx = cand.topk(2 * K, dim=1)  # (B, 2K): enough to keep K unfinished
         origin, token = idx // V, idx % V  # (B, 2K) beam index and token

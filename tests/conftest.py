@@ -61,6 +61,32 @@ def tiny_trainer(run_dir, world=None, device="cpu", precision="fp32"):
                    lambda *a, **k: None, world or World()), tok
 
 
+def overfit_tiny_model(name: str):
+    """A tiny model of kind `name` trained (300 Adam steps, no dropout) on eight toy pairs until it
+    translates them; returns the model (on the CPU), its tokenizer and the pairs."""
+    import torch
+
+    from seq2seq.config import load_config
+    from seq2seq.models import build_model
+    from seq2seq.tokenizer import Tokenizer
+    from seq2seq.train import token_loss
+
+    pairs = toy_pairs(8, seed=5, max_len=5)
+    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
+    cfg = load_config(TINY, {"model.name": name, "model.dropout": 0.0, "model.hidden_dim": 64,
+                             "model.d_model": 64, "model.ff_dim": 128})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, tok.vocab_size)
+    batch = batch_of(tok, pairs)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss = token_loss(model(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out) / batch.n_tokens
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model, tok, pairs
+
+
 def batch_of(tok, pairs: list[tuple[str, str]]):
     """The pairs encoded and collated into one Batch."""
     from seq2seq.batching import collate

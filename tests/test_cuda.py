@@ -9,14 +9,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from seq2seq.config import load_config
 from seq2seq.device import autocast, pick_device, precision_label
 from seq2seq.metrics import corpus_scores
-from seq2seq.models import MODELS, build_model
+from seq2seq.models import MODELS
 from seq2seq.search import beam_search, greedy, translate
-from seq2seq.tokenizer import Tokenizer
-from seq2seq.train import token_loss
-from tests.conftest import TINY, batch_of, tiny_trainer, toy_pairs
+from tests.conftest import batch_of, overfit_tiny_model, tiny_trainer, toy_pairs
 from tests.test_models import random_batch, tiny_model
 
 pytestmark = pytest.mark.cuda
@@ -114,25 +111,14 @@ def test_the_steps_compiled_by_inductor_give_the_eager_logits_and_gradients(name
 @pytest.mark.parametrize("name", list(MODELS))
 def test_greedy_and_beam_search_on_the_gpu_give_the_cpus_translations(name, gpu):
     """A tiny model overfits eight pairs on the CPU; the GPU (TF32) translates them as the CPU does."""
-    pairs = toy_pairs(8, seed=5, max_len=5)
-    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
-    cfg = load_config(TINY, {"model.name": name, "model.dropout": 0.0, "model.hidden_dim": 64,
-                             "model.d_model": 64, "model.ff_dim": 128})
-    torch.manual_seed(0)
-    model = build_model(cfg.model, tok.vocab_size)
-    batch = batch_of(tok, pairs)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(300):
-        loss = token_loss(model(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out) / batch.n_tokens
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    model, tok, pairs = overfit_tiny_model(name)
     sources, cpu = [s for s, _ in pairs], torch.device("cpu")
     on_cpu = {beam: translate(model, tok, sources, cpu, beam=beam) for beam in (1, 4)}
     assert corpus_scores(on_cpu[1], [t for _, t in pairs])["bleu"] > 90, on_cpu[1]
     model.to(gpu)
     for beam in (1, 4):
         assert translate(model, tok, sources, gpu, beam=beam) == on_cpu[beam], beam
+    batch = batch_of(tok, pairs)
     src, src_mask = batch.src.to(gpu), batch.src_mask.to(gpu)
     max_len = torch.full((len(pairs),), 8, device=gpu)
     model.eval()

@@ -805,7 +805,7 @@ def test_a_run_resumes_on_a_moved_copy_of_its_data_and_keeps_every_command(train
     assert result.returncode == 0, result.stderr
     assert f"dataset: {moved}\n" in (run / "config.yaml").read_text()
     commands = json.loads((run / "run.json").read_text())["commands"]
-    assert len(first) == 1 and commands[0] == first[0] and commands[1].endswith(f"--max-steps 3")
+    assert len(first) == 1 and commands[0] == first[0] and commands[1].endswith("--max-steps 3")
     # a run from before fingerprints, and before run.json kept every command, resumes as it did
     last = run / "checkpoints" / "last.pt"
     ckpt = torch.load(last, weights_only=True)

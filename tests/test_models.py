@@ -254,3 +254,24 @@ def test_the_compiled_bahdanau_step_builds_at_most_six_graphs_across_training_an
                     greedy(model, src, mask, max_len)
                     beam_search(model, src, mask, max_len, beam=3)
     assert 0 < len(graphs) <= 6 < torch._dynamo.config.recompile_limit, len(graphs)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_beam_cut_at_the_length_limit_pays_the_models_log_p_of_eos(name):
+    """An untrained model's hypotheses run to the limit, where EOS is forced: each finished score
+    is log p(tokens, EOS) / (length + 1) as forced decoding computes it, EOS's price included."""
+    from seq2seq.search import beam_hypotheses
+
+    model = tiny_model(name)
+    src, mask, _ = random_batch()
+    limit = 3
+    found = beam_hypotheses(model, src, mask, torch.full((3,), limit), beam=3, length_penalty=1.0)
+    for b, hyps in enumerate(found):
+        assert len(hyps) == 3
+        for score, tokens in hyps:
+            tgt_in = torch.tensor([[BOS, *tokens]])
+            tgt_out = torch.tensor([[*tokens, EOS]])
+            with torch.no_grad():
+                logp = torch.log_softmax(model(src[b:b + 1], mask[b:b + 1], tgt_in).float(), -1)  # (1, T, V)
+            want = logp.gather(-1, tgt_out.unsqueeze(-1)).sum().item() / (len(tokens) + 1)
+            assert score == pytest.approx(want, abs=1e-4), (tokens, score, want)

@@ -15,24 +15,12 @@ from seq2seq.models import MODELS, build_model
 from seq2seq.search import translate
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.train import token_loss
-from tests.conftest import MULTI30K, TINY, batch_of, tiny_trainer, toy_pairs
+from tests.conftest import MULTI30K, TINY, batch_of, overfit_tiny_model, tiny_trainer, toy_pairs
 
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_overfits_a_handful_of_pairs(name):
-    pairs = toy_pairs(8, seed=5, max_len=5)
-    tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
-    cfg = load_config(TINY, {"model.name": name, "model.dropout": 0.0, "model.hidden_dim": 64,
-                             "model.d_model": 64, "model.ff_dim": 128})
-    torch.manual_seed(0)
-    model = build_model(cfg.model, tok.vocab_size)
-    batch = batch_of(tok, pairs)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(300):
-        loss = token_loss(model(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out) / batch.n_tokens
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    model, tok, pairs = overfit_tiny_model(name)
     hyps = translate(model, tok, [s for s, _ in pairs], torch.device("cpu"))
     assert corpus_scores(hyps, [t for _, t in pairs])["bleu"] > 90, hyps
 
