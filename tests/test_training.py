@@ -195,8 +195,11 @@ def test_a_time_budgeted_cosine_run_ends_at_the_schedules_floor(toy_dataset, tmp
             "--set", "train.eval_every=1")
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "time budget" in json.loads((tmp_path / "run" / "run.json").read_text())["stopped"]
-    assert records[-1]["lr"] == pytest.approx(1e-5)
-    assert len(records) >= 2 and records[0]["lr"] > 1e-4  # it was annealing, not at the floor from the start
+    peak, floor = load_config(TINY).train.lr, 1e-5
+    # the last record is written as the budget runs out (its validation may end past it): the
+    # rate is within 2% of its range above the floor, where a schedule blind to time stays at its peak
+    assert records[-1]["lr"] < floor + 0.02 * (peak - floor), records[-1]
+    assert len(records) >= 2 and records[0]["lr"] > 0.1 * peak  # it was annealing, not at the floor from the start
 
 
 @pytest.mark.parametrize("name", list(MODELS))
