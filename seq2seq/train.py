@@ -282,21 +282,22 @@ class Trainer:
         self.board.add(self.p.step, {"valid/loss": record["val_loss"], "valid/bleu": bleu})
         self.log(f"validation at step {self.p.step}: val_loss {record['val_loss']:.3f}, "
                  f"val BLEU {bleu:.2f}{' (best)' if improved else ''}, {record['tgt_tok_per_s']} tok/s")
+        weights = self.state(resumable=False) if improved or self.cfg.train.keep_best > 1 else None
         if improved:
-            checkpoint.save(self.run.checkpoint("best"), self.state(resumable=False))
-        self.keep(bleu)
+            checkpoint.save(self.run.checkpoint("best"), weights)
+        self.keep(bleu, weights)
         self.save_last()
 
-    def keep(self, bleu: float) -> None:
+    def keep(self, bleu: float, weights: dict | None = None) -> None:
         """Keep the train.keep_best checkpoints of highest validation BLEU, for `seq2seq average`;
-        with keep_best 1, best.pt alone (as it always was)."""
+        with keep_best 1, best.pt alone (as it always was). `weights`: this validation's state, if made."""
         n = self.cfg.train.keep_best
         if n == 1:
             return
         ranked = sorted([*self.p.kept, [bleu, self.p.step]], key=lambda kept: -kept[0])  # a tie keeps the earlier
         self.p.kept = ranked[:n]
         if any(step == self.p.step for _, step in self.p.kept):
-            checkpoint.save(self.run.kept(self.p.step), self.state(resumable=False))
+            checkpoint.save(self.run.kept(self.p.step), weights or self.state(resumable=False))
         for _, step in ranked[n:]:
             self.run.kept(step).unlink(missing_ok=True)
 
