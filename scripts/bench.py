@@ -24,6 +24,7 @@ memory on a GPU.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -42,7 +43,8 @@ from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
 from seq2seq.search import translate
 from seq2seq.device import describe, pick_device, precision_label, resolve_precision
-from seq2seq.train import Progress, Trainer, prepare
+from seq2seq.corpus import prepare
+from seq2seq.trainer import Progress, Trainer
 
 BENCH_DROPOUT = {"transformer": 0.1, "bahdanau": 0.2, "rnn": 0.2, "lstm": 0.2}  # ../shared/bench/README.md
 
@@ -98,7 +100,7 @@ def main() -> None:
             for idx in batches[start:start + per_window]:
                 batch = corpus.batch(idx).to(device)
                 trainer.train_step(batch)
-                trainer.p.step += 1
+                trainer.progress.step += 1
                 tokens += batch.n_tokens
             sync(device)
             rates.append(tokens / (time.perf_counter() - tick))
@@ -123,8 +125,7 @@ def main() -> None:
         for beam in (1, 5):
             sync(device)
             tick = time.perf_counter()
-            translate(model, tok, [s for s, _ in test], device, beam, e.length_penalty, e.max_len_a, e.max_len_b,
-                      e.batch_tokens, e.precision)
+            translate(model, tok, [s for s, _ in test], device, dataclasses.replace(e, beam=beam))
             sync(device)
             seconds = time.perf_counter() - tick
             emit(common | {"what": "greedy" if beam == 1 else f"beam{beam}",

@@ -22,7 +22,8 @@ from seq2seq.batching import token_batches
 from seq2seq.config import load_config
 from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
-from seq2seq.train import Progress, Trainer, prepare
+from seq2seq.corpus import prepare
+from seq2seq.trainer import Progress, Trainer
 
 
 def main() -> None:
@@ -47,11 +48,11 @@ def main() -> None:
             model = build_model(cfg.model, tok.vocab_size).train()
             with tempfile.TemporaryDirectory() as scratch:
                 trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, cpu, Progress(), lambda *a, **k: None)
-                trainer.train_step(corpus.batch(batches[0])).tolist()  # warmup
+                trainer.train_step(corpus.batch(batches[0])).read()  # warmup
                 tokens, tick = 0, time.perf_counter()
                 for idx in batches[1:]:
                     batch = corpus.batch(idx)
-                    trainer.train_step(batch).tolist()  # .tolist(): wait for the update
+                    trainer.train_step(batch).read()  # read(): wait for the update
                     tokens += batch.n_tokens
                 seconds = time.perf_counter() - tick
             print(json.dumps({"model": args.model, "round": round_, "dtype": precision, "threads": args.threads,

@@ -20,7 +20,8 @@ from seq2seq.config import load_config, parse_set
 from seq2seq.device import pick_device, precision_label
 from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
-from seq2seq.train import Progress, Trainer, prepare
+from seq2seq.corpus import prepare
+from seq2seq.trainer import Progress, Trainer
 
 # Operator name fragments -> what they are for, first match wins (top-level operators only).
 GROUPS = [
@@ -63,7 +64,7 @@ def main() -> None:
             trainer.train_step(corpus.batch(idx))
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for idx in batches[2:]:
-                trainer.train_step(corpus.batch(idx)).tolist()
+                trainer.train_step(corpus.batch(idx)).read()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     shares: dict[str, float] = defaultdict(float)

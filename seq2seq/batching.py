@@ -67,17 +67,23 @@ def token_batches(src_lens: list[int], tgt_lens: list[int], batch_tokens: int,
     return batches
 
 
+def batched_length(n: int) -> int:
+    """Positions a sequence of n token ids takes in a batch: collate adds EOS to the source and
+    the target output, BOS to the target input."""
+    return n + 1
+
+
 def collate(src: list[list[int]], tgt: list[list[int]]) -> Batch:
     """Token id lists (no specials) -> padded tensors with EOS/BOS added."""
     B = len(src)
-    S = max(len(s) for s in src) + 1
-    T = max(len(t) for t in tgt) + 1
+    S = max(batched_length(len(s)) for s in src)
+    T = max(batched_length(len(t)) for t in tgt)
     src_t = torch.full((B, S), PAD, dtype=torch.long)
     tgt_in = torch.full((B, T), PAD, dtype=torch.long)
     tgt_out = torch.full((B, T), PAD, dtype=torch.long)
     for b, (s, t) in enumerate(zip(src, tgt)):
-        src_t[b, :len(s) + 1] = torch.tensor(s + [EOS])
-        tgt_in[b, :len(t) + 1] = torch.tensor([BOS] + t)
+        src_t[b, :len(s) + 1] = torch.tensor(s + [EOS])  # (S,)
+        tgt_in[b, :len(t) + 1] = torch.tensor([BOS] + t)  # (T,)
         tgt_out[b, :len(t) + 1] = torch.tensor(t + [EOS])
-    n_tokens = sum(len(t) + 1 for t in tgt)
+    n_tokens = sum(batched_length(len(t)) for t in tgt)
     return Batch(src_t, src_t != PAD, tgt_in, tgt_out, n_tokens)

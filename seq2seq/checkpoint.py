@@ -13,8 +13,11 @@ from pathlib import Path
 
 import torch
 
+from seq2seq.config import Config
 from seq2seq.errors import UserError, first_line
 from seq2seq.files import atomic_write
+from seq2seq.rundir import RunDir
+from seq2seq.tokenizer import Tokenizer
 
 FORMAT = 1
 REQUIRED = {"model", "config", "vocab", "progress"}  # in every checkpoint; `last` holds more
@@ -39,6 +42,21 @@ def load(path: Path, remedy: str = "use the other checkpoint or train again", mm
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or not REQUIRED <= ckpt.keys():
         raise UserError(f"{path} is not a seq2seq checkpoint (format {FORMAT})")
     return ckpt
+
+
+def load_of_run(run: RunDir, which: str, remedy: str = "use the other checkpoint or train again"
+                ) -> tuple[dict, Config, Tokenizer]:
+    """Checkpoint `which` of a run, its config and the run's tokenizer, once it is shown to belong
+    to the run: of the model in the run's config.yaml, made with the run's vocabulary (spm.model)."""
+    path = run.checkpoint(which)
+    ckpt = load(path, remedy)
+    cfg = Config.from_dict(ckpt["config"], where=str(path), saved=True)
+    if cfg.model != run.read_config().model:
+        raise UserError(f"checkpoint {path} belongs to another run: its model differs from {run.config}")
+    tok = Tokenizer.load(run.spm)
+    if ckpt.get("vocab") != vocab_fingerprint(tok.proto):
+        raise UserError(f"checkpoint {path} belongs to another run: its vocabulary differs from {run.spm}")
+    return ckpt, cfg, tok
 
 
 def vocab_fingerprint(model_proto: bytes) -> str:

@@ -246,12 +246,11 @@ def translate(
     import dataclasses
 
     from seq2seq.evaluate import load_run
-    from seq2seq.search import count_cut, cut_warning, nbest as decode_nbest, translate as decode
 
     if nbest is not None and nbest < 1:
         raise UserError(f"--nbest must be at least 1, got {nbest}")
     if attention_plot is not None:
-        from seq2seq.plots import attention_figure, attention_map, figure_format, save
+        from seq2seq.plots import figure_format
 
         figure_format(attention_plot)
         if beam not in (None, 1):
@@ -261,38 +260,49 @@ def translate(
     elif layer is not None:
         raise UserError("--layer picks the attention to draw: it needs --attention-plot")
     loaded = load_run(run_dir, checkpoint, device)
-    e = dataclasses.replace(loaded.cfg.eval, beam=loaded.cfg.eval.beam if beam is None else beam)
-    e.check()
-    if nbest is not None and nbest > e.beam:
-        raise UserError(f"--nbest {nbest} needs a beam of at least {nbest}, got {e.beam}: add --beam {nbest}")
-    lines = _stdin_lines()
+    settings = dataclasses.replace(loaded.cfg.eval, beam=loaded.cfg.eval.beam if beam is None else beam)
+    settings.check()
+    if nbest is not None and nbest > settings.beam:
+        raise UserError(f"--nbest {nbest} needs a beam of at least {nbest}, got {settings.beam}: add --beam {nbest}")
     if attention_plot is not None:
-        first = next(lines, None)
-        n = (first is not None) + sum(1 for _ in lines)
-        if n != 1 or not first.strip():
-            raise UserError("--attention-plot draws one sentence: give exactly one non-empty line on stdin, "
-                            f"got {n} line{'s' * (n != 1)}")
-        amap = attention_map(loaded, first, layer)
-        save(attention_figure(amap), attention_plot)
-        print(amap.translation)
-        return
+        _draw_attention(loaded, _stdin_lines(), layer, attention_plot)
+    else:
+        _translate_lines(loaded, settings, _stdin_lines(), nbest)
+
+
+def _draw_attention(loaded, lines: Iterator[str], layer: int | None, path: Path) -> None:
+    """Draw the attention of the one sentence on stdin, and print its translation."""
+    from seq2seq.plots import attention_figure, attention_map, save
+
+    first = next(lines, None)
+    n = (first is not None) + sum(1 for _ in lines)
+    if n != 1 or not first.strip():
+        raise UserError("--attention-plot draws one sentence: give exactly one non-empty line on stdin, "
+                        f"got {n} line{'s' * (n != 1)}")
+    amap = attention_map(loaded, first, layer)
+    save(attention_figure(amap), path)
+    print(amap.translation)
+
+
+def _translate_lines(loaded, settings, lines: Iterator[str], nbest: int | None) -> None:
+    """Translate and print the lines in chunks, in bounded memory, as they come: one line per line
+    (an empty one stays empty), or with nbest, its hypotheses numbered by their line in the input."""
+    from seq2seq.search import count_cut, cut_warning, nbest as decode_nbest, translate as decode
+
     cut, start = 0, 0
-    while chunk := list(itertools.islice(lines, TRANSLATE_CHUNK)):  # in bounded memory, printed as it goes
-        todo = [i for i, line in enumerate(chunk) if line.strip()]  # an empty line stays empty
+    while chunk := list(itertools.islice(lines, TRANSLATE_CHUNK)):
+        todo = [i for i, line in enumerate(chunk) if line.strip()]
         sources = [chunk[i] for i in todo]
         cut += count_cut(loaded.model, loaded.tok, sources)
         label = "translate" if start == 0 and len(chunk) < TRANSLATE_CHUNK else \
             f"translate lines {start + 1}-{start + len(chunk)}"
-        if nbest is not None:  # an empty line has no hypotheses; each is numbered by its line in the input
-            found = decode_nbest(loaded.model, loaded.tok, sources, loaded.device, nbest, e.beam, e.length_penalty,
-                                 e.max_len_a, e.max_len_b, e.batch_tokens, e.precision, progress=label)
+        if nbest is not None:
+            found = decode_nbest(loaded.model, loaded.tok, sources, loaded.device, settings, nbest, progress=label)
             print("".join(f"{start + i}\t{score:.4f}\t{text}\n" for i, hyps in zip(todo, found)
                           for score, text in hyps), end="", flush=True)
         else:
             out = [""] * len(chunk)
-            hyps = decode(loaded.model, loaded.tok, sources, loaded.device, e.beam, e.length_penalty,
-                          e.max_len_a, e.max_len_b, e.batch_tokens, e.precision, progress=label)
-            for i, text in zip(todo, hyps):
+            for i, text in zip(todo, decode(loaded.model, loaded.tok, sources, loaded.device, settings, label)):
                 out[i] = text
             print("\n".join(out), flush=True)
         start += len(chunk)

@@ -1,6 +1,7 @@
 """Typed, validated configuration.
 
-A Config is four frozen dataclasses. YAML files and `--set section.key=value` only override
+A Config is four frozen dataclasses: data, train and eval here, and the model's own config,
+which lives beside the model (seq2seq/models/) and holds the sizes its paper names. YAML files and `--set section.key=value` only override
 the defaults below; an unknown key, a wrong type or an out-of-range value raises UserError
 naming the key. The resolved config is written into every run dir and every checkpoint, so
 `eval` and `translate` need nothing but the run dir.
@@ -9,15 +10,17 @@ naming the key. The resolved config is written into every run dir and every chec
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
+from seq2seq.checks import at_most, build, non_negative, one_of, positive, probability
 from seq2seq.errors import UserError
+
+if TYPE_CHECKING:
+    from seq2seq.models.base import ModelConfig
 
 DEFAULT_DATASET = "bentrevett/multi30k"
 MAX_CONCAT_K = 16  # data.concat_k: each k adds another copy of the training text
@@ -39,45 +42,13 @@ class DataConfig:
     spm_model_type: str = "unigram"  # unigram | bpe
 
     def check(self) -> None:
-        _positive(self, "max_words", "concat_k", "vocab_size")
-        _at_most(self, "concat_k", MAX_CONCAT_K, "each k adds another copy of the training text")
+        positive(self, "max_words", "concat_k", "vocab_size")
+        at_most(self, "concat_k", MAX_CONCAT_K, "each k adds another copy of the training text")
         if self.max_train_pairs is not None:
-            _positive(self, "max_train_pairs")
-        _one_of(self, "spm_model_type", ("unigram", "bpe"))
+            positive(self, "max_train_pairs")
+        one_of(self, "spm_model_type", ("unigram", "bpe"))
         if self.src_lang == self.tgt_lang:
             raise UserError(f"data.src_lang and data.tgt_lang are both {self.src_lang!r}")
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """One flat set of sizes; each model reads the fields its paper has."""
-
-    name: str = "bahdanau"  # rnn | lstm | bahdanau | transformer
-    emb_dim: int = 256  # recurrent models: word embedding size
-    hidden_dim: int = 512  # recurrent models: hidden size (per direction in the encoder)
-    attn_dim: int = 512  # bahdanau: size of the alignment model's hidden layer
-    layers: int = 1  # rnn / lstm: stacked layers in encoder and decoder
-    reverse_source: bool = False  # rnn / lstm: feed the source backwards (Sutskever et al.)
-    d_model: int = 256  # transformer
-    heads: int = 8
-    ff_dim: int = 1024
-    enc_layers: int = 3
-    dec_layers: int = 3
-    pre_norm: bool = True  # LayerNorm before (True) or after (False) each sublayer
-    tie_embeddings: bool = True  # share source, target and output embeddings
-    dropout: float = 0.2
-    max_positions: int = 1024  # transformer: longest sequence the positions cover
-
-    def check(self) -> None:
-        from seq2seq.models import MODELS  # the registry is the one list of names
-
-        _one_of(self, "name", tuple(MODELS))
-        _positive(self, "emb_dim", "hidden_dim", "attn_dim", "layers", "d_model", "heads",
-                  "ff_dim", "enc_layers", "dec_layers", "max_positions")
-        if not 0.0 <= self.dropout < 1.0:
-            raise UserError(f"model.dropout must be in [0, 1), got {self.dropout}")
-        if self.d_model % self.heads:
-            raise UserError(f"model.d_model ({self.d_model}) must be divisible by model.heads ({self.heads})")
 
 
 @dataclass(frozen=True)
@@ -108,21 +79,20 @@ class TrainConfig:
     tensorboard: bool = False  # also write the curves as TensorBoard event files into RUN/tensorboard/
 
     def check(self) -> None:
-        _positive(self, "epochs", "batch_tokens", "lr", "log_every", "keep_best")
+        positive(self, "epochs", "batch_tokens", "lr", "log_every", "keep_best")
         for name in ("max_steps", "time_budget"):
             if getattr(self, name) is not None:
-                _positive(self, name)
-        _non_negative(self, "warmup_steps", "weight_decay", "min_lr", "clip_norm", "patience",
+                positive(self, name)
+        non_negative(self, "warmup_steps", "weight_decay", "min_lr", "clip_norm", "patience",
                       "eval_every", "checkpoint_every", "checkpoint_seconds", "max_nonfinite")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise UserError(f"train.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        probability(self, "label_smoothing")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise UserError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
         if not 0 <= self.seed < 2**63:
             raise UserError(f"train.seed must be in [0, 2**63), got {self.seed}")
-        _one_of(self, "schedule", ("inverse_sqrt", "cosine", "constant"))
-        _one_of(self, "device", ("auto", "cpu", "cuda"))
-        _one_of(self, "precision", PRECISIONS)
+        one_of(self, "schedule", ("inverse_sqrt", "cosine", "constant"))
+        one_of(self, "device", ("auto", "cpu", "cuda"))
+        one_of(self, "precision", PRECISIONS)
 
 
 @dataclass(frozen=True)
@@ -138,20 +108,26 @@ class EvalConfig:
     precision: str = "fp32"  # fp32 | bf16 | auto, as train.precision, for search and the NLL
 
     def check(self) -> None:
-        _positive(self, "beam", "max_len_a", "batch_tokens")
-        _non_negative(self, "length_penalty", "max_len_b", "bootstrap")
-        _at_most(self, "bootstrap", MAX_BOOTSTRAP, "95% intervals settle with about 1000 resamples")
+        positive(self, "beam", "max_len_a", "batch_tokens")
+        non_negative(self, "length_penalty", "max_len_b", "bootstrap")
+        at_most(self, "bootstrap", MAX_BOOTSTRAP, "95% intervals settle with about 1000 resamples")
         if not self.buckets or sorted(set(self.buckets)) != self.buckets or self.buckets[0] < 1:
             raise UserError(f"eval.buckets must be increasing positive word counts, got {self.buckets}")
         if not self.concat or min(self.concat) < 1:
             raise UserError(f"eval.concat must be positive integers, got {self.concat}")
-        _one_of(self, "precision", PRECISIONS)
+        one_of(self, "precision", PRECISIONS)
+
+
+def _default_model() -> ModelConfig:
+    from seq2seq.models import model_config
+
+    return model_config({}, "model")
 
 
 @dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = field(default_factory=_default_model)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -159,37 +135,47 @@ class Config:
         return dataclasses.asdict(self)
 
     @staticmethod
-    def from_dict(raw: object, where: str = "config") -> Config:
-        """Build and validate a Config from nested dicts; unknown keys and bad types raise."""
+    def from_dict(raw: object, where: str = "config", saved: bool = False) -> Config:
+        """Build and validate a Config from nested dicts; unknown keys and bad types raise. A
+        `saved` config (a run's, a checkpoint's) may hold the fields of the one flat model config
+        that runs were written with before each model had its own."""
+        from seq2seq.models import model_config  # the registry knows each model's config
+
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
             raise UserError(f"{where}: expected a mapping of sections, got {type(raw).__name__}")
-        sections = {name: _build(cls, raw.get(name) or {}, f"{where}: {name}")
-                    for name, cls in SECTIONS.items()}
         for key in raw:
-            if key not in sections:
-                raise UserError(f"{where}: unknown section {key!r} (expected one of {', '.join(sections)})")
-        config = Config(**sections)
-        for section in sections.values():
+            if key not in ("model", *SECTIONS):
+                raise UserError(f"{where}: unknown section {key!r} (expected one of data, model, train, eval)")
+        sections = {name: build(cls, raw.get(name) or {}, f"{where}: {name}") for name, cls in SECTIONS.items()}
+        config = Config(model=model_config(raw.get("model") or {}, f"{where}: model", saved), **sections)
+        for section in (*sections.values(), config.model):
             section.check()
         return config
 
     def replace(self, overrides: dict[str, object]) -> Config:
-        """A new Config with `section.key` overrides applied, validated."""
+        """A new Config with `section.key` overrides applied, validated. A new model.name comes
+        first and keeps the settings the two models share (the other model's own ones go)."""
         raw = self.to_dict()
+        if "model.name" in overrides and overrides["model.name"] != raw["model"]["name"]:
+            from seq2seq.models import model_config
+
+            raw["model"] = model_config(raw["model"] | {"name": overrides["model.name"]}, "model", saved=True)
+            raw["model"] = dataclasses.asdict(raw["model"])
         for dotted, value in overrides.items():
             section, _, key = dotted.partition(".")
             if section not in raw or not key:
                 raise UserError(f"unknown config key {dotted!r}: expected section.key, "
                                 f"section one of {', '.join(raw)}")
             if key not in raw[section]:
-                raise UserError(f"unknown config key {dotted!r}")
+                what = f" (model {raw['model']['name']} has {', '.join(raw['model'])})" if section == "model" else ""
+                raise UserError(f"unknown config key {dotted!r}{what}")
             raw[section][key] = value
         return Config.from_dict(raw)
 
 
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+SECTIONS = {"data": DataConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, object] | None = None,
@@ -273,72 +259,3 @@ def parse_set(items: list[str]) -> dict[str, object]:
         except yaml.YAMLError:
             out[key.strip()] = value
     return out
-
-
-def _build(cls: type, raw: object, where: str):
-    if not isinstance(raw, dict):
-        raise UserError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in names:
-            raise UserError(f"{where}: unknown key {key!r}")
-    values = {key: _coerce(hints[key], value, f"{where}.{key}") for key, value in raw.items()}
-    return cls(**values)
-
-
-def _coerce(hint: object, value: object, where: str) -> object:
-    """Check `value` against a field's type; ints and numeric strings are accepted for floats,
-    nothing else converts."""
-    args = typing.get_args(hint)
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, where)
-    if typing.get_origin(hint) is list:
-        if not isinstance(value, list):
-            raise UserError(f"{where} must be a list, got {value!r}")
-        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, (str, float)):  # PyYAML reads "3e-4" (no dot) as a string
-        try:
-            number = float(value)
-        except ValueError:
-            pass
-        else:
-            if not math.isfinite(number):
-                raise UserError(f"{where} must be a finite number, got {value!r}")
-            return number
-    if hint in (int, str, bool) and type(value) is hint:
-        return value
-    raise UserError(f"{where} must be {getattr(hint, '__name__', hint)}, got {value!r}")
-
-
-def _positive(section: object, *names: str) -> None:
-    for name in names:
-        if getattr(section, name) <= 0:
-            raise UserError(f"{_section_name(section)}.{name} must be positive, got {getattr(section, name)}")
-
-
-def _non_negative(section: object, *names: str) -> None:
-    for name in names:
-        if getattr(section, name) < 0:
-            raise UserError(f"{_section_name(section)}.{name} must be >= 0, got {getattr(section, name)}")
-
-
-def _at_most(section: object, name: str, bound: int, why: str) -> None:
-    value = getattr(section, name)
-    if value > bound:
-        raise UserError(f"{_section_name(section)}.{name} must be at most {bound} ({why}), got {value}")
-
-
-def _one_of(section: object, name: str, choices: tuple[str, ...]) -> None:
-    if getattr(section, name) not in choices:
-        raise UserError(f"{_section_name(section)}.{name} must be one of {', '.join(choices)}, "
-                        f"got {getattr(section, name)!r}")
-
-
-def _section_name(section: object) -> str:
-    return type(section).__name__.removesuffix("Config").lower()

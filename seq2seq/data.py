@@ -38,7 +38,7 @@ class Cleaned:
 def load_split(cfg: DataConfig, split: str) -> list[Pair]:
     """All (source, target) pairs of one split, as the dataset holds them."""
     table = load_table(cfg, split)
-    return _decoded(cfg, split, lambda: list(zip(table["src"], table["tgt"])))
+    return _read_utf8(cfg, split, lambda: list(zip(table["src"], table["tgt"])))
 
 
 def load_table(cfg: DataConfig, split: str):
@@ -56,7 +56,7 @@ def load_table(cfg: DataConfig, split: str):
         pairs = _read_parallel_text(*text_files)
         return datasets.Dataset.from_dict({"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]})
     rows = _load_hub_split(cfg, split, local=path)
-    return _decoded(cfg, split, lambda: _map_columns(rows, cfg, split, local=path))
+    return _read_utf8(cfg, split, lambda: _map_columns(rows, cfg, split, local=path))
 
 
 def clean_table(table, max_words: int) -> tuple[object, int, int]:
@@ -88,7 +88,8 @@ def _join_batch(batch: dict, k: int) -> dict:
     return {"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]}
 
 
-def _decoded(cfg: DataConfig, split: str, read):
+def _read_utf8(cfg: DataConfig, split: str, read):
+    """read(), with text that is not UTF-8 (which datasets finds lazily, on first access) one clear error."""
     try:
         return read()
     except UnicodeDecodeError as e:  # datasets decodes lazily, on first access

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from seq2seq import checkpoint
-from seq2seq.config import Config, DataConfig
+from seq2seq.config import Config, DataConfig, EvalConfig
 from seq2seq.data import Pair, clean, concatenate, load_split
 from seq2seq.device import pick_device
 from seq2seq.errors import UserError
@@ -32,7 +32,7 @@ NO_LIMIT = 10**9  # evaluation keeps every non-empty pair, however long
 
 
 @dataclass
-class Loaded:
+class LoadedRun:
     run: RunDir
     cfg: Config
     model: Seq2Seq
@@ -42,7 +42,7 @@ class Loaded:
     which: str  # best | last | avg
 
 
-def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> Loaded:
+def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> LoadedRun:
     """The model of a run dir, from its checkpoint, on `device`, in eval mode."""
     run = RunDir(run_dir)
     if not run.path.is_dir():
@@ -56,85 +56,94 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> 
             other = "last" if which == "best" else "best"
             hint = f" (try --checkpoint {other})" if run.checkpoint(other).exists() else ""
         raise UserError(f"run {run.path} has no {which} checkpoint{hint}")
-    ckpt = checkpoint.load(path)
-    cfg = Config.from_dict(ckpt["config"], where=str(path))
-    if cfg.model != run.read_config().model:
-        raise UserError(f"checkpoint {path} belongs to another run: its model differs from {run.config}")
-    tok = Tokenizer.load(run.spm)
-    if ckpt.get("vocab") != checkpoint.vocab_fingerprint(tok.proto):
-        raise UserError(f"checkpoint {path} belongs to another run: its vocabulary differs from {run.spm}")
+    ckpt, cfg, tok = checkpoint.load_of_run(run, which)
     dev = pick_device(device)
     model = build_model(cfg.model, tok.vocab_size)
     checkpoint.load_weights(model, ckpt["model"], path)
-    return Loaded(run, cfg, model.to(dev).eval(), tok, dev, ckpt["progress"]["step"], which)
+    return LoadedRun(run, cfg, model.to(dev).eval(), tok, dev, ckpt["progress"]["step"], which)
 
 
-def evaluate(loaded: Loaded, split: str = "test", beam: int | None = None, concat: list[int] | None = None,
+def evaluate(loaded: LoadedRun, split: str = "test", beam: int | None = None, concat: list[int] | None = None,
              bootstrap: int | None = None, dataset: str | None = None) -> dict:
-    cfg = loaded.cfg
+    """Decode the split (and its concatenations), score it, write the report and the files beside
+    it; returns the report."""
     asked = {"beam": beam, "concat": concat, "bootstrap": bootstrap}
-    e = dataclasses.replace(cfg.eval, **{k: v for k, v in asked.items() if v is not None})
-    e.check()
-    data_cfg = dataclasses.replace(cfg.data, dataset=dataset or cfg.data.dataset)
+    settings = dataclasses.replace(loaded.cfg.eval, **{k: v for k, v in asked.items() if v is not None})
+    settings.check()
+    data_cfg = dataclasses.replace(loaded.cfg.data, dataset=dataset or loaded.cfg.data.dataset)
     pairs = split_pairs(data_cfg, split)
-
-    cut = 0
-
-    def decode(sources: list[str], k: int = 1) -> list[str]:
-        nonlocal cut
-        cut += count_cut(loaded.model, loaded.tok, sources)
-        return translate(loaded.model, loaded.tok, sources, loaded.device, e.beam, e.length_penalty,
-                         e.max_len_a, e.max_len_b, e.batch_tokens, e.precision,
-                         progress=f"{split} k={k}" if k > 1 else split)
-
-    def score(joined: list[Pair], hyps: list[str]) -> tuple[list[Sentence], list[list[float]]]:
-        """Each pair's BLEU statistics and reference NLL, and the NLL of each reference token."""
-        token_nlls = reference_nll(loaded.model, loaded.tok, joined, loaded.device, e.batch_tokens)
-        stats = sentence_stats(hyps, [t for _, t in joined])
-        return [Sentence(s, sum(nlls), len(nlls)) for s, nlls in zip(stats, token_nlls)], token_nlls
-
+    scorer = Scorer(loaded, settings, split)
     started = time.perf_counter()
     srcs, refs = [s for s, _ in pairs], [t for _, t in pairs]
-    hyps = decode(srcs)
+    hyps = scorer.decode(srcs)
     decode_seconds = time.perf_counter() - started
-    sentences, token_nlls = score(pairs, hyps)
-    overall = score_subset(sentences, e.bootstrap)
+    sentences, token_nlls = scorer.score(pairs, hyps)
+    overall = score_subset(sentences, settings.bootstrap)
     words = [len(s.split()) for s in srcs]
-    report = {"run": str(loaded.run.path), "model": cfg.model.name, "params": count_parameters(loaded.model),
-              "dataset": data_cfg.dataset, "split": split, "checkpoint": loaded.which, "step": loaded.step,
-              "beam": e.beam, "n": len(pairs),
+    report = {"run": str(loaded.run.path), "model": loaded.cfg.model.name,
+              "params": count_parameters(loaded.model), "dataset": data_cfg.dataset, "split": split,
+              "checkpoint": loaded.which, "step": loaded.step, "beam": settings.beam, "n": len(pairs),
               **corpus_scores(hyps, refs), **{key: overall[key] for key in overall if key not in ("n", "bleu")},
-              "decode_seconds": round(decode_seconds, 2), "bootstrap": e.bootstrap,
-              "buckets": by_length(sentences, words, e.buckets, e.bootstrap),
-              "concat": []}
-    other = data_cfg.dataset if data_cfg.dataset != cfg.data.dataset else None
-    out = report_path(loaded.run, split, e.beam, other, loaded.which)
+              "decode_seconds": round(decode_seconds, 2), "bootstrap": settings.bootstrap,
+              "buckets": by_length(sentences, words, settings.buckets, settings.bootstrap), "concat": []}
+    other = data_cfg.dataset if data_cfg.dataset != loaded.cfg.data.dataset else None
+    out = report_path(loaded.run, split, settings.beam, other, loaded.which)
     files = {hypotheses_path(out, 1): hyps}
     # what a paired test between runs needs: each sentence's BLEU statistics, by bucket and by k
-    records = [{"k": 1, "range": bucket_label(n, e.buckets), "bleu_stats": s.stats} for n, s in zip(words, sentences)]
-    for k in dict.fromkeys(e.concat):
+    records = [{"k": 1, "range": bucket_label(n, settings.buckets), "bleu_stats": s.stats}
+               for n, s in zip(words, sentences)]
+    for k in dict.fromkeys(settings.concat):
         joined = concatenate(pairs, k)
-        k_hyps = hyps if k == 1 else decode([s for s, _ in joined], k)
-        k_sentences, k_token_nlls = (sentences, token_nlls) if k == 1 else score(joined, k_hyps)
-        src_words = sum(len(s.split()) for s, _ in joined) / len(joined)
-        k_scores = overall if k == 1 else score_subset(k_sentences, e.bootstrap)
-        report["concat"].append({"k": k, "src_words": round(src_words, 1), **k_scores,
-                                 "position_nll": position_nll(k_token_nlls)})
-        if k > 1:
+        if k == 1:
+            k_hyps, k_sentences, k_token_nlls, k_scores = hyps, sentences, token_nlls, overall
+        else:
+            k_hyps = scorer.decode([s for s, _ in joined], k)
+            k_sentences, k_token_nlls = scorer.score(joined, k_hyps)
+            k_scores = score_subset(k_sentences, settings.bootstrap)
             files[hypotheses_path(out, k)] = k_hyps
             records += [{"k": k, "bleu_stats": s.stats} for s in k_sentences]
+        src_words = sum(len(s.split()) for s, _ in joined) / len(joined)
+        report["concat"].append({"k": k, "src_words": round(src_words, 1), **k_scores,
+                                 "position_nll": position_nll(k_token_nlls)})
     report["position_nll"] = max(report["concat"], key=lambda c: c["k"])["position_nll"]
     files[sentences_path(out)] = [json.dumps(r) for r in records]
-    try:  # written only once everything is decoded: an interrupted eval leaves the old files whole
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create {out.parent}: {e.strerror}") from None
+    _write(out, files, report)
+    if scorer.cut:
+        print(cut_warning(scorer.cut, loaded.model), file=sys.stderr)
+    return report
+
+
+class Scorer:
+    """Decodes sources with a run's model and scores the references by forced decoding, counting
+    the sources cut to fit the model's positions."""
+
+    def __init__(self, loaded: LoadedRun, settings: EvalConfig, split: str):
+        self.loaded, self.settings, self.split, self.cut = loaded, settings, split, 0
+
+    def decode(self, sources: list[str], k: int = 1) -> list[str]:
+        model, tok = self.loaded.model, self.loaded.tok
+        self.cut += count_cut(model, tok, sources)
+        return translate(model, tok, sources, self.loaded.device, self.settings,
+                         progress=f"{self.split} k={k}" if k > 1 else self.split)
+
+    def score(self, pairs: list[Pair], hyps: list[str]) -> tuple[list[Sentence], list[list[float]]]:
+        """Each pair's BLEU statistics and reference NLL, and the NLL of each reference token."""
+        token_nlls = reference_nll(self.loaded.model, self.loaded.tok, pairs, self.loaded.device,
+                                   self.settings.batch_tokens)
+        stats = sentence_stats(hyps, [t for _, t in pairs])
+        return [Sentence(s, sum(nlls), len(nlls)) for s, nlls in zip(stats, token_nlls)], token_nlls
+
+
+def _write(report_file: Path, files: dict[Path, list[str]], report: dict) -> None:
+    """The files beside a report, then the report: written only once everything is decoded, so an
+    interrupted eval leaves the old files whole."""
+    try:
+        report_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot create {report_file.parent}: {error.strerror}") from None
     for path, lines in files.items():
         atomic_write_text(path, "\n".join(lines) + "\n")
-    atomic_write_json(out, report)
-    if cut:
-        print(cut_warning(cut, loaded.model), file=sys.stderr)
-    return report
+    atomic_write_json(report_file, report)
 
 
 def split_pairs(data: DataConfig, split: str) -> list[Pair]:

@@ -16,12 +16,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from seq2seq.batching import collate
 from seq2seq.errors import UserError
-from seq2seq.evaluate import Loaded
+from seq2seq.evaluate import LoadedRun
 from seq2seq.files import atomic_write
 from seq2seq.report import largest_common_k, run_labels
-from seq2seq.search import greedy, output_limit, source_ids
+from seq2seq.search import attention
 from seq2seq.tokenizer import EOS
 
 FORMATS = {".png": "png", ".svg": "svg"}
@@ -127,30 +126,16 @@ class AttentionMap:
     title: str
 
 
-def attention_map(loaded: Loaded, sentence: str, layer: int | None = None) -> AttentionMap:
-    """Translate one sentence greedily and keep the attention of every output step. For the
-    Transformer, `layer` picks the decoder layer (default the last) whose cross-attention,
-    averaged over heads, is returned."""
+def attention_map(loaded: LoadedRun, sentence: str, layer: int | None = None) -> AttentionMap:
+    """The attention of every output step of the sentence's greedy translation (search.attention),
+    labelled for drawing."""
     model, tok, name = loaded.model, loaded.tok, loaded.cfg.model.name
+    src, out, weights = attention(model, tok, sentence, loaded.device, loaded.cfg.eval, layer)
     title = f"{name} attention"
-    n = model.attention_layers
-    if n is not None:
-        layer = -1 if layer is None else layer
-        if not -n <= layer < n:
-            raise UserError(f"--layer must be between {-n} and {n - 1}: the model has {n} decoder layers")
-        model.use_attention_layer(layer)
-        title += f"\ndecoder layer {layer % n}, mean over heads"
-    elif layer is not None:
-        raise UserError(f"--layer picks a Transformer decoder layer; model {name} has a single attention")
-    ids = source_ids(model, tok, [sentence])
-    batch = collate(ids, [[]]).to(loaded.device)
-    e = loaded.cfg.eval
-    max_len = output_limit(batch.src_mask, e.max_len_a, e.max_len_b, model.max_positions)  # (1,)
-    tokens, weights = greedy(model, batch.src, batch.src_mask, max_len, need_weights=True)
-    if weights is None:
-        raise UserError(f"model {name} has no attention to plot: --attention-plot needs bahdanau or transformer")
-    return AttentionMap(source=tok.pieces(ids[0] + [EOS]), target=tok.pieces(tokens[0] + [EOS]),
-                        weights=weights[0].float().cpu().numpy(), translation=tok.decode(tokens)[0], title=title)
+    if model.attention_layers is not None:
+        title += f"\ndecoder layer {(-1 if layer is None else layer) % model.attention_layers}, mean over heads"
+    return AttentionMap(source=tok.pieces(src + [EOS]), target=tok.pieces(out + [EOS]), weights=weights.numpy(),
+                        translation=tok.decode([out])[0], title=title)
 
 
 def attention_figure(amap: AttentionMap) -> Figure:

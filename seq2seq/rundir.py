@@ -194,7 +194,7 @@ class RunDir:
 
     def read_config(self) -> Config:
         self.require()
-        return Config.from_dict(read_yaml(self.config), where=str(self.config))
+        return Config.from_dict(read_yaml(self.config), where=str(self.config), saved=True)
 
     def read_info(self) -> dict:
         return read_json_object(self.info) if self.info.exists() else {}

@@ -8,18 +8,21 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from seq2seq.batching import collate, token_batches
+from seq2seq.batching import batched_length, collate, token_batches
+from seq2seq.config import EvalConfig
 from seq2seq.device import autocast, resolve_precision
+from seq2seq.errors import UserError
 from seq2seq.models.base import Seq2Seq, select
 from seq2seq.progress import ProgressBar
 from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer
 
 
 @torch.no_grad()
-def greedy(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor,
-           need_weights: bool = False) -> tuple[list[list[int]], list[Tensor] | None]:
+def greedy(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor, need_weights: bool = False,
+           layer: int = -1) -> tuple[list[list[int]], list[Tensor] | None]:
     """Batched greedy search. max_len (B,) output tokens per sentence, EOS excluded.
-    Returns token lists and, when asked, each sentence's attention (T_out, S)."""
+    Returns token lists and, when asked, each sentence's attention (T_out, S) (for a Transformer,
+    decoder layer `layer`'s)."""
     B = src.size(0)
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
@@ -28,7 +31,7 @@ def greedy(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor,
     never = torch.tensor([PAD, BOS], device=src.device)  # tokens no output may contain
     steps, weights = [], []
     for t in range(int(max_len.max()) + 1):
-        logits, state, attn = model.decode_step(memory, state, prev, need_weights)
+        logits, state, attn = model.decode_step(memory, state, prev, need_weights, layer)
         prev = logits.index_fill(1, never, float("-inf")).argmax(-1)  # (B,)
         prev = torch.where(t >= max_len, torch.full_like(prev, EOS), prev)
         prev = prev.masked_fill(finished, PAD)
@@ -100,50 +103,72 @@ def beam_hypotheses(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tens
     return [sorted(f, reverse=True) for f in finished]
 
 
-def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, beam: int = 1,
-              length_penalty: float = 1.0, max_len_a: float = 1.5, max_len_b: int = 10,
-              batch_tokens: int = 8000, precision: str = "fp32", progress: str | None = None) -> list[str]:
-    """Detokenized translations of `sources`, in their order; matrix products in `precision`
-    (fp32 runs in TF32 on CUDA, see pick_device; beam search ranks hypotheses by fp32
-    log-probabilities either way); with `progress`, a bar so labelled on a terminal. Greedy
-    search is beam search with one beam, except where two bf16 logits tie for the top (each may
-    take another of them)."""
+def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, settings: EvalConfig,
+              progress: str | None = None) -> list[str]:
+    """Detokenized translations of `sources`, in their order, by greedy (settings.beam 1) or beam
+    search; matrix products in settings.precision (fp32 runs in TF32 on CUDA, see pick_device;
+    beam search ranks hypotheses by fp32 log-probabilities either way); with `progress`, a bar so
+    labelled on a terminal. Greedy search is beam search with one beam, except where two bf16
+    logits tie for the top (each may take another of them)."""
     def search(src: Tensor, src_mask: Tensor, max_len: Tensor) -> list[list[int]]:
-        if beam == 1:
+        if settings.beam == 1:
             return greedy(model, src, src_mask, max_len)[0]
-        return beam_search(model, src, src_mask, max_len, beam, length_penalty)
+        return beam_search(model, src, src_mask, max_len, settings.beam, settings.length_penalty)
 
-    found = _decode(model, tok, sources, device, search, max_len_a, max_len_b, batch_tokens, precision, progress)
-    return tok.decode(found)
+    return tok.decode(_decode(model, tok, sources, device, search, settings, progress))
 
 
-def nbest(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, n: int, beam: int,
-          length_penalty: float = 1.0, max_len_a: float = 1.5, max_len_b: int = 10,
-          batch_tokens: int = 8000, precision: str = "fp32",
-          progress: str | None = None) -> list[list[tuple[float, str]]]:
+def nbest(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, settings: EvalConfig,
+          n: int, progress: str | None = None) -> list[list[tuple[float, str]]]:
     """The n best (score, translation) of each source's beam, best first, in the sources' order;
     the score is beam search's log p / len^length_penalty."""
     def search(src: Tensor, src_mask: Tensor, max_len: Tensor) -> list[list[tuple[float, list[int]]]]:
-        return [found[:n] for found in beam_hypotheses(model, src, src_mask, max_len, beam, length_penalty)]
+        return [found[:n] for found in
+                beam_hypotheses(model, src, src_mask, max_len, settings.beam, settings.length_penalty)]
 
-    found = _decode(model, tok, sources, device, search, max_len_a, max_len_b, batch_tokens, precision, progress)
+    found = _decode(model, tok, sources, device, search, settings, progress)
     return [list(zip([score for score, _ in hyps], tok.decode([ids for _, ids in hyps]))) for hyps in found]
 
 
+def attention(model: Seq2Seq, tok: Tokenizer, sentence: str, device: torch.device, settings: EvalConfig,
+              layer: int | None = None) -> tuple[list[int], list[int], Tensor]:
+    """Translate one sentence greedily, keeping where each output step looked: its source ids,
+    output ids and attention weights (T_out + 1, S), EOS included on both sides. For the
+    Transformer, `layer` picks the decoder layer (default the last) whose cross-attention,
+    averaged over heads, is returned."""
+    n = model.attention_layers
+    if n is not None and layer is not None and not -n <= layer < n:
+        raise UserError(f"--layer must be between {-n} and {n - 1}: the model has {n} decoder layers")
+    if n is None and layer is not None:
+        raise UserError("--layer picks a Transformer decoder layer; this model has none")
+    ids = source_ids(model, tok, [sentence])
+    batch = collate(ids, [[]]).to(device)
+    max_len = output_limit(batch.src_mask, settings.max_len_a, settings.max_len_b, model.max_positions)  # (1,)
+    was_training = model.training
+    model.eval()
+    with autocast(device, resolve_precision(settings.precision, device)):
+        tokens, weights = greedy(model, batch.src, batch.src_mask, max_len, need_weights=True,
+                                 layer=-1 if layer is None else layer)
+    model.train(was_training)
+    if weights is None:
+        raise UserError("this model has no attention to draw: --attention-plot needs bahdanau or transformer")
+    return ids[0], tokens[0], weights[0].float().cpu()
+
+
 def _decode(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, search: Callable,
-            max_len_a: float, max_len_b: int, batch_tokens: int, precision: str, progress: str | None) -> list:
+            settings: EvalConfig, progress: str | None) -> list:
     """search(src, src_mask, max_len) on length-sorted batches of the sources; its results in the
     sources' order."""
     was_training = model.training
     model.eval()
     ids = source_ids(model, tok, sources)
-    src_lens = [len(s) + 1 for s in ids]
+    src_lens = [batched_length(len(s)) for s in ids]
     out: list = [None] * len(sources)
     with ProgressBar(len(sources), progress, active=progress is not None) as bar:
-        for batch in token_batches(src_lens, src_lens, batch_tokens):
+        for batch in token_batches(src_lens, src_lens, settings.batch_tokens):
             b = collate([ids[i] for i in batch], [[] for _ in batch]).to(device)
-            max_len = output_limit(b.src_mask, max_len_a, max_len_b, model.max_positions)  # (B,)
-            with autocast(device, resolve_precision(precision, device)):
+            max_len = output_limit(b.src_mask, settings.max_len_a, settings.max_len_b, model.max_positions)  # (B,)
+            with autocast(device, resolve_precision(settings.precision, device)):
                 found = search(b.src, b.src_mask, max_len)
             for i, hyp in zip(batch, found):
                 out[i] = hyp

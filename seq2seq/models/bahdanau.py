@@ -10,19 +10,33 @@ through maxout units (A.2.2). The decoder starts from s_0 = tanh(W_s h<-_1) (A.2
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.attention import AdditiveAttention
-from seq2seq.config import ModelConfig
+from seq2seq.checks import positive
 from seq2seq.dropout import Dropout
-from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths, run_rnn
+from seq2seq.models.base import Maxout, Memory, ModelConfig, Seq2Seq, State, lengths, run_rnn
 from seq2seq.tokenizer import PAD
 
 
+@dataclass(frozen=True)
+class BahdanauConfig(ModelConfig):
+    name: str = "bahdanau"
+    emb_dim: int = 256  # word embedding size (the paper's m = 620)
+    hidden_dim: int = 512  # n: the decoder's state, and each encoder direction's (the paper's 1000)
+    attn_dim: int = 512  # n': the alignment model's hidden layer (the paper's 1000)
+
+    def check(self) -> None:
+        super().check()
+        positive(self, "emb_dim", "hidden_dim", "attn_dim")
+
+
 class Bahdanau(Seq2Seq):
-    def __init__(self, cfg: ModelConfig, vocab_size: int):
+    def __init__(self, cfg: BahdanauConfig, vocab_size: int):
         super().__init__()
         E, H, A = cfg.emb_dim, cfg.hidden_dim, cfg.attn_dim
         self.H = H
@@ -59,8 +73,8 @@ class Bahdanau(Seq2Seq):
         t = self.readout(torch.cat([s, c, Ey], dim=-1))  # (..., H + 2H + E) -> (..., E)
         return self.W_o(self.dropout(t))  # (..., V)
 
-    def decode_step(self, memory: Memory, state: State, prev: Tensor,
-                    need_weights: bool = False) -> tuple[Tensor, State, Tensor | None]:
+    def decode_step(self, memory: Memory, state: State, prev: Tensor, need_weights: bool = False,
+                    layer: int = -1) -> tuple[Tensor, State, Tensor | None]:
         Ey = self.dropout(self.tgt_emb(prev))  # (B, E)
         s, c, alpha = self._step(memory, state["s"], Ey)
         return self._logits(s, c, Ey), {"s": s}, alpha

@@ -2,21 +2,42 @@
 never ask which model they hold.
 
 Memory is what the decoder may look at of the source; State is what it carries from one step
-to the next. Both are dicts of tensors with the batch in dimension 0, so search can reorder
-and repeat them without knowing what they hold.
+to the next. Both are dicts of tensors (or of lists and tuples of them) with the batch in
+dimension 0, so search can reorder and repeat them without knowing what they hold.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-Memory = dict[str, Tensor]
-State = dict[str, Tensor]
+from seq2seq.checks import probability
+
+Memory = dict[str, Any]
+State = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What every model's config holds (the `model` section); each model's own config, beside
+    it, adds the sizes its paper names."""
+
+    SECTION: ClassVar[str] = "model"
+    name: str
+    dropout: float = 0.2
+
+    @property
+    def max_positions(self) -> int | None:
+        """The longest source or output (in tokens, EOS or BOS included) the model can take; None: no limit."""
+        return None
+
+    def check(self) -> None:
+        probability(self, "dropout")
 
 
 class Seq2Seq(nn.Module, ABC):
@@ -29,11 +50,12 @@ class Seq2Seq(nn.Module, ABC):
         """The decoder's state before its first step."""
 
     @abstractmethod
-    def decode_step(self, memory: Memory, state: State, prev: Tensor,
-                    need_weights: bool = False) -> tuple[Tensor, State, Tensor | None]:
+    def decode_step(self, memory: Memory, state: State, prev: Tensor, need_weights: bool = False,
+                    layer: int = -1) -> tuple[Tensor, State, Tensor | None]:
         """One step: prev (B,) the previous target token -> logits (B, V), the new state, and
         (when asked for) the attention weights over the source (B, S); None for a model
-        without attention."""
+        without attention. `layer` picks the decoder layer whose source attention is returned,
+        for a model with several (attention_layers; Python indexing, -1 the last)."""
 
     @abstractmethod
     def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
@@ -41,9 +63,6 @@ class Seq2Seq(nn.Module, ABC):
 
     attention_layers: int | None = None  # decoder layers whose source attention one can choose
     max_positions: int | None = None  # longest source or output the model can take (None: no limit)
-
-    def use_attention_layer(self, layer: int) -> None:
-        """Choose which source attention decode_step returns (Python indexing, -1 the last)."""
 
     def compile_steps(self, **options) -> None:
         """torch.compile what runs on every batch, in place (the weights and their names stay as
@@ -76,9 +95,13 @@ def run_rnn(rnn: nn.RNNBase, x: Tensor | PackedSequence, hx=None):
         return rnn(x, hx)
 
 
-def map_tensors(fn: Callable[[Tensor], Tensor], tree: dict) -> dict:
-    """Apply fn to every tensor of a Memory or State (nested dicts allowed)."""
-    return {k: map_tensors(fn, v) if isinstance(v, dict) else fn(v) for k, v in tree.items()}
+def map_tensors(fn: Callable[[Tensor], Tensor], tree):
+    """Apply fn to every tensor of a Memory or State (nested dicts, lists and tuples allowed)."""
+    if isinstance(tree, dict):
+        return {k: map_tensors(fn, v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(map_tensors(fn, v) for v in tree)
+    return fn(tree)
 
 
 def select(tree: dict, index: Tensor) -> dict:
@@ -95,5 +118,5 @@ def lengths(mask: Tensor) -> Tensor:
     return mask.sum(dim=1)
 
 
-__all__ = ["Seq2Seq", "Memory", "State", "Maxout", "run_rnn", "select", "map_tensors", "count_parameters",
+__all__ = ["ModelConfig", "Seq2Seq", "Memory", "State", "Maxout", "run_rnn", "select", "map_tensors", "count_parameters",
            "lengths"]

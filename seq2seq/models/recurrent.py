@@ -13,22 +13,36 @@ optionally the source read backwards (section 3.3).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from seq2seq.config import ModelConfig
+from seq2seq.checks import positive
 from seq2seq.dropout import Dropout
-from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths, run_rnn
+from seq2seq.models.base import Maxout, Memory, ModelConfig, Seq2Seq, State, lengths, run_rnn
 from seq2seq.tokenizer import PAD
 
 CELLS = {"rnn": partial(nn.RNN, nonlinearity="tanh"), "lstm": nn.LSTM}
 
 
+@dataclass(frozen=True)
+class RecurrentConfig(ModelConfig):
+    name: str = "rnn"  # rnn | lstm: the cell
+    emb_dim: int = 256  # word embedding size
+    hidden_dim: int = 512  # the state, and the context c the decoder gets
+    layers: int = 1  # stacked layers in encoder and decoder
+    reverse_source: bool = False  # feed the source backwards (Sutskever et al., 3.3)
+
+    def check(self) -> None:
+        super().check()
+        positive(self, "emb_dim", "hidden_dim", "layers")
+
+
 class EncoderDecoder(Seq2Seq):
-    def __init__(self, cfg: ModelConfig, vocab_size: int, cell: str):
+    def __init__(self, cfg: RecurrentConfig, vocab_size: int, cell: str):
         super().__init__()
         E, H, L = cfg.emb_dim, cfg.hidden_dim, cfg.layers
         RNN = CELLS[cell]
@@ -79,8 +93,8 @@ class EncoderDecoder(Seq2Seq):
             new = {"s": hx.transpose(0, 1)}  # (B, L, H)
         return self.W_o(self.dropout(t)), new  # (B, T, V)
 
-    def decode_step(self, memory: Memory, state: State, prev: Tensor,
-                    need_weights: bool = False) -> tuple[Tensor, State, Tensor | None]:
+    def decode_step(self, memory: Memory, state: State, prev: Tensor, need_weights: bool = False,
+                    layer: int = -1) -> tuple[Tensor, State, Tensor | None]:
         Ey = self.dropout(self.tgt_emb(prev.unsqueeze(1)))  # (B, 1, E)
         logits, state = self._decode(memory, state, Ey)
         return logits.squeeze(1), state, None  # (B, V); no attention: nothing to look back at

@@ -12,15 +12,36 @@ position, not the whole prefix.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from seq2seq.attention import MultiHeadAttention, causal_mask
-from seq2seq.config import ModelConfig
+from seq2seq.checks import positive
 from seq2seq.dropout import Dropout
-from seq2seq.models.base import Memory, Seq2Seq, State
+from seq2seq.errors import UserError
+from seq2seq.models.base import Memory, ModelConfig, Seq2Seq, State
 from seq2seq.tokenizer import PAD
+
+
+@dataclass(frozen=True)
+class TransformerConfig(ModelConfig):
+    name: str = "transformer"
+    d_model: int = 256  # d_model (the paper's base: 512)
+    heads: int = 8  # h
+    ff_dim: int = 1024  # d_ff
+    enc_layers: int = 3  # N, encoder
+    dec_layers: int = 3  # N, decoder
+    pre_norm: bool = True  # LayerNorm before (True) or after (False, the paper) each sublayer
+    tie_embeddings: bool = True  # share source, target and output embeddings (3.4)
+    max_positions: int = 1024  # the longest sequence the positional encodings cover
+
+    def check(self) -> None:
+        super().check()
+        positive(self, "d_model", "heads", "ff_dim", "enc_layers", "dec_layers", "max_positions")
+        if self.d_model % self.heads:
+            raise UserError(f"model.d_model ({self.d_model}) must be divisible by model.heads ({self.heads})")
 
 
 def sinusoids(n: int, d: int) -> Tensor:
@@ -52,7 +73,7 @@ def feed_forward(d: int, ff: int, dropout: float) -> nn.Module:
 
 
 class EncoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: TransformerConfig):
         super().__init__()
         d = cfg.d_model
         self.self_attn = MultiHeadAttention(d, cfg.heads, cfg.dropout)
@@ -65,7 +86,7 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: TransformerConfig):
         super().__init__()
         d = cfg.d_model
         self.self_attn = MultiHeadAttention(d, cfg.heads, cfg.dropout)
@@ -73,31 +94,35 @@ class DecoderLayer(nn.Module):
         self.ff = feed_forward(d, cfg.ff_dim, cfg.dropout)
         self.sub1, self.sub2, self.sub3 = (Sublayer(d, cfg.dropout, cfg.pre_norm) for _ in range(3))
 
-    def forward(self, x: Tensor, cache: dict[str, Tensor], src_mask: Tensor, self_mask: Tensor | None,
-                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """x (B, T, d). cache holds this layer's cross-attention keys/values ("ck", "cv") and, when
-        decoding step by step, its past self-attention keys/values ("k", "v"), which grow here."""
+    def forward(self, x: Tensor, cross_kv: tuple[Tensor, Tensor], src_mask: Tensor, self_mask: Tensor | None,
+                past_kv: tuple[Tensor, Tensor] | None = None,
+                need_weights: bool = False) -> tuple[Tensor, tuple[Tensor, Tensor] | None, Tensor | None]:
+        """x (B, T, d); cross_kv: the source's keys and values for this layer's cross-attention
+        (B, nh, S, hs) each; past_kv, when decoding step by step: the keys and values of the
+        positions before x (B, nh, t, hs), returned with x's own appended. Returns the new x, the
+        grown past (None when teacher-forced) and the cross-attention weights when asked."""
         def self_attention(y: Tensor) -> Tensor:
+            nonlocal past_kv
             k, v = self.self_attn.project_kv(y, y)  # (B, nh, T, hs) each
-            if "k" in cache:
-                k = cache["k"] = torch.cat([cache["k"], k], dim=2)  # (B, nh, t, hs)
-                v = cache["v"] = torch.cat([cache["v"], v], dim=2)
+            if past_kv is not None:
+                k, v = past_kv = torch.cat([past_kv[0], k], dim=2), torch.cat([past_kv[1], v], dim=2)
+                # (B, nh, t + T, hs) each
             return self.self_attn.attend(y, k, v, self_mask)[0]
 
         weights = None
 
         def cross_attention(y: Tensor) -> Tensor:
             nonlocal weights
-            out, weights = self.cross_attn.attend(y, cache["ck"], cache["cv"], src_mask, need_weights)
+            out, weights = self.cross_attn.attend(y, *cross_kv, src_mask, need_weights)
             return out
 
         x = self.sub1(x, self_attention)
         x = self.sub2(x, cross_attention)
-        return self.sub3(x, self.ff), weights  # (B, T, d), (B, nh, T, S) or None
+        return self.sub3(x, self.ff), past_kv, weights  # (B, T, d), past, (B, nh, T, S) or None
 
 
 class Transformer(Seq2Seq):
-    def __init__(self, cfg: ModelConfig, vocab_size: int):
+    def __init__(self, cfg: TransformerConfig, vocab_size: int):
         super().__init__()
         d = cfg.d_model
         self.d_model, self.heads = d, cfg.heads
@@ -116,11 +141,7 @@ class Transformer(Seq2Seq):
         if cfg.tie_embeddings:
             self.out.weight = self.tgt_emb.weight  # (Press & Wolf 2017; section 3.4)
         self.attention_layers = cfg.dec_layers
-        self.cross_layer = -1  # whose cross-attention decode_step returns when asked (use_attention_layer)
         self.max_positions = cfg.max_positions
-
-    def use_attention_layer(self, layer: int) -> None:
-        self.cross_layer = layer
 
     def _embed(self, emb: nn.Embedding, tokens: Tensor, positions: Tensor) -> Tensor:
         return self.dropout(emb(tokens) * math.sqrt(self.d_model) + self.pe[positions])  # (B, T, d)
@@ -131,49 +152,41 @@ class Transformer(Seq2Seq):
         for layer in self.encoder:
             x = layer(x, mask)
         enc = self.enc_norm(x)  # (B, S, d)
-        memory: Memory = {"src_mask": src_mask}
-        for i, layer in enumerate(self.decoder):  # cross-attention keys and values: once per sentence
-            memory[f"ck{i}"], memory[f"cv{i}"] = layer.cross_attn.project_kv(enc, enc)  # (B, nh, S, hs)
-        return memory
+        # each decoder layer's cross-attention keys and values, (B, nh, S, hs) each: once per sentence
+        return {"src_mask": src_mask, "cross_kv": [layer.cross_attn.project_kv(enc, enc) for layer in self.decoder]}
 
     def init_state(self, memory: Memory) -> State:
         B = memory["src_mask"].size(0)
         device = memory["src_mask"].device
-        state: State = {"t": torch.zeros(B, dtype=torch.long, device=device)}
-        for i in range(len(self.decoder)):
-            state[f"k{i}"] = state[f"v{i}"] = torch.zeros(B, self.heads, 0, self.d_model // self.heads,
-                                                          device=device)  # empty past
-        return state
+        empty = torch.zeros(B, self.heads, 0, self.d_model // self.heads, device=device)  # (B, nh, 0, hs): no past
+        return {"t": torch.zeros(B, dtype=torch.long, device=device), "past_kv": [(empty, empty) for _ in self.decoder]}
 
-    def _decode(self, memory: Memory, state: State, x: Tensor, self_mask: Tensor | None,
-                need_weights: bool) -> tuple[Tensor, State, Tensor | None]:
+    def _decode(self, memory: Memory, x: Tensor, self_mask: Tensor | None, past_kv: list | None = None,
+                need_weights: bool = False, layer: int = -1) -> tuple[Tensor, list | None, Tensor | None]:
+        """x (B, T, d) through the decoder stack -> logits (B, T, V), each layer's grown past
+        (when given one) and layer `layer`'s cross-attention weights (when asked)."""
         src_mask = memory["src_mask"][:, None, None, :]  # (B, 1, 1, S)
-        new: State = {}
-        weights = None
-        for i, layer in enumerate(self.decoder):
-            cache = {"ck": memory[f"ck{i}"], "cv": memory[f"cv{i}"]}
-            if f"k{i}" in state:
-                cache.update(k=state[f"k{i}"], v=state[f"v{i}"])
-            want = need_weights and i == self.cross_layer % len(self.decoder)
-            x, w = layer(x, cache, src_mask, self_mask, want)
+        grown, weights = [], None
+        for i, block in enumerate(self.decoder):
+            want = need_weights and i == layer % len(self.decoder)
+            past = past_kv[i] if past_kv is not None else None
+            x, past, w = block(x, memory["cross_kv"][i], src_mask, self_mask, past, want)
+            grown.append(past)
             weights = w if want else weights
-            if "k" in cache:
-                new.update({f"k{i}": cache["k"], f"v{i}": cache["v"]})
-        return self.out(self.dec_norm(x)), new, weights  # (B, T, V)
+        return self.out(self.dec_norm(x)), grown if past_kv is not None else None, weights  # (B, T, V)
 
-    def decode_step(self, memory: Memory, state: State, prev: Tensor,
-                    need_weights: bool = False) -> tuple[Tensor, State, Tensor | None]:
+    def decode_step(self, memory: Memory, state: State, prev: Tensor, need_weights: bool = False,
+                    layer: int = -1) -> tuple[Tensor, State, Tensor | None]:
         t = state["t"]  # (B,) the position being predicted from
         x = self._embed(self.tgt_emb, prev.unsqueeze(1), t.unsqueeze(1))  # (B, 1, d)
-        logits, new, weights = self._decode(memory, state, x, None, need_weights)
-        new["t"] = t + 1
+        logits, past_kv, weights = self._decode(memory, x, None, state["past_kv"], need_weights, layer)
         if weights is not None:
             weights = weights.mean(dim=1).squeeze(1)  # (B, nh, 1, S) -> (B, S), averaged over heads
-        return logits.squeeze(1), new, weights
+        return logits.squeeze(1), {"t": t + 1, "past_kv": past_kv}, weights
 
     def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
         memory = self.encode(src, src_mask)
         T = tgt_in.size(1)
         x = self._embed(self.tgt_emb, tgt_in, torch.arange(T, device=tgt_in.device))  # (B, T, d)
-        logits, _, _ = self._decode(memory, {}, x, causal_mask(T, tgt_in.device), False)  # no past cache
+        logits, _, _ = self._decode(memory, x, causal_mask(T, tgt_in.device))  # all positions at once: no past
         return logits  # (B, T, V)
