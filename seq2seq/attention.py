@@ -1,7 +1,15 @@
 """Every attention of the project, each written once, beside its equation.
 
-The ladder climbs from the simplest form to the one the Transformer uses; additive attention
-(Bahdanau et al. 2014) stands beside it. Each returns (output, weights) and keeps no state.
+The ladder climbs from the simplest form to the one the Transformer uses, in the lecture's steps:
+rung 1 simplified_self_attention (no parameters), rung 2 SelfAttention (learned projections),
+rung 3 CausalAttention (future positions masked), rung 4 MultiHeadAttention; additive attention
+(Bahdanau et al. 2014, rung 5) stands beside it. Each returns (output, weights) and keeps no state.
+
+Rungs 1-3 are there to be read: no model uses them, and only tests/test_attention.py imports
+them. The models use MultiHeadAttention and causal_mask (models/transformer.py) and
+AdditiveAttention (models/bahdanau.py). dot_product_attention is the arithmetic of rungs 2-4,
+written out; MultiHeadAttention calls it where it needs the weights (or dropout on the CPU), and
+torch's fused F.scaled_dot_product_attention elsewhere.
 
 Masks are boolean and True where a key may be attended to. Shapes: B batch, T queries,
 S keys, d model size, nh heads, hs head size.
@@ -25,9 +33,10 @@ def simplified_self_attention(x: Tensor) -> tuple[Tensor, Tensor]:
     return weights @ x, weights  # (B, T, d), (B, T, T)
 
 
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
-                                 dropout: float = 0.0) -> tuple[Tensor, Tensor]:
-    """softmax(Q K^T / sqrt(d_k)) V, with masked keys at -inf (weight 0) and dropout on the weights.
+def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
+                          dropout: float = 0.0) -> tuple[Tensor, Tensor]:
+    """Scaled dot-product attention written out, softmax(Q K^T / sqrt(d_k)) V, with masked keys at
+    -inf (weight 0) and dropout on the weights; unlike torch's fused kernel it returns the weights.
 
     q (..., T, d_k), k (..., S, d_k), v (..., S, d_v), mask broadcastable to (..., T, S).
     """
@@ -54,7 +63,7 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         q, k, v = self.W_q(x), self.W_k(x), self.W_v(x)  # (B, T, d_k) each
-        return scaled_dot_product_attention(q, k, v, mask)
+        return dot_product_attention(q, k, v, mask)
 
 
 class CausalAttention(SelfAttention):
@@ -68,7 +77,7 @@ class CausalAttention(SelfAttention):
         q, k, v = self.W_q(x), self.W_k(x), self.W_v(x)  # (B, T, d_k) each
         causal = causal_mask(x.size(1), x.device)  # (T, T)
         mask = causal if mask is None else causal & mask
-        return scaled_dot_product_attention(q, k, v, mask, self.dropout if self.training else 0.0)
+        return dot_product_attention(q, k, v, mask, self.dropout if self.training else 0.0)
 
 
 class MultiHeadAttention(nn.Module):
@@ -103,7 +112,7 @@ class MultiHeadAttention(nn.Module):
         q = self.split_heads(self.W_q(query))  # (B, nh, T, hs)
         p = self.dropout if self.training else 0.0
         if need_weights or (p and q.device.type == "cpu"):  # torch's CPU kernel draws its dropout slowly
-            out, weights = scaled_dot_product_attention(q, k, v, mask, p)  # (B, nh, T, hs), (B, nh, T, S)
+            out, weights = dot_product_attention(q, k, v, mask, p)  # (B, nh, T, hs), (B, nh, T, S)
             weights = weights if need_weights else None
         else:
             out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None

@@ -191,12 +191,18 @@ def load_config(path: str | Path | None = None, overrides: dict[str, object] | N
 
 
 def config_path(model: str) -> Path:
-    """The shipped config of a model: configs/<model>.yaml beside the package."""
+    """The shipped config of a model, configs/<model>.yaml: inside the package where a wheel is
+    installed (pyproject.toml puts configs/ there), else at the top level of the checkout that
+    holds the package (an editable install, or PYTHONPATH=checkout)."""
     from seq2seq.models import MODELS
 
     if model not in MODELS:
         raise UserError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
-    path = Path(__file__).resolve().parent / "configs" / f"{model}.yaml"
+    package = Path(__file__).resolve().parent
+    configs = package / "configs"
+    if not configs.is_dir():
+        configs = package.parent / "configs"
+    path = configs / f"{model}.yaml"
     if not path.exists():
         raise UserError(f"no shipped config for model {model!r} at {path}")
     return path

@@ -9,7 +9,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
-TINY = ROOT / "configs" / "tiny.yaml"
+TINY = ROOT / "tests" / "tiny.yaml"
 
 # A toy "language": German number words and their English translations, so that tiny models
 # can learn the mapping in seconds and BLEU can reach 100.

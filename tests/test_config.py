@@ -3,12 +3,19 @@ import pytest
 from seq2seq.config import Config, config_path, load_config, parse_set
 from seq2seq.errors import UserError
 from seq2seq.models import MODELS
-from tests.conftest import TINY
+from tests.conftest import ROOT, TINY
 
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_ships_a_valid_config(name):
     assert load_config(config_path(name)).model.name == name
+
+
+def test_configs_holds_one_config_per_model_and_no_fixture():
+    """The top-level configs/ is a real folder (pyproject.toml ships it in the wheel) with a config
+    for each model of the registry and nothing else: the tests' tiny.yaml lives in tests/."""
+    assert (ROOT / "configs").is_dir() and not (ROOT / "configs").is_symlink()
+    assert sorted(path.stem for path in config_path("rnn").parent.glob("*.yaml")) == sorted(MODELS)
 
 
 def test_overrides_are_typed_and_validated():
