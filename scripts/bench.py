@@ -37,13 +37,13 @@ import torch
 
 from seq2seq.batching import token_batches
 from seq2seq.config import load_config
+from seq2seq.corpus import prepare
 from seq2seq.data import clean, load_split
+from seq2seq.device import describe, pick_device, precision_label, resolve_precision
 from seq2seq.evaluate import NO_LIMIT, load_run
 from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
 from seq2seq.search import translate
-from seq2seq.device import describe, pick_device, precision_label, resolve_precision
-from seq2seq.corpus import prepare
 from seq2seq.trainer import Progress, Trainer
 
 BENCH_DROPOUT = {"transformer": 0.1, "bahdanau": 0.2, "rnn": 0.2, "lstm": 0.2}  # ../shared/bench/README.md

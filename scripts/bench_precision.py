@@ -20,9 +20,9 @@ import torch
 
 from seq2seq.batching import token_batches
 from seq2seq.config import load_config
+from seq2seq.corpus import prepare
 from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
-from seq2seq.corpus import prepare
 from seq2seq.trainer import Progress, Trainer
 
 

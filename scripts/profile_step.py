@@ -17,10 +17,10 @@ from torch.profiler import ProfilerActivity, profile
 
 from seq2seq.batching import token_batches
 from seq2seq.config import load_config, parse_set
+from seq2seq.corpus import prepare
 from seq2seq.device import pick_device, precision_label
 from seq2seq.models import build_model
 from seq2seq.rundir import RunDir
-from seq2seq.corpus import prepare
 from seq2seq.trainer import Progress, Trainer
 
 # Operator name fragments -> what they are for, first match wins (top-level operators only).
