@@ -2,8 +2,6 @@
 
 import copy
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -57,14 +55,7 @@ def test_score_cuts_what_exceeds_the_positions_as_translate_does():
     assert [len(x) for x in nlls] == [6, len(tok.encode(["One."])[0]) + 1]  # 5 tokens and EOS; all of it
 
 
-def run_cli(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], capture_output=True, text=True)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def test_train_then_eval_end_to_end(toy_dataset, tmp_path):
+def test_train_then_eval_end_to_end(toy_dataset, tmp_path, run_cli):
     run = tmp_path / "run"
     run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--max-steps", 12, "--epochs", 50, "--run-dir", run,
             "--set", "train.eval_every=6")
@@ -85,7 +76,7 @@ def test_train_then_eval_end_to_end(toy_dataset, tmp_path):
     assert sum(b["n"] for b in report["buckets"]) == 40 == report["n"]
     assert [c["k"] for c in report["concat"]] == [1, 2] and report["concat"][1]["n"] == 20
     assert len((run / "eval" / "test.hyp.txt").read_text().splitlines()) == 40
-    assert "BLEU" in out.stdout and "signature" not in out.stderr
+    assert "BLEU" in out.out and "signature" not in out.err
 
 
 @pytest.mark.parametrize("poisoned", ["loss", "gradient"])
@@ -135,15 +126,14 @@ def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes_with_steps_where_
     assert trainer.train_step(batch).tolist()[2] == 0
 
 
-def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_dataset, tmp_path):
+def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_dataset, tmp_path, run_cli):
     # A learning rate of 1e30 makes the weights infinite after the first update; every later loss is NaN.
     args = ["train", "--config", TINY, "--dataset", toy_dataset, "--max-steps", 20, "--epochs", 50,
             "--set", "train.lr=1e30", "--set", "train.warmup_steps=0", "--set", "train.log_every=5",
             "--set", "train.eval_every=20"]
-    failed = run_cli(*args, "--run-dir", tmp_path / "a", check=False)
-    assert failed.returncode == 1
-    assert failed.stderr.strip().splitlines()[-1] == ("error: non-finite loss or gradient in 4 batches by step 5 "
-                                                      "(more than train.max_nonfinite=0); no checkpoint was saved yet")
+    failed = run_cli(*args, "--run-dir", tmp_path / "a", expect=1)
+    assert failed.err.strip().splitlines()[-1] == ("error: non-finite loss or gradient in 4 batches by step 5 "
+                                                   "(more than train.max_nonfinite=0); no checkpoint was saved yet")
 
     run_cli(*args, "--set", "train.max_nonfinite=19", "--run-dir", tmp_path / "b")
     log = (tmp_path / "b" / "train.log").read_text()
@@ -152,7 +142,7 @@ def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_datase
     assert torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["progress"]["nonfinite"] == 19
 
 
-def test_same_seed_same_cpu_run(toy_dataset, tmp_path):
+def test_same_seed_same_cpu_run(toy_dataset, tmp_path, run_cli):
     weights = []
     for name in ("a", "b"):
         run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--max-steps", 5, "--run-dir", tmp_path / name)
@@ -162,7 +152,7 @@ def test_same_seed_same_cpu_run(toy_dataset, tmp_path):
 
 
 @pytest.mark.skipif(not MULTI30K.exists(), reason="needs ../shared/data/multi30k")
-def test_real_multi30k_flows_through(tmp_path):
+def test_real_multi30k_flows_through(tmp_path, run_cli):
     run = tmp_path / "real"
     run_cli("train", "--config", TINY, "--dataset", MULTI30K, "--max-train-pairs", 2000, "--max-steps", 10,
             "--run-dir", run, "--set", "data.vocab_size=1000")
@@ -188,7 +178,7 @@ def test_cosine_schedule_anneals_by_whichever_of_steps_and_time_budget_ends_the_
     assert lr_at(20, no_budget, total, elapsed=1e6) > 9e-4  # without a budget time does not count
 
 
-def test_a_time_budgeted_cosine_run_ends_at_the_schedules_floor(toy_dataset, tmp_path):
+def test_a_time_budgeted_cosine_run_ends_at_the_schedules_floor(toy_dataset, tmp_path, run_cli):
     run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--run-dir", tmp_path / "run",
             "--time-budget", 4, "--epochs", 1000, "--set", "train.schedule=cosine",
             "--set", "train.warmup_steps=0", "--set", "train.min_lr=1e-5", "--set", "train.patience=100000",
