@@ -100,16 +100,42 @@ def test_the_plain_encoder_decoder_exposes_only_its_final_state():
 
 
 def test_a_source_longer_than_the_transformer_positions_is_cut_not_a_crash():
-    from seq2seq.search import translate
+    """With 16 positions a source is cut to its first 15 tokens (and EOS): its hypotheses, and
+    their scores, are those of its first 15 tokens (not its last), at most 15 tokens long however
+    long the source, and the other sources of its batch are translated as they are alone. (The
+    scores tell sources apart where an untrained model's words do not.)"""
+    from seq2seq.batching import collate
+    from seq2seq.search import nbest, output_limit, translate
     from seq2seq.tokenizer import Tokenizer
-    from tests.conftest import toy_pairs
+    from tests.conftest import DE, toy_pairs
 
     tok = Tokenizer.train([s for p in toy_pairs(200) for s in p], vocab_size=V + 20)
     model = tiny_model("transformer", max_positions=16)
-    out = translate(model, tok, ["eins zwei drei " * 30, "vier"], torch.device("cpu"), max_len_a=3.0)
-    assert len(out) == 2
-    out = translate(model, tok, ["eins zwei drei " * 30], torch.device("cpu"), beam=3)
-    assert len(out) == 1
+    cpu = torch.device("cpu")
+    long = " ".join(DE * 3)  # 30 words, no 15 tokens of them alike
+    ids = tok.encode([long])[0]
+    head, tail = tok.decode([ids[:15], ids[-15:]])
+    assert len(ids) > 15 and tok.encode([head])[0] == ids[:15]  # the text of the first 15 tokens, exactly
+
+    def scored(sources: list[str], beam: int) -> tuple[list[float], list[str]]:
+        """The scores and the translations of the sources' `beam` best hypotheses, in a row."""
+        found = [hyp for hyps in nbest(model, tok, sources, cpu, n=beam, beam=beam, max_len_a=3.0) for hyp in hyps]
+        return [score for score, _ in found], [text for _, text in found]
+
+    for beam in (1, 3):
+        (scores, texts), (head_scores, head_texts), (vier_scores, vier_texts) = (
+            scored(sources, beam) for sources in ([long, "vier"], [head], ["vier"]))
+        assert texts == head_texts + vier_texts and len(texts) == 2 * beam
+        assert scores == pytest.approx(head_scores + vier_scores, abs=1e-5)
+        assert head_scores != pytest.approx(scored([tail], beam)[0], abs=1e-3)
+    out = translate(model, tok, [long, "vier"], cpu, max_len_a=3.0)
+    assert out == translate(model, tok, [head], cpu, max_len_a=3.0) + translate(model, tok, ["vier"], cpu,
+                                                                                 max_len_a=3.0)
+    b = collate([ids[:15]], [[]])
+    max_len = output_limit(b.src_mask, 3.0, 10, model.max_positions)
+    assert max_len.tolist() == [15]  # 3 * 16 + 10 tokens asked for, 15 the positions leave
+    found, _ = greedy(model, b.src, b.src_mask, max_len)
+    assert len(found[0]) <= 15 and tok.decode(found) == out[:1]
 
 
 @pytest.mark.parametrize("name", list(MODELS))

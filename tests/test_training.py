@@ -2,6 +2,7 @@
 
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -68,15 +69,21 @@ def test_train_then_eval_end_to_end(toy_dataset, tmp_path, run_cli):
     info = json.loads((run / "run.json").read_text())
     assert info["model"] == "bahdanau" and info["params"] > 0 and info["steps"] == 12
 
-    out = run_cli("eval", run, "--concat", "1,2")
+    out = run_cli("eval", run, "--concat", "1,2,3")
     report = json.loads((run / "eval" / "test.json").read_text())
     assert {"bleu", "chrf", "signature", "buckets", "concat"} <= set(report)
     assert report["signature"]["bleu"].startswith("nrefs:1|case:mixed")
     assert [b["range"] for b in report["buckets"]] == ["1-10", "11-15", "16-20", "21+"]
     assert sum(b["n"] for b in report["buckets"]) == 40 == report["n"]
-    assert [c["k"] for c in report["concat"]] == [1, 2] and report["concat"][1]["n"] == 20
-    assert len((run / "eval" / "test.hyp.txt").read_text().splitlines()) == 40
-    assert "BLEU" in out.out and "signature" not in out.err
+    # 40 pairs in threes: 13 joins of three and a last one of the pair left over, counted as one
+    sources = [s for s, _ in toy_pairs(40, 3)]
+    assert [(c["k"], c["n"]) for c in report["concat"]] == [(1, 40), (2, 20), (3, 14)]
+    assert report["concat"][2]["src_words"] == round(sum(len(s.split()) for s in sources) / 14, 1)
+    joined = (run / "eval" / "test.concat3.hyp.txt").read_text().splitlines()
+    assert len(joined) == 14 and len((run / "eval" / "test.hyp.txt").read_text().splitlines()) == 40
+    # the table on stdout, with the signatures; stderr holds nothing
+    assert f"BLEU {report['bleu']:.2f}" in out.out and f"  {report['signature']['bleu']}\n" in out.out
+    assert out.err == ""
 
 
 @pytest.mark.parametrize("poisoned", ["loss", "gradient"])
@@ -160,7 +167,14 @@ def test_real_multi30k_flows_through(tmp_path, run_cli):
     assert "train: 2000 pairs kept" in log and "validation: 1014 pairs" in log
     run_cli("eval", run, "--bootstrap", 0)
     report = json.loads((run / "eval" / "test.json").read_text())
-    assert report["n"] == 1000 and 0 <= report["bleu"] <= 100
+    rows = [json.loads(line) for line in (MULTI30K / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    hyps = (run / "eval" / "test.hyp.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert report["n"] == len(hyps) == len(rows) == 1000
+    # ten updates take the references' NLL below a uniform guess over the 1,000 pieces (ln 1000 = 6.9)
+    assert report["nll"] < math.log(1000) - 0.1
+    words = [len(row["de"].split()) for row in rows]
+    assert [b["n"] for b in report["buckets"]] == [sum(lo <= n <= hi for n in words)
+                                                   for lo, hi in ((1, 10), (11, 15), (16, 20), (21, 10**9))]
 
 
 def test_cosine_schedule_anneals_by_whichever_of_steps_and_time_budget_ends_the_run():
