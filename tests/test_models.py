@@ -1,5 +1,7 @@
 """Behaviour shared by all four translators, through the one interface."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -7,8 +9,9 @@ from torch.nn.utils.rnn import PackedSequence
 
 from seq2seq.config import load_config
 from seq2seq.models import MODELS, build_model
-from seq2seq.search import beam_search, greedy
-from seq2seq.tokenizer import BOS, EOS, PAD
+from seq2seq.models.base import Seq2Seq
+from seq2seq.search import beam_hypotheses, beam_search, greedy
+from seq2seq.tokenizer import BOS, EOS, PAD, UNK
 from tests.conftest import TINY
 
 V = 30
@@ -301,3 +304,72 @@ def test_a_beam_cut_at_the_length_limit_pays_the_models_log_p_of_eos(name):
                 logp = torch.log_softmax(model(src[b:b + 1], mask[b:b + 1], tgt_in).float(), -1)  # (1, T, V)
             want = logp.gather(-1, tgt_out.unsqueeze(-1)).sum().item() / (len(tokens) + 1)
             assert score == pytest.approx(want, abs=1e-4), (tokens, score, want)
+
+
+def test_the_lstm_reads_each_source_backwards_and_its_padding_not_at_all():
+    """reverse_source: the encoder reads a source's real tokens (EOS included) last to first. In
+    a padded batch each source is encoded as it is alone, and as the same weights encode its
+    tokens put in reverse order by hand and read forwards."""
+    backwards = tiny_model("lstm", layers=2, reverse_source=True)
+    forwards = tiny_model("lstm", layers=2)
+    forwards.load_state_dict(backwards.state_dict())
+    src, mask, _ = random_batch()  # (3, 7): 7, 5 and 3 real tokens, so two rows end in padding
+    with torch.no_grad():
+        batch = backwards.encode(src, mask)  # h_n, c_n (B, L, H)
+        for b in range(3):
+            n = int(mask[b].sum())
+            alone = backwards.encode(src[b:b + 1, :n], mask[b:b + 1, :n])
+            by_hand = forwards.encode(src[b:b + 1, :n].flip(1), mask[b:b + 1, :n])
+            for key in ("h_n", "c_n"):
+                torch.testing.assert_close(batch[key][b], alone[key][0], atol=1e-6, rtol=1e-5)
+                torch.testing.assert_close(batch[key][b], by_hand[key][0], atol=1e-6, rtol=1e-5)
+            unreversed = forwards.encode(src[b:b + 1, :n], mask[b:b + 1, :n])
+            assert not torch.allclose(batch["h_n"][b], unreversed["h_n"][0], atol=1e-3)  # the order tells
+
+
+class StepScripted(Seq2Seq):
+    """A decoder whose next-token probabilities depend on the step alone (rows of `table`, the
+    last repeated; what a row leaves goes to UNK), whatever the source and the prefix:
+    hypotheses with known log-probabilities."""
+
+    def __init__(self, table: list[dict[int, float]]):
+        super().__init__()
+        logp = torch.full((len(table), V), -50.0)  # (steps, V): the tokens not named are all but impossible
+        for t, probs in enumerate(table):
+            for token, p in (probs | {UNK: 1 - sum(probs.values())}).items():
+                logp[t, token] = math.log(p)
+        self.register_buffer("logp", logp)
+
+    def encode(self, src, src_mask):
+        return {"src_mask": src_mask}
+
+    def init_state(self, memory):
+        return {"t": torch.zeros(memory["src_mask"].size(0), dtype=torch.long)}  # (B,) steps taken
+
+    def decode_step(self, memory, state, prev, need_weights=False):
+        t = state["t"]
+        return self.logp[t.clamp(max=self.logp.size(0) - 1)], {"t": t + 1}, None  # (B, V)
+
+    def forward(self, src, src_mask, tgt_in):
+        raise NotImplementedError
+
+
+def test_the_length_penalty_decides_between_a_short_and_a_long_hypothesis():
+    """Beam search scores a finished hypothesis log p / (length + 1)^alpha (EOS counted). Here
+    "A" (log p = log .97 + log .5) against "A B B" (log .97 + log .48 + 2 log .96): by total
+    log-probability (alpha 0) the short one wins, per token (alpha 1) the long one."""
+    A, B = 4, 5
+    model = StepScripted([{A: 0.97, B: 0.02, EOS: 0.001},  # no EOS before A: two beams, "A" and "B"
+                          {EOS: 0.5, B: 0.48, A: 0.01},
+                          {B: 0.96, A: 0.02, EOS: 0.001},  # "A B EOS" must not fill the second place
+                          {EOS: 0.96, B: 0.02}])
+    src, mask = torch.tensor([[6, EOS]]), torch.ones(1, 2, dtype=torch.bool)
+    max_len = torch.tensor([10])
+    short = math.log(0.97) + math.log(0.5)
+    long = math.log(0.97) + math.log(0.48) + 2 * math.log(0.96)
+    assert greedy(model, src, mask, max_len)[0] == [[A]]  # EOS's .5 beats B's .48
+    assert beam_search(model, src, mask, max_len, beam=2, length_penalty=0.0) == [[A]]
+    assert beam_search(model, src, mask, max_len, beam=2, length_penalty=1.0) == [[A, B, B]]
+    [found] = beam_hypotheses(model, src, mask, max_len, beam=2, length_penalty=0.6)
+    assert [tokens for _, tokens in found] == [[A, B, B], [A]]
+    assert [score for score, _ in found] == pytest.approx([long / 4 ** 0.6, short / 2 ** 0.6], rel=1e-4)
