@@ -1,6 +1,10 @@
+import io
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -107,3 +111,69 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def toy_dataset(tmp_path) -> Path:
     return write_jsonl(tmp_path / "toy")
+
+
+class Ran(NamedTuple):
+    """What a command did: its exit code and what it wrote to stdout and to stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+def cli(*args, stdin="", env: dict[str, str] | None = None, cwd: Path | None = None, in_process: bool = False,
+        expect: int | None = 0) -> Ran:
+    """`seq2seq ARGS` with `stdin` (text, or a file object where in_process), extra environment
+    variables and a working directory. In a fresh interpreter by default, as a user runs it (a
+    traceback would show on stderr); with in_process, in this one (no interpreter to start, and
+    monkeypatches apply; an exception other than SystemExit propagates). With `expect`, the exit
+    code must be that one (None: any). Outside pytest (python -m tests.test_faults); tests take
+    the run_cli fixture."""
+    args = [str(a) for a in args]
+    if in_process:
+        code, out, err = _in_process(args, stdin, env or {}, cwd)
+    else:
+        result = subprocess.run([sys.executable, "-m", "seq2seq", *args], input=stdin, capture_output=True,
+                                text=True, cwd=cwd, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+        code, out, err = result.returncode, result.stdout, result.stderr
+    if expect is not None:
+        assert code == expect, f"seq2seq {' '.join(args)}: exit {code}, not {expect}\n{err}"
+    return Ran(code, out, err)
+
+
+def _in_process(args: list[str], stdin, env: dict[str, str], cwd: Path | None) -> tuple[int, str, str]:
+    """seq2seq.cli.main() with sys.argv, stdin, stdout, stderr, the environment and the working
+    directory swapped for the call, and all of them put back after it."""
+    from seq2seq.cli import main
+
+    streams = {name: io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True) for name in ("out", "err")}
+    if isinstance(stdin, str):
+        stdin = io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8")), encoding="utf-8")
+    saved = sys.argv, sys.stdin, sys.stdout, sys.stderr, os.getcwd(), {name: os.environ.get(name) for name in env}
+    sys.argv, sys.stdin, sys.stdout, sys.stderr = ["seq2seq", *args], stdin, streams["out"], streams["err"]
+    os.environ.update(env)
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        try:
+            main()
+            code = 0
+        except SystemExit as e:
+            code = 0 if e.code is None else e.code
+    finally:
+        sys.argv, sys.stdin, sys.stdout, sys.stderr = saved[:4]
+        os.chdir(saved[4])
+        for name, value in saved[5].items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    out, err = (streams[name].buffer.getvalue().decode("utf-8") for name in ("out", "err"))
+    return code, out, err
+
+
+@pytest.fixture(scope="session")
+def run_cli():
+    """The command line: run_cli(*args, stdin=, env=, cwd=, in_process=, expect=) -> Ran(code, out,
+    err); see cli()."""
+    return cli

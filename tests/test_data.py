@@ -82,6 +82,21 @@ def test_concatenation_joins_consecutive_pairs():
     assert list(zip(augmented["src"], augmented["tgt"])) == pairs + concatenate(pairs, 2) + concatenate(pairs, 3)
 
 
+def test_the_concatenation_probes_last_short_group_is_kept_as_one_joined_pair():
+    """k consecutive pairs per join, from the first: where k does not divide the number of
+    pairs, the last join holds the pairs left over, fewer than k, and is one joined pair like
+    the others; no pair is dropped or repeated."""
+    pairs = [(f"s{i}", f"T{i}.") for i in range(7)]
+    assert concatenate(pairs, 3) == [("s0 s1 s2", "T0. T1. T2."), ("s3 s4 s5", "T3. T4. T5."), ("s6", "T6.")]
+    assert concatenate(pairs, 5) == [("s0 s1 s2 s3 s4", "T0. T1. T2. T3. T4."), ("s5 s6", "T5. T6.")]
+    assert concatenate(pairs, 7) == concatenate(pairs, 9) == [(" ".join(s for s, _ in pairs),
+                                                               " ".join(t for _, t in pairs))]
+    for k in range(1, 9):
+        joined = concatenate(pairs, k)
+        assert len(joined) == -(-7 // k)  # ceil(7 / k)
+        assert " ".join(s for s, _ in joined).split() == [s for s, _ in pairs]
+
+
 def test_cleaning_a_table_matches_cleaning_a_list():
     import datasets
 

@@ -22,14 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY, write_jsonl
+from tests.conftest import ROOT, TINY, cli, write_jsonl
 
 DOCS = ROOT / "docs" / "errors.md"
-
-
-def seq2seq(*args, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, **kwargs)
 
 
 def train_args(dataset, run, *extra):
@@ -60,8 +55,8 @@ def final_weights(run: Path) -> dict:
     return ckpt["model"]
 
 
-def test_sigkill_mid_run_then_resume_gives_the_same_weights(toy_dataset, tmp_path):
-    assert seq2seq(*train_args(toy_dataset, tmp_path / "straight", *RESUME_ARGS)).returncode == 0
+def test_sigkill_mid_run_then_resume_gives_the_same_weights(toy_dataset, tmp_path, run_cli):
+    run_cli(*train_args(toy_dataset, tmp_path / "straight", *RESUME_ARGS))
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "seq2seq", *map(str, train_args(toy_dataset, killed, *RESUME_ARGS))],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -70,8 +65,7 @@ def test_sigkill_mid_run_then_resume_gives_the_same_weights(toy_dataset, tmp_pat
     proc.wait()
     assert torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["progress"]["step"] < 60
     lines_before = (killed / "metrics.jsonl").read_text().splitlines() if (killed / "metrics.jsonl").exists() else []
-    resumed = seq2seq("train", "--resume", killed)
-    assert resumed.returncode == 0, resumed.stderr
+    run_cli("train", "--resume", killed)
     a, b = final_weights(tmp_path / "straight"), final_weights(killed)
     for key in a:
         torch.testing.assert_close(b[key], a[key], atol=1e-6, rtol=0)
@@ -80,7 +74,7 @@ def test_sigkill_mid_run_then_resume_gives_the_same_weights(toy_dataset, tmp_pat
     assert json.loads(lines_after[-1])["step"] == 60
 
 
-def test_ctrl_c_saves_last_and_exits_cleanly(toy_dataset, tmp_path):
+def test_ctrl_c_saves_last_and_exits_cleanly(toy_dataset, tmp_path, run_cli):
     run = tmp_path / "run"
     args = train_args(toy_dataset, run, "--max-steps", 100000, "--epochs", 1000)
     proc = subprocess.Popen([sys.executable, "-m", "seq2seq", *map(str, args)], stdout=subprocess.PIPE,
@@ -93,31 +87,31 @@ def test_ctrl_c_saves_last_and_exits_cleanly(toy_dataset, tmp_path):
     assert "Traceback" not in err
     step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]["step"]
     assert step > 0
-    resumed = seq2seq("train", "--resume", run, "--max-steps", step + 3)
-    assert resumed.returncode == 0, resumed.stderr
+    run_cli("train", "--resume", run, "--max-steps", step + 3)
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]["step"] == step + 3
 
 
-def test_time_budget_stops_with_a_checkpoint_and_a_validation(toy_dataset, tmp_path):
+def test_time_budget_stops_with_a_checkpoint_and_a_validation(toy_dataset, tmp_path, run_cli):
     run = tmp_path / "run"
-    result = seq2seq(*train_args(toy_dataset, run, "--time-budget", 2, "--epochs", 100000,
-                                 "--set", "train.patience=100000"))
-    assert result.returncode == 0, result.stderr
+    run_cli(*train_args(toy_dataset, run, "--time-budget", 2, "--epochs", 100000, "--set", "train.patience=100000",
+                        "--set", "train.eval_every=100000", "--set", "train.checkpoint_seconds=0"))
     info = json.loads((run / "run.json").read_text())
-    assert info["stopped"].startswith("time budget")
+    assert info["stopped"].startswith("time budget") and info["steps"] > 0
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert metrics[-1]["step"] == info["steps"]
+    # neither validations nor checkpoints fall due in 2 s: the ones there are the budget's own
+    assert [m["step"] for m in metrics] == [info["steps"]]
+    last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert last["progress"]["step"] == info["steps"] and "optimizer" in last  # resumable from where it stopped
 
 
 # -- hostile input ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
+def trained(tmp_path_factory, run_cli) -> Path:
     """A tiny trained run (and its dataset) that the cases below misuse."""
     root = tmp_path_factory.mktemp("trained")
     data = write_jsonl(root / "data")
-    result = seq2seq(*train_args(data, root / "run", "--max-steps", 2))
-    assert result.returncode == 0, result.stderr
+    run_cli(*train_args(data, root / "run", "--max-steps", 2))
     return root / "run"
 
 
@@ -243,7 +237,7 @@ def case_truncated_checkpoint(tmp, trained):
 
 def case_checkpoint_from_another_run(tmp, trained):
     data = write_jsonl(tmp / "other-data", sizes=(200, 20, 20))
-    assert seq2seq(*train_args(data, tmp / "other", "--max-steps", 1, "--set", "data.vocab_size=150")).returncode == 0
+    cli(*train_args(data, tmp / "other", "--max-steps", 1, "--set", "data.vocab_size=150"))
     shutil.copytree(trained, tmp / "run")
     shutil.copy(tmp / "other" / "checkpoints" / "best.pt", tmp / "run" / "checkpoints" / "best.pt")
     return ["eval", tmp / "run"]
@@ -283,7 +277,7 @@ def case_checkpoint_not_a_pickle(tmp, trained):
 
 
 def case_checkpoint_of_another_model(tmp, trained):
-    assert seq2seq(*train_args(trained.parent / "data", tmp / "rnn", "--model", "rnn", "--max-steps", 1)).returncode == 0
+    cli(*train_args(trained.parent / "data", tmp / "rnn", "--model", "rnn", "--max-steps", 1))
     shutil.copytree(trained, tmp / "run")
     shutil.copy(tmp / "rnn" / "checkpoints" / "best.pt", tmp / "run" / "checkpoints" / "best.pt")
     return ["eval", tmp / "run"]
@@ -416,7 +410,7 @@ def case_resume_with_a_truncated_last(tmp, trained):
 
 
 def case_resume_with_a_checkpoint_of_another_model(tmp, trained):
-    assert seq2seq(*train_args(trained.parent / "data", tmp / "rnn", "--model", "rnn", "--max-steps", 1)).returncode == 0
+    cli(*train_args(trained.parent / "data", tmp / "rnn", "--model", "rnn", "--max-steps", 1))
     shutil.copytree(trained, tmp / "run")
     shutil.copy(tmp / "rnn" / "checkpoints" / "last.pt", tmp / "run" / "checkpoints" / "last.pt")
     return ["train", "--resume", tmp / "run"]
@@ -548,13 +542,12 @@ def run_case(case: str, tmp: Path, trained: Path) -> str:
     args, env = args if isinstance(args, tuple) else (args, {})
     before = snapshot(trained)
     try:
-        result = seq2seq(*args, cwd=tmp, env=env)
+        result = cli(*args, cwd=tmp, env=env, expect=2)
     finally:
         while HELD:
             os.close(HELD.pop())
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.err
     assert not (tmp / "run" / "config.yaml").exists() or case.startswith(("eval", "truncated", "checkpoint", "resume"))
     assert not (tmp / "run" / "eval").exists() and not (tmp / "run" / "report.html").exists()
     assert snapshot(trained) == before  # the trained run is untouched
@@ -568,45 +561,42 @@ def snapshot(run: Path) -> dict[str, int]:
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_gets_one_clear_line(case, tmp_path, trained):
     message = run_case(case, tmp_path, trained)
-    assert f"| {case} |" in docs_table_row(case, message) and docs_table_row(case, message) in DOCS.read_text(), \
+    documented = [line for line in DOCS.read_text().splitlines() if line.startswith(f"| {case} | ")]
+    assert documented == [docs_table_row(case, message)], \
         "docs/errors.md is out of date: run `python -m tests.test_faults > docs/errors.md`"
+
+
+def test_the_docs_table_lists_each_case_once_in_order():
+    rows = [line for line in DOCS.read_text().splitlines() if line.startswith("| ")][2:]  # below the header
+    assert [row.split(" | ")[0][2:] for row in rows] == list(CASES)
 
 
 def docs_table_row(case: str, message: str) -> str:
     return f"| {case} | {CASES[case][0]} | `{message}` |"
 
 
-def test_ctrl_c_outside_training_exits_130(trained, monkeypatch, capsys):
+def test_ctrl_c_outside_training_exits_130(trained, run_cli):
     """Ctrl-C while translate reads its input (or eval decodes): exit 130, one line, no traceback."""
-    from seq2seq.cli import main
 
     class Interrupted:
         buffer = property(lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
 
-    monkeypatch.setattr(sys, "stdin", Interrupted())
-    monkeypatch.setattr(sys, "argv", ["seq2seq", "translate", str(trained)])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 130
-    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: interrupted"
+    err = run_cli("translate", trained, stdin=Interrupted(), in_process=True, expect=130).err
+    assert err.strip().splitlines()[-1] == "error: interrupted"
 
 
-def test_running_out_of_memory_is_one_line(trained, monkeypatch, capsys):
+def test_running_out_of_memory_is_one_line(trained, monkeypatch, run_cli):
     """A beam too wide for the memory: the allocator's failure becomes one line and exit 1; any
     other RuntimeError is a bug and keeps its traceback."""
     from seq2seq import search
-    from seq2seq.cli import main
 
     def too_wide(*args, **kwargs):
         torch.empty(2**48)  # 1 PiB, beyond any address space: the CPU allocator refuses it
 
     monkeypatch.setattr(search, "beam_search", too_wide)
-    monkeypatch.setattr(sys, "argv", ["seq2seq", "eval", str(trained), "--beam", "100000"])
+    args = ["eval", trained, "--beam", 100000]
     before = snapshot(trained)
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 1
-    [line] = capsys.readouterr().err.strip().splitlines()
+    [line] = run_cli(*args, in_process=True, expect=1).err.strip().splitlines()
     assert line.startswith("error: out of memory (") and "can't allocate memory" in line
     assert line.endswith("); use a smaller --beam, eval.batch_tokens or train.batch_tokens")
     assert snapshot(trained) == before
@@ -615,18 +605,15 @@ def test_running_out_of_memory_is_one_line(trained, monkeypatch, capsys):
         raise MemoryError
 
     monkeypatch.setattr(search, "beam_search", python_out_of_memory)
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 1
-    assert capsys.readouterr().err == ("error: out of memory (MemoryError); use a smaller --beam, eval.batch_tokens "
-                                       "or train.batch_tokens\n")
+    assert run_cli(*args, in_process=True, expect=1).err == ("error: out of memory (MemoryError); use a smaller "
+                                                             "--beam, eval.batch_tokens or train.batch_tokens\n")
 
     def broken(*args, **kwargs):
         raise RuntimeError("shape mismatch")
 
     monkeypatch.setattr(search, "beam_search", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        main()
+        run_cli(*args, in_process=True)
 
 
 # -- nothing lost, nothing mixed up ----------------------------------------------------------------
@@ -664,22 +651,20 @@ def test_overwrite_refuses_the_directories_that_hold_more_than_a_run(tmp_path, m
             RunDir(place).create(overwrite=True)
 
 
-def test_overwrite_replaces_only_the_runs_own_files(trained, tmp_path):
+def test_overwrite_replaces_only_the_runs_own_files(trained, tmp_path, run_cli):
     run = shutil.copytree(trained, tmp_path / "run")
     (run / "notes.txt").write_text("keep")
     (run / "src").mkdir()
     (run / "src" / "model.py").write_text("mine")
-    result = seq2seq(*train_args(trained.parent / "data", run, "--overwrite", "--max-steps", 1))
-    assert result.returncode == 0, result.stderr
+    result = run_cli(*train_args(trained.parent / "data", run, "--overwrite", "--max-steps", 1))
     assert (run / "notes.txt").read_text() == "keep" and (run / "src" / "model.py").read_text() == "mine"
     assert json.loads((run / "run.json").read_text())["steps"] == 1 and not (run / ".replaced").exists()
-    assert "fewer than data.vocab_size=200" in result.stderr  # the toy text holds fewer pieces: said
+    assert "fewer than data.vocab_size=200" in result.err  # the toy text holds fewer pieces: said
 
 
 def test_overwrite_keeps_the_old_run_when_the_new_one_fails_before_its_first_checkpoint(trained, tmp_path,
-                                                                                          monkeypatch, capsys):
+                                                                                          monkeypatch, run_cli):
     from seq2seq import train as training
-    from seq2seq.cli import main
 
     run = shutil.copytree(trained, tmp_path / "run")
     (run / "notes.txt").write_text("keep")
@@ -689,15 +674,13 @@ def test_overwrite_keeps_the_old_run_when_the_new_one_fails_before_its_first_che
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(training.Trainer, "train_step", out_of_memory)
-    monkeypatch.setattr(sys, "argv", ["seq2seq", *map(str, train_args(trained.parent / "data", run, "--overwrite"))])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    assert exit_.value.code == 1
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: out of memory (CUDA out of memory")
+    err = run_cli(*train_args(trained.parent / "data", run, "--overwrite"), in_process=True, expect=1).err
+    assert err.strip().splitlines()[-1].startswith("error: out of memory (CUDA out of memory")
     assert files(run) == before and not (run / ".replaced").exists()
 
 
-def test_a_replacement_killed_before_its_first_checkpoint_leaves_the_old_run_where_it_said(trained, tmp_path):
+def test_a_replacement_killed_before_its_first_checkpoint_leaves_the_old_run_where_it_said(trained, tmp_path,
+                                                                                               run_cli):
     run = shutil.copytree(trained, tmp_path / "run")
     before = files(run)
     args = train_args(trained.parent / "data", run, "--overwrite", "--epochs", 1000, "--set", "train.eval_every=100000",
@@ -708,12 +691,11 @@ def test_a_replacement_killed_before_its_first_checkpoint_leaves_the_old_run_whe
     proc.wait()
     assert said == f"the run replaced is kept in {run / '.replaced'} until this one saves its first checkpoint\n"
     assert files(run / ".replaced") == before and not (run / "checkpoints" / "last.pt").exists()
-    again = seq2seq(*train_args(trained.parent / "data", run, "--overwrite", "--max-steps", 1))
-    assert again.returncode == 0, again.stderr
+    run_cli(*train_args(trained.parent / "data", run, "--overwrite", "--max-steps", 1))
     assert not (run / ".replaced").exists() and json.loads((run / "run.json").read_text())["steps"] == 1
 
 
-def test_two_trainers_of_one_run_started_together_one_trains(trained, tmp_path):
+def test_two_trainers_of_one_run_started_together_one_trains(trained, tmp_path, run_cli):
     """The other is refused with the holder's PID; eval and translate go on beside the trainer."""
     run = shutil.copytree(trained, tmp_path / "run")
     args = [sys.executable, "-m", "seq2seq", "train", "--resume", str(run), "--epochs", "100000", "--max-steps",
@@ -733,9 +715,8 @@ def test_two_trainers_of_one_run_started_together_one_trains(trained, tmp_path):
     assert err == (f"error: run {run} is being trained by process {winner.pid} on {socket.gethostname()}: "
                    "one trainer per run; wait for it to end or stop it\n")
     wait_for_step(run, 12, winner)
-    evaluated = seq2seq("eval", run, "--bootstrap", 0)
-    translated = seq2seq("translate", run, input="eins zwei\n")
-    assert evaluated.returncode == 0 and translated.returncode == 0, evaluated.stderr + translated.stderr
+    run_cli("eval", run, "--bootstrap", 0)
+    run_cli("translate", run, stdin="eins zwei\n")
     winner.send_signal(signal.SIGINT)
     winner.communicate(timeout=120)
     assert winner.returncode == 130
@@ -770,19 +751,18 @@ def killed_at(signal_name: str, where: str, args) -> subprocess.CompletedProcess
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
-def test_a_kill_between_a_validation_record_and_its_checkpoint_leaves_no_duplicate(toy_dataset, tmp_path):
+def test_a_kill_between_a_validation_record_and_its_checkpoint_leaves_no_duplicate(toy_dataset, tmp_path, run_cli):
     run = tmp_path / "run"
     args = train_args(toy_dataset, run, "--max-steps", 30, "--epochs", 100, "--set", "train.eval_every=10")
     killed = killed_at("SIGKILL", 'train.Trainer, "save_last", 20', args)
     assert killed.returncode == -signal.SIGKILL
     assert metric_steps(run) == [10, 20]  # the record of step 20 is written, its checkpoint is not
-    resumed = seq2seq("train", "--resume", run)
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = run_cli("train", "--resume", run)
     assert metric_steps(run) == [10, 20, 30]
-    assert "1 metrics.jsonl records past step 10 dropped" in resumed.stderr
+    assert "1 metrics.jsonl records past step 10 dropped" in resumed.err
 
 
-def test_a_run_killed_while_being_set_up_is_replaced_by_overwrite(toy_dataset, tmp_path):
+def test_a_run_killed_while_being_set_up_is_replaced_by_overwrite(toy_dataset, tmp_path, run_cli):
     run = tmp_path / "run"
     killed = killed_at("SIGTERM", 'rundir.RunDir, "write_config"', train_args(toy_dataset, run, "--max-steps", 1))
     assert killed.returncode == -signal.SIGTERM
@@ -790,19 +770,17 @@ def test_a_run_killed_while_being_set_up_is_replaced_by_overwrite(toy_dataset, t
     for args, says in ((train_args(toy_dataset, run, "--max-steps", 1), "use --resume to continue it or --overwrite"),
                        (["train", "--resume", run], "stopped while it was being set up (no config.yaml): train it "
                                                     "again with --overwrite")):
-        refused = seq2seq(*args)
-        assert refused.returncode == 2 and says in refused.stderr and refused.stderr.count("\n") == 1
-    again = seq2seq(*train_args(toy_dataset, run, "--max-steps", 1, "--overwrite"))
-    assert again.returncode == 0, again.stderr
+        refused = run_cli(*args, expect=2)
+        assert says in refused.err and refused.err.count("\n") == 1
+    run_cli(*train_args(toy_dataset, run, "--max-steps", 1, "--overwrite"))
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]["step"] == 1
 
 
-def test_a_run_resumes_on_a_moved_copy_of_its_data_and_keeps_every_command(trained, tmp_path):
+def test_a_run_resumes_on_a_moved_copy_of_its_data_and_keeps_every_command(trained, tmp_path, run_cli):
     run = shutil.copytree(trained, tmp_path / "run")
     moved = shutil.copytree(trained.parent / "data", tmp_path / "moved")
     first = json.loads((run / "run.json").read_text())["commands"]
-    result = seq2seq("train", "--resume", run, "--dataset", moved, "--max-steps", 3)
-    assert result.returncode == 0, result.stderr
+    run_cli("train", "--resume", run, "--dataset", moved, "--max-steps", 3)
     assert f"dataset: {moved}\n" in (run / "config.yaml").read_text()
     commands = json.loads((run / "run.json").read_text())["commands"]
     assert len(first) == 1 and commands[0] == first[0] and commands[1].endswith("--max-steps 3")
@@ -815,40 +793,34 @@ def test_a_run_resumes_on_a_moved_copy_of_its_data_and_keeps_every_command(train
     (run / "run.json").write_text(json.dumps({k: v for k, v in info.items() if k not in ("tool", "run_format",
                                                                                           "commands")} |
                                              {"command": "seq2seq train --model bahdanau"}))
-    result = seq2seq("train", "--resume", run, "--max-steps", 4)
-    assert result.returncode == 0, result.stderr
-    assert "the run predates data fingerprints: that its data is unchanged cannot be checked" in result.stderr
+    result = run_cli("train", "--resume", run, "--max-steps", 4)
+    assert "the run predates data fingerprints: that its data is unchanged cannot be checked" in result.err
     info = json.loads((run / "run.json").read_text())
     assert info["commands"][0] == "seq2seq train --model bahdanau" and len(info["commands"]) == 2
     assert info["tool"] == "seq2seq" and info["steps"] == 4
 
 
-def test_no_arguments_print_the_help_and_the_version_is_known():
+def test_no_arguments_print_the_help_and_the_version_is_known(run_cli):
     from seq2seq import __version__
 
-    bare = seq2seq()
-    assert "Usage: seq2seq" in bare.stdout and bare.stderr == ""
-    version = seq2seq("--version")
-    assert version.returncode == 0 and version.stdout == f"seq2seq {__version__}\n"
+    bare = run_cli(expect=None)
+    assert "Usage: seq2seq" in bare.out and bare.err == ""
+    assert run_cli("--version").out == f"seq2seq {__version__}\n"
 
 
-def test_a_relative_dataset_path_is_stored_absolute(tmp_path):
+def test_a_relative_dataset_path_is_stored_absolute(tmp_path, run_cli):
     """The run's config must find its data from any working directory (eval, --resume)."""
     write_jsonl(tmp_path / "data")
-    result = seq2seq("train", "--config", TINY, "--dataset", "data", "--run-dir", "run", "--max-steps", 1,
-                     cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
+    run_cli("train", "--config", TINY, "--dataset", "data", "--run-dir", "run", "--max-steps", 1, cwd=tmp_path)
     assert f"dataset: {tmp_path.resolve() / 'data'}" in (tmp_path / "run" / "config.yaml").read_text()
-    result = seq2seq("eval", tmp_path / "run", "--bootstrap", 0, cwd=ROOT)
-    assert result.returncode == 0, result.stderr
+    run_cli("eval", tmp_path / "run", "--bootstrap", 0, cwd=ROOT)
 
 
-def test_validation_pairs_longer_than_the_positions_do_not_stop_training(tmp_path):
+def test_validation_pairs_longer_than_the_positions_do_not_stop_training(tmp_path, run_cli):
     data = write_jsonl(tmp_path / "data")
-    result = seq2seq(*train_args(data, tmp_path / "run", "--model", "transformer", "--max-steps", 2,
+    result = run_cli(*train_args(data, tmp_path / "run", "--model", "transformer", "--max-steps", 2,
                                  "--set", "model.max_positions=6"))
-    assert result.returncode == 0, result.stderr
-    assert "dropped as longer than 5 tokens" in result.stderr
+    assert "dropped as longer than 5 tokens" in result.err
 
 
 def test_a_metrics_line_cut_short_is_skipped_and_the_next_starts_anew(tmp_path):
@@ -880,20 +852,18 @@ def test_unreadable_or_malformed_run_files_get_one_clear_error(tmp_path):
         Tokenizer.load(tmp_path / "spm.model")
 
 
-def test_a_10000_word_line_is_dropped_and_counted(tmp_path):
+def test_a_10000_word_line_is_dropped_and_counted(tmp_path, run_cli):
     data = write_jsonl(tmp_path / "data")
     with open(data / "train.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps({"de": "wort " * 10_000, "en": "word"}) + "\n")
-    result = seq2seq(*train_args(data, tmp_path / "run", "--max-steps", 1))
-    assert result.returncode == 0, result.stderr
-    assert "1 longer than 100 words" in result.stderr
+    result = run_cli(*train_args(data, tmp_path / "run", "--max-steps", 1))
+    assert "1 longer than 100 words" in result.err
 
 
 @pytest.mark.parametrize("failure", [errno.ENOSPC, errno.EROFS])
-def test_a_full_or_read_only_disk_loses_nothing(trained, tmp_path, monkeypatch, capsys, failure):
+def test_a_full_or_read_only_disk_loses_nothing(trained, tmp_path, monkeypatch, run_cli, failure):
     """The disk fails at the first write: one line, exit 2, no temporary or partial file left."""
     import seq2seq.files
-    from seq2seq.cli import main
 
     run = tmp_path / "run"
     shutil.copytree(trained, run)
@@ -903,15 +873,10 @@ def test_a_full_or_read_only_disk_loses_nothing(trained, tmp_path, monkeypatch, 
         raise OSError(failure, os.strerror(failure))
 
     monkeypatch.setattr(seq2seq.files.os, "fsync", broken_fsync)
-    for argv in (["eval", str(run), "--bootstrap", "0"],
-                 ["train", "--resume", str(run), "--max-steps", "3"],
-                 ["train", "--config", str(TINY), "--dataset", str(trained.parent / "data"),
-                  "--run-dir", str(tmp_path / "new")]):
-        monkeypatch.setattr(sys, "argv", ["seq2seq", *argv])
-        with pytest.raises(SystemExit) as exit_:
-            main()
-        assert exit_.value.code == 2
-        err = capsys.readouterr().err.strip().splitlines()
+    for args in (["eval", run, "--bootstrap", 0],
+                 ["train", "--resume", run, "--max-steps", 3],
+                 ["train", "--config", TINY, "--dataset", trained.parent / "data", "--run-dir", tmp_path / "new"]):
+        err = run_cli(*args, in_process=True, expect=2).err.strip().splitlines()
         assert err[-1].startswith("error: cannot write") and os.strerror(failure) in err[-1]
         assert not list(run.rglob("*.tmp")) and not list(run.rglob(".*"))
         assert not (tmp_path / "new").exists()
@@ -934,7 +899,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as root:
         root = Path(root)
         data = write_jsonl(root / "trained" / "data")
-        assert seq2seq(*train_args(data, root / "trained" / "run", "--max-steps", 2)).returncode == 0
+        cli(*train_args(data, root / "trained" / "run", "--max-steps", 2))
         for case in CASES:
             tmp = root / case
             tmp.mkdir()

@@ -1,5 +1,7 @@
 """Behaviour shared by all four translators, through the one interface."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -7,8 +9,9 @@ from torch.nn.utils.rnn import PackedSequence
 
 from seq2seq.config import load_config
 from seq2seq.models import MODELS, build_model
-from seq2seq.search import beam_search, greedy
-from seq2seq.tokenizer import BOS, EOS, PAD
+from seq2seq.models.base import Seq2Seq
+from seq2seq.search import beam_hypotheses, beam_search, greedy
+from seq2seq.tokenizer import BOS, EOS, PAD, UNK
 from tests.conftest import TINY
 
 V = 30
@@ -100,16 +103,42 @@ def test_the_plain_encoder_decoder_exposes_only_its_final_state():
 
 
 def test_a_source_longer_than_the_transformer_positions_is_cut_not_a_crash():
-    from seq2seq.search import translate
+    """With 16 positions a source is cut to its first 15 tokens (and EOS): its hypotheses, and
+    their scores, are those of its first 15 tokens (not its last), at most 15 tokens long however
+    long the source, and the other sources of its batch are translated as they are alone. (The
+    scores tell sources apart where an untrained model's words do not.)"""
+    from seq2seq.batching import collate
+    from seq2seq.search import nbest, output_limit, translate
     from seq2seq.tokenizer import Tokenizer
-    from tests.conftest import toy_pairs
+    from tests.conftest import DE, toy_pairs
 
     tok = Tokenizer.train([s for p in toy_pairs(200) for s in p], vocab_size=V + 20)
     model = tiny_model("transformer", max_positions=16)
-    out = translate(model, tok, ["eins zwei drei " * 30, "vier"], torch.device("cpu"), max_len_a=3.0)
-    assert len(out) == 2
-    out = translate(model, tok, ["eins zwei drei " * 30], torch.device("cpu"), beam=3)
-    assert len(out) == 1
+    cpu = torch.device("cpu")
+    long = " ".join(DE * 3)  # 30 words, no 15 tokens of them alike
+    ids = tok.encode([long])[0]
+    head, tail = tok.decode([ids[:15], ids[-15:]])
+    assert len(ids) > 15 and tok.encode([head])[0] == ids[:15]  # the text of the first 15 tokens, exactly
+
+    def scored(sources: list[str], beam: int) -> tuple[list[float], list[str]]:
+        """The scores and the translations of the sources' `beam` best hypotheses, in a row."""
+        found = [hyp for hyps in nbest(model, tok, sources, cpu, n=beam, beam=beam, max_len_a=3.0) for hyp in hyps]
+        return [score for score, _ in found], [text for _, text in found]
+
+    for beam in (1, 3):
+        (scores, texts), (head_scores, head_texts), (vier_scores, vier_texts) = (
+            scored(sources, beam) for sources in ([long, "vier"], [head], ["vier"]))
+        assert texts == head_texts + vier_texts and len(texts) == 2 * beam
+        assert scores == pytest.approx(head_scores + vier_scores, abs=1e-5)
+        assert head_scores != pytest.approx(scored([tail], beam)[0], abs=1e-3)
+    out = translate(model, tok, [long, "vier"], cpu, max_len_a=3.0)
+    assert out == translate(model, tok, [head], cpu, max_len_a=3.0) + translate(model, tok, ["vier"], cpu,
+                                                                                 max_len_a=3.0)
+    b = collate([ids[:15]], [[]])
+    max_len = output_limit(b.src_mask, 3.0, 10, model.max_positions)
+    assert max_len.tolist() == [15]  # 3 * 16 + 10 tokens asked for, 15 the positions leave
+    found, _ = greedy(model, b.src, b.src_mask, max_len)
+    assert len(found[0]) <= 15 and tok.decode(found) == out[:1]
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -275,3 +304,72 @@ def test_a_beam_cut_at_the_length_limit_pays_the_models_log_p_of_eos(name):
                 logp = torch.log_softmax(model(src[b:b + 1], mask[b:b + 1], tgt_in).float(), -1)  # (1, T, V)
             want = logp.gather(-1, tgt_out.unsqueeze(-1)).sum().item() / (len(tokens) + 1)
             assert score == pytest.approx(want, abs=1e-4), (tokens, score, want)
+
+
+def test_the_lstm_reads_each_source_backwards_and_its_padding_not_at_all():
+    """reverse_source: the encoder reads a source's real tokens (EOS included) last to first. In
+    a padded batch each source is encoded as it is alone, and as the same weights encode its
+    tokens put in reverse order by hand and read forwards."""
+    backwards = tiny_model("lstm", layers=2, reverse_source=True)
+    forwards = tiny_model("lstm", layers=2)
+    forwards.load_state_dict(backwards.state_dict())
+    src, mask, _ = random_batch()  # (3, 7): 7, 5 and 3 real tokens, so two rows end in padding
+    with torch.no_grad():
+        batch = backwards.encode(src, mask)  # h_n, c_n (B, L, H)
+        for b in range(3):
+            n = int(mask[b].sum())
+            alone = backwards.encode(src[b:b + 1, :n], mask[b:b + 1, :n])
+            by_hand = forwards.encode(src[b:b + 1, :n].flip(1), mask[b:b + 1, :n])
+            for key in ("h_n", "c_n"):
+                torch.testing.assert_close(batch[key][b], alone[key][0], atol=1e-6, rtol=1e-5)
+                torch.testing.assert_close(batch[key][b], by_hand[key][0], atol=1e-6, rtol=1e-5)
+            unreversed = forwards.encode(src[b:b + 1, :n], mask[b:b + 1, :n])
+            assert not torch.allclose(batch["h_n"][b], unreversed["h_n"][0], atol=1e-3)  # the order tells
+
+
+class StepScripted(Seq2Seq):
+    """A decoder whose next-token probabilities depend on the step alone (rows of `table`, the
+    last repeated; what a row leaves goes to UNK), whatever the source and the prefix:
+    hypotheses with known log-probabilities."""
+
+    def __init__(self, table: list[dict[int, float]]):
+        super().__init__()
+        logp = torch.full((len(table), V), -50.0)  # (steps, V): the tokens not named are all but impossible
+        for t, probs in enumerate(table):
+            for token, p in (probs | {UNK: 1 - sum(probs.values())}).items():
+                logp[t, token] = math.log(p)
+        self.register_buffer("logp", logp)
+
+    def encode(self, src, src_mask):
+        return {"src_mask": src_mask}
+
+    def init_state(self, memory):
+        return {"t": torch.zeros(memory["src_mask"].size(0), dtype=torch.long)}  # (B,) steps taken
+
+    def decode_step(self, memory, state, prev, need_weights=False):
+        t = state["t"]
+        return self.logp[t.clamp(max=self.logp.size(0) - 1)], {"t": t + 1}, None  # (B, V)
+
+    def forward(self, src, src_mask, tgt_in):
+        raise NotImplementedError
+
+
+def test_the_length_penalty_decides_between_a_short_and_a_long_hypothesis():
+    """Beam search scores a finished hypothesis log p / (length + 1)^alpha (EOS counted). Here
+    "A" (log p = log .97 + log .5) against "A B B" (log .97 + log .48 + 2 log .96): by total
+    log-probability (alpha 0) the short one wins, per token (alpha 1) the long one."""
+    A, B = 4, 5
+    model = StepScripted([{A: 0.97, B: 0.02, EOS: 0.001},  # no EOS before A: two beams, "A" and "B"
+                          {EOS: 0.5, B: 0.48, A: 0.01},
+                          {B: 0.96, A: 0.02, EOS: 0.001},  # "A B EOS" must not fill the second place
+                          {EOS: 0.96, B: 0.02}])
+    src, mask = torch.tensor([[6, EOS]]), torch.ones(1, 2, dtype=torch.bool)
+    max_len = torch.tensor([10])
+    short = math.log(0.97) + math.log(0.5)
+    long = math.log(0.97) + math.log(0.48) + 2 * math.log(0.96)
+    assert greedy(model, src, mask, max_len)[0] == [[A]]  # EOS's .5 beats B's .48
+    assert beam_search(model, src, mask, max_len, beam=2, length_penalty=0.0) == [[A]]
+    assert beam_search(model, src, mask, max_len, beam=2, length_penalty=1.0) == [[A, B, B]]
+    [found] = beam_hypotheses(model, src, mask, max_len, beam=2, length_penalty=0.6)
+    assert [tokens for _, tokens in found] == [[A, B, B], [A]]
+    assert [score for score, _ in found] == pytest.approx([long / 4 ** 0.6, short / 2 ** 0.6], rel=1e-4)

@@ -25,7 +25,7 @@ from matplotlib.image import imread
 from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
-from seq2seq.cli import TRANSLATE_CHUNK, main
+from seq2seq.cli import TRANSLATE_CHUNK
 from seq2seq.data import concatenate
 from seq2seq.evaluate import load_run, report_path
 from seq2seq.metrics import bleu_from_stats, sentence_bleu, sentence_stats
@@ -39,44 +39,19 @@ EVALUATED = ("bahdanau", "transformer")
 ADDED = ("nll", "nll_ci_low", "nll_ci_high", "len_ratio")  # figures of each part of a report since the NLL
 
 
-def seq2seq(*args, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], input=stdin, capture_output=True,
-                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(tmp_path_factory, run_cli) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("study")
     data = write_jsonl(root / "toy")
     made = {}
     for model in ("rnn", *EVALUATED):
         run = root / model
-        trained = seq2seq("train", "--config", TINY, "--model", model, "--dataset", data, "--max-steps", 4,
-                          "--run-dir", run, "--set", "train.eval_every=2")
-        assert trained.returncode == 0, trained.stderr
+        run_cli("train", "--config", TINY, "--model", model, "--dataset", data, "--max-steps", 4, "--run-dir", run,
+                "--set", "train.eval_every=2")
         if model in EVALUATED:
-            evaluated = seq2seq("eval", run, "--concat", "1,2", "--bootstrap", 50)
-            assert evaluated.returncode == 0, evaluated.stderr
+            run_cli("eval", run, "--concat", "1,2", "--bootstrap", 50)
         made[model] = run
     return made
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """The CLI in this process: cli(*args, stdin=...) -> (exit code, stdout, stderr)."""
-
-    def run(*args, stdin: str = "") -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["seq2seq", *map(str, args)])
-        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode("utf-8")), encoding="utf-8"))
-        try:
-            main()
-            code = 0
-        except SystemExit as e:
-            code = e.code
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def evaluated(runs) -> list[Path]:
@@ -98,19 +73,16 @@ def assert_png(path: Path) -> None:
 
 # -- compare ---------------------------------------------------------------------------------------
 
-def test_compare_table_has_one_row_per_run(runs, cli):
-    code, out, err = cli("compare", *evaluated(runs))
-    assert code == 0, err
+def test_compare_table_has_one_row_per_run(runs, run_cli):
+    out = run_cli("compare", *evaluated(runs), in_process=True).out
     header, rule, *rows = out.splitlines()
     assert header.split()[:3] == ["run", "model", "params"] and set(rule) <= {"-", " "}
     assert [row.split()[:2] for row in rows] == [[str(runs[m]), m] for m in EVALUATED]
     assert "1-10 words" in header and "k=2" in header
 
 
-def test_compare_json_carries_every_figure_of_the_table(runs, cli):
-    code, out, _ = cli("compare", *evaluated(runs), "--format", "json")
-    assert code == 0
-    rows = json.loads(out)
+def test_compare_json_carries_every_figure_of_the_table(runs, run_cli):
+    rows = json.loads(run_cli("compare", *evaluated(runs), "--format", "json", in_process=True).out)
     assert [row["model"] for row in rows] == list(EVALUATED)
     for row, run in zip(rows, evaluated(runs)):
         report = json.loads((run / "eval" / "test.json").read_text())
@@ -128,23 +100,19 @@ def test_compare_json_carries_every_figure_of_the_table(runs, cli):
         assert row["concat"][0]["ci_low"] <= row["concat"][0]["bleu"] <= row["concat"][0]["ci_high"]
 
 
-def test_compare_csv_and_markdown(runs, cli):
-    code, out, _ = cli("compare", *evaluated(runs), "--format", "csv")
-    assert code == 0
+def test_compare_csv_and_markdown(runs, run_cli):
+    out = run_cli("compare", *evaluated(runs), "--format", "csv", in_process=True).out
     records = list(csv.DictReader(io.StringIO(out)))
     assert [r["model"] for r in records] == list(EVALUATED)
     assert {"bleu", "chrf", "train_seconds", "bleu 1-10", "ci_low 1-10", "bleu k=2", "src_words k=2"} <= set(records[0])
-    code, out, _ = cli("compare", *evaluated(runs), "--format", "markdown")
-    assert code == 0
-    lines = out.splitlines()
+    lines = run_cli("compare", *evaluated(runs), "--format", "markdown", in_process=True).out.splitlines()
     assert len(lines) == 2 + len(EVALUATED) and all(line.startswith("| ") and line.endswith(" |") for line in lines)
     assert set(lines[1].replace("|", "").split()) <= {"---", "---:"}
 
 
-def test_compare_plots_one_line_per_run(runs, cli, tmp_path):
-    code, _, err = cli("compare", *evaluated(runs), "--plot", tmp_path / "study.png",
-                       "--curves", tmp_path / "curves.png")
-    assert code == 0, err
+def test_compare_plots_one_line_per_run(runs, run_cli, tmp_path):
+    run_cli("compare", *evaluated(runs), "--plot", tmp_path / "study.png", "--curves", tmp_path / "curves.png",
+            in_process=True)
     assert_png(tmp_path / "study.png")
     assert_png(tmp_path / "curves.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "study.png"]  # no temporary left
@@ -159,53 +127,53 @@ def test_compare_plots_one_line_per_run(runs, cli, tmp_path):
     assert len(by_time.get_lines()) == len(EVALUATED)
 
 
-def test_compare_svg(runs, cli, tmp_path):
-    code, _, _ = cli("compare", runs["bahdanau"], "--plot", tmp_path / "study.svg")
-    assert code == 0 and b"<svg" in (tmp_path / "study.svg").read_bytes()[:1000]
+def test_compare_svg(runs, run_cli, tmp_path):
+    run_cli("compare", runs["bahdanau"], "--plot", tmp_path / "study.svg", in_process=True)
+    assert b"<svg" in (tmp_path / "study.svg").read_bytes()[:1000]
 
 
-def test_compare_needs_an_eval_report(runs):
-    result = seq2seq("compare", runs["bahdanau"], runs["rnn"])
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == f"error: run {runs['rnn']} has no eval/test.json: run `seq2seq eval {runs['rnn']}` first\n"
+def test_compare_needs_an_eval_report(runs, run_cli):
+    result = run_cli("compare", runs["bahdanau"], runs["rnn"], expect=2)
+    assert result.out == ""
+    assert result.err == f"error: run {runs['rnn']} has no eval/test.json: run `seq2seq eval {runs['rnn']}` first\n"
 
 
-def test_an_eval_on_another_dataset_keeps_the_report_on_the_runs_own(runs, cli, tmp_path):
+def test_an_eval_on_another_dataset_keeps_the_report_on_the_runs_own(runs, run_cli, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(runs["bahdanau"], run)
     own = (run / "eval" / "test.json").read_text()
     other, namesake = write_jsonl(tmp_path / "a" / "x"), write_jsonl(tmp_path / "b" / "x", sizes=(10, 10, 7))
     for dataset in (other, namesake):  # two datasets of the same name, each in a folder of its own
-        assert cli("eval", run, "--dataset", dataset, "--bootstrap", 0)[0] == 0
+        run_cli("eval", run, "--dataset", dataset, "--bootstrap", 0, in_process=True)
     reports = sorted((run / "eval").glob("x-*/test.json"))
     assert len(reports) == 2 and {json.loads(r.read_text())["n"] for r in reports} == {40, 7}
     assert json.loads(report_path(RunDir(run), other=str(other)).read_text())["dataset"] == str(other)
     assert (run / "eval" / "test.json").read_text() == own
     # a report that says it scored another dataset (as older versions wrote them) is refused
     (run / "eval" / "test.json").write_text(json.dumps(json.loads(own) | {"dataset": str(other)}))
-    code, out, err = cli("compare", run)
-    assert code == 2 and out == "" and err.count("\n") == 1
+    _, out, err = run_cli("compare", run, in_process=True, expect=2)
+    assert out == "" and err.count("\n") == 1
     assert f"scores dataset {other}, not the run's own" in err
 
 
-def test_reports_are_kept_per_checkpoint_and_compare_says_which_step_it_scores(runs, cli, tmp_path):
+def test_reports_are_kept_per_checkpoint_and_compare_says_which_step_it_scores(runs, run_cli, tmp_path):
     run = shutil.copytree(runs["bahdanau"], tmp_path / "run")
     best = (run / "eval" / "test.json").read_text()
-    assert cli("eval", run, "--checkpoint", "last", "--bootstrap", 0)[0] == 0
+    run_cli("eval", run, "--checkpoint", "last", "--bootstrap", 0, in_process=True)
     assert json.loads((run / "eval" / "test.last.json").read_text())["checkpoint"] == "last"
     assert (run / "eval" / "test.last.hyp.txt").exists() and (run / "eval" / "test.json").read_text() == best
     assert (run / "eval" / "test.last.sentences.jsonl").exists()
-    code, out, err = cli("compare", run)
+    _, out, err = run_cli("compare", run, in_process=True)
     header, _, row = out.splitlines()
-    assert code == 0 and err == "" and "eval step" in header
+    assert err == "" and "eval step" in header
     # the run trains on and its best checkpoint moves past the step the report scored
     path = run / "checkpoints" / "best.pt"
     ckpt = torch.load(path, weights_only=True)
     step = ckpt["progress"]["step"]
     ckpt["progress"]["step"] = 144
     torch.save(ckpt, path)
-    code, out, err = cli("compare", run, "--format", "json")
-    assert code == 0 and json.loads(out)[0]["step"] == step == json.loads(best)["step"]
+    _, out, err = run_cli("compare", run, "--format", "json", in_process=True)
+    assert json.loads(out)[0]["step"] == step == json.loads(best)["step"]
     assert err == (f"warning: {run}/eval/test.json scores the checkpoint of step {step}, but the run's best "
                    f"checkpoint is now of step 144: run `seq2seq eval {run}` again\n")
 
@@ -215,9 +183,9 @@ def test_reports_are_kept_per_checkpoint_and_compare_says_which_step_it_scores(r
     (["--beam", "5"], "has no eval/test.beam5.json: run `seq2seq eval"),
     (["--plot", "study.jpg"], "a plot file must end in .png or .svg"),
 ])
-def test_compare_mistakes_are_one_line(runs, cli, tmp_path, args, message):
-    code, out, err = cli("compare", runs["bahdanau"], *args)
-    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+def test_compare_mistakes_are_one_line(runs, run_cli, tmp_path, args, message):
+    _, out, err = run_cli("compare", runs["bahdanau"], *args, in_process=True, expect=2)
+    assert out == "" and message in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
 
 
@@ -243,23 +211,22 @@ def test_eval_reports_nll_and_length_ratio_overall_by_bucket_and_by_k(runs):
         assert all(isinstance(x, float) for x in report["position_nll"])
 
 
-def test_score_prints_each_references_nll_and_token_count_in_order(runs, cli):
+def test_score_prints_each_references_nll_and_token_count_in_order(runs, run_cli):
     run = runs["bahdanau"]
     report = json.loads((run / "eval" / "test.json").read_text())
     tok = load_run(run).tok
     for k, part in [(1, report), (2, report["concat"][1])]:
-        code, out, err = cli("score", run, "--concat", k)
-        assert code == 0, err
+        out = run_cli("score", run, "--concat", k, in_process=True).out
         lines = [line.split("\t") for line in out.splitlines()]
         assert [int(n) for _, n in lines] == [len(ids) + 1 for ids in tok.encode(toy_test_set(run, k)[1])]
         assert sum(float(nll) for nll, _ in lines) / sum(int(n) for _, n in lines) == \
             pytest.approx(part["nll"], abs=1e-3)
 
 
-def test_compare_gives_each_run_its_p_value_against_the_baseline(runs, cli):
+def test_compare_gives_each_run_its_p_value_against_the_baseline(runs, run_cli):
     base, other = runs["bahdanau"], runs["transformer"]
-    code, out, err = cli("compare", other, base, base, "--baseline", base, "--format", "json")
-    assert code == 0 and err == ""
+    _, out, err = run_cli("compare", other, base, base, "--baseline", base, "--format", "json", in_process=True)
+    assert err == ""
     rows = json.loads(out)
     assert all(part["p_value"] is None for part in parts(rows[1]))  # the baseline
     assert all((part["p_value"] is None) == (part["n"] == 0) for part in parts(rows[0]))
@@ -271,10 +238,9 @@ def test_compare_gives_each_run_its_p_value_against_the_baseline(runs, cli):
     assert rows[0]["p_value"] == round(scores["BLEU"][1].p_value, 4)
 
     for fmt in ("table", "markdown"):
-        code, out, _ = cli("compare", other, base, "--baseline", base, "--format", fmt)
-        lines = out.splitlines()
-        assert code == 0 and lines[-2].count(" p=") == 1 + 1 + 2 and " p=" not in lines[-1]  # all, 1-10, k=1,2
-    code, out, _ = cli("compare", other, base, "--baseline", base, "--format", "csv")
+        lines = run_cli("compare", other, base, "--baseline", base, "--format", fmt, in_process=True).out.splitlines()
+        assert lines[-2].count(" p=") == 1 + 1 + 2 and " p=" not in lines[-1]  # all, 1-10, k=1,2
+    out = run_cli("compare", other, base, "--baseline", base, "--format", "csv", in_process=True).out
     records = list(csv.DictReader(io.StringIO(out)))
     assert float(records[0]["p_value k=2"]) == rows[0]["concat"][1]["p_value"] and records[1]["p_value k=2"] == ""
 
@@ -297,11 +263,9 @@ def with_scores(run: Path, dest: Path, dropped: dict[int, int], bootstrap: int) 
     return report
 
 
-def test_compare_gives_the_ratio_of_bleu_at_the_largest_k_to_k1(runs, cli, tmp_path):
+def test_compare_gives_the_ratio_of_bleu_at_the_largest_k_to_k1(runs, run_cli, tmp_path):
     reports = [with_scores(runs["bahdanau"], tmp_path / f"b{n}", {1: 1, 2: 3}, n) for n in (200, 0)]
-    code, out, err = cli("compare", tmp_path / "b200", tmp_path / "b0", "--format", "json")
-    assert code == 0, err
-    rows = json.loads(out)
+    rows = json.loads(run_cli("compare", tmp_path / "b200", tmp_path / "b0", "--format", "json", in_process=True).out)
     for row, report in zip(rows, reports):
         k1, k2 = report["concat"]
         assert row["k_ratio"]["k"] == 2 and row["k_ratio"]["ratio"] == round(100 * k2["bleu"] / k1["bleu"], 1) < 100
@@ -309,18 +273,18 @@ def test_compare_gives_the_ratio_of_bleu_at_the_largest_k_to_k1(runs, cli, tmp_p
     assert rows[1]["k_ratio"]["ci_low"] is rows[1]["k_ratio"]["ci_high"] is None  # --bootstrap 0
     ratio = rows[0]["k_ratio"]
     for fmt in ("table", "markdown"):
-        code, out, _ = cli("compare", tmp_path / "b200", tmp_path / "b0", "--format", fmt)
+        out = run_cli("compare", tmp_path / "b200", tmp_path / "b0", "--format", fmt, in_process=True).out
         header, _, with_interval, without = out.splitlines()
-        assert code == 0 and "k=2 / k=1" in header
+        assert "k=2 / k=1" in header
         assert f"{ratio['ratio']:.1f}% [{ratio['ci_low']:.1f}, {ratio['ci_high']:.1f}]" in with_interval
         assert f"{rows[1]['k_ratio']['ratio']:.1f}%" in without and "%  [" not in without
-    code, out, _ = cli("compare", tmp_path / "b200", "--format", "csv")
+    out = run_cli("compare", tmp_path / "b200", "--format", "csv", in_process=True).out
     record, = csv.DictReader(io.StringIO(out))
     assert [float(record[key]) for key in ("k_ratio k", "k_ratio", "k_ratio ci_low", "k_ratio ci_high")] == \
         [ratio["k"], ratio["ratio"], ratio["ci_low"], ratio["ci_high"]]
 
 
-def test_compare_reads_reports_of_older_versions(runs, cli, tmp_path):
+def test_compare_reads_reports_of_older_versions(runs, run_cli, tmp_path):
     """A report without the NLL and without the sentences' statistics: blanks, and no p-values."""
     old = tmp_path / "old"
     shutil.copytree(runs["bahdanau"], old)
@@ -330,24 +294,22 @@ def test_compare_reads_reports_of_older_versions(runs, cli, tmp_path):
             part.pop(key, None)
     (old / "eval" / "test.json").write_text(json.dumps(report))
     (old / "eval" / "test.sentences.jsonl").unlink()
-    code, out, err = cli("compare", runs["transformer"], old, "--baseline", old, "--format", "json")
-    assert code == 0
+    _, out, err = run_cli("compare", runs["transformer"], old, "--baseline", old, "--format", "json", in_process=True)
     assert err.startswith(f"warning: {old} has no test.sentences.jsonl") and err.count("\n") == 1
     rows = json.loads(out)
     assert all(part["p_value"] is None for row in rows for part in parts(row))
     assert all(part[key] is None for part in parts(rows[1]) for key in ADDED)
     assert rows[1]["k_ratio"] is None
-    code, out, _ = cli("compare", old)
-    assert code == 0 and out.splitlines()[-1].split()[11:13] == ["-", "-"]  # test NLL, length ratio
+    out = run_cli("compare", old, in_process=True).out
+    assert out.splitlines()[-1].split()[11:13] == ["-", "-"]  # test NLL, length ratio
     with_scores(runs["bahdanau"], tmp_path / "new", {1: 1, 2: 3}, 50)
-    code, out, _ = cli("compare", tmp_path / "new", old, "--format", "markdown")
+    out = run_cli("compare", tmp_path / "new", old, "--format", "markdown", in_process=True).out
     header, _, new, older = [line.split(" | ") for line in out.splitlines()]
-    assert code == 0 and new[header.index("k=2 / k=1")].endswith("]") and older[header.index("k=2 / k=1")] == "-"
+    assert new[header.index("k=2 / k=1")].endswith("]") and older[header.index("k=2 / k=1")] == "-"
 
 
-def test_position_plot_draws_one_curve_per_run(runs, cli, tmp_path):
-    code, _, err = cli("compare", *evaluated(runs), "--plot-position", tmp_path / "position.png")
-    assert code == 0, err
+def test_position_plot_draws_one_curve_per_run(runs, run_cli, tmp_path):
+    run_cli("compare", *evaluated(runs), "--plot-position", tmp_path / "position.png", in_process=True)
     assert_png(tmp_path / "position.png")
     ax, = position_figure(load_comparison(evaluated(runs))).axes
     assert [line.get_label() for line in ax.get_lines()] == list(EVALUATED)
@@ -357,9 +319,8 @@ def test_position_plot_draws_one_curve_per_run(runs, cli, tmp_path):
         assert list(line.get_ydata()) == report["concat"][1]["position_nll"]  # k=2, the largest
 
 
-def test_examples_are_where_the_runs_sentence_bleu_differs_most(runs, cli):
-    code, out, err = cli("compare", *evaluated(runs), "--examples", 3)
-    assert code == 0, err
+def test_examples_are_where_the_runs_sentence_bleu_differs_most(runs, run_cli):
+    out = run_cli("compare", *evaluated(runs), "--examples", 3, in_process=True).out
     blocks = out.split("\n\n")[1:]
     assert len(blocks) == 3
     sources, refs = toy_test_set(runs["bahdanau"], 2)
@@ -406,13 +367,12 @@ def test_table_marks_what_a_run_did_not_measure():
 
 # -- translate -------------------------------------------------------------------------------------
 
-def test_translate_writes_one_line_per_input_line_in_order(runs, cli):
+def test_translate_writes_one_line_per_input_line_in_order(runs, run_cli):
     """The test sources, with an empty line among them, come back as eval's own hypotheses."""
     run = runs["bahdanau"]
     test_set = Path(RunDir(run).read_config().data.dataset) / "test.jsonl"
     sources = [json.loads(line)["de"] for line in test_set.read_text().splitlines()]
-    code, out, err = cli("translate", run, stdin="\n".join(sources[:5] + [""] + sources[5:]) + "\n")
-    assert code == 0, err
+    out = run_cli("translate", run, stdin="\n".join(sources[:5] + [""] + sources[5:]) + "\n", in_process=True).out
     lines = out.split("\n")
     assert lines[-1] == "" and len(lines[:-1]) == len(sources) + 1 and lines[5] == ""
     hyps = (run / "eval" / "test.hyp.txt").read_text().split("\n")[:-1]
@@ -436,32 +396,31 @@ def test_translate_prints_as_it_reads(runs):
     assert len(out) == TRANSLATE_CHUNK + 2 and out[:TRANSLATE_CHUNK] == [first] * TRANSLATE_CHUNK and out[-2] == "\n"
 
 
-def test_sources_longer_than_the_positions_are_cut_and_said_so(runs, cli, tmp_path):
+def test_sources_longer_than_the_positions_are_cut_and_said_so(runs, run_cli, tmp_path):
     run = tmp_path / "short"
     data = Path(RunDir(runs["transformer"]).read_config().data.dataset)
-    trained = seq2seq("train", "--config", TINY, "--model", "transformer", "--dataset", data, "--max-steps", 1,
-                      "--run-dir", run, "--set", "model.max_positions=6")
-    assert trained.returncode == 0, trained.stderr
-    code, out, err = cli("translate", run, stdin="eins\n" + "eins zwei drei vier fünf sechs sieben\n" * 2)
-    assert code == 0 and len(out.splitlines()) == 3
+    run_cli("train", "--config", TINY, "--model", "transformer", "--dataset", data, "--max-steps", 1,
+            "--run-dir", run, "--set", "model.max_positions=6")
+    _, out, err = run_cli("translate", run, stdin="eins\n" + "eins zwei drei vier fünf sechs sieben\n" * 2,
+                          in_process=True)
+    assert len(out.splitlines()) == 3
     assert err == ("warning: 2 sources longer than the model's 5 tokens were cut to fit; their translation covers "
                    "the beginning only\n")
-    code, _, err = cli("eval", run, "--bootstrap", 0, "--concat", "1,2")
-    assert code == 0 and err.count("\n") == 1 and "tokens were cut to fit" in err
+    err = run_cli("eval", run, "--bootstrap", 0, "--concat", "1,2", in_process=True).err
+    assert err.count("\n") == 1 and "tokens were cut to fit" in err
 
 
-def test_translate_of_nothing_is_nothing(runs, cli):
-    assert cli("translate", runs["transformer"], stdin="") == (0, "", "")
-    assert cli("translate", runs["transformer"], stdin="\n\n") == (0, "\n\n", "")
+def test_translate_of_nothing_is_nothing(runs, run_cli):
+    assert run_cli("translate", runs["transformer"], stdin="", in_process=True) == (0, "", "")
+    assert run_cli("translate", runs["transformer"], stdin="\n\n", in_process=True) == (0, "\n\n", "")
 
 
 @pytest.mark.parametrize("model, layer", [("bahdanau", None), ("transformer", None), ("transformer", 0)])
-def test_attention_plot(runs, cli, tmp_path, model, layer):
+def test_attention_plot(runs, run_cli, tmp_path, model, layer):
     sentence = "eins zwei drei vier"
     plot = tmp_path / "attention.png"
     pick = ["--layer", layer] if layer is not None else []
-    code, out, err = cli("translate", runs[model], "--attention-plot", plot, *pick, stdin=sentence + "\n")
-    assert code == 0, err
+    out = run_cli("translate", runs[model], "--attention-plot", plot, *pick, stdin=sentence + "\n", in_process=True).out
     assert_png(plot)
     loaded = load_run(runs[model])
     amap = attention_map(loaded, sentence, layer)
@@ -471,12 +430,12 @@ def test_attention_plot(runs, cli, tmp_path, model, layer):
     np.testing.assert_allclose(amap.weights.sum(1), 1.0, atol=1e-5)  # each output step's weights sum to 1
 
 
-def test_attention_plot_needs_a_model_with_attention(runs, tmp_path):
+def test_attention_plot_needs_a_model_with_attention(runs, run_cli, tmp_path):
     plot = tmp_path / "attention.png"
-    result = seq2seq("translate", runs["rnn"], "--attention-plot", plot, stdin="eins zwei\n")
-    assert result.returncode == 2 and result.stdout == "" and not plot.exists()
-    assert result.stderr.startswith("error: model rnn has no attention") and result.stderr.count("\n") == 1
-    assert "Traceback" not in result.stderr
+    result = run_cli("translate", runs["rnn"], "--attention-plot", plot, stdin="eins zwei\n", expect=2)
+    assert result.out == "" and not plot.exists()
+    assert result.err.startswith("error: model rnn has no attention") and result.err.count("\n") == 1
+    assert "Traceback" not in result.err
 
 
 @pytest.mark.parametrize("model, args, stdin, message", [
@@ -488,10 +447,10 @@ def test_attention_plot_needs_a_model_with_attention(runs, tmp_path):
     ("transformer", ["--layer", "0"], "eins\n", "it needs --attention-plot"),
     ("transformer", ["--attention-plot", "a.pdf"], "eins\n", "a plot file must end in .png or .svg"),
 ])
-def test_translate_mistakes_are_one_line(runs, cli, tmp_path, monkeypatch, model, args, stdin, message):
+def test_translate_mistakes_are_one_line(runs, run_cli, tmp_path, monkeypatch, model, args, stdin, message):
     monkeypatch.chdir(tmp_path)
-    code, out, err = cli("translate", runs[model], *args, stdin=stdin)
-    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+    _, out, err = run_cli("translate", runs[model], *args, stdin=stdin, in_process=True, expect=2)
+    assert out == "" and message in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
 
 

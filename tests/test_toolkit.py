@@ -24,31 +24,20 @@ from matplotlib.image import imread
 
 from seq2seq.rundir import RunDir
 from tests.conftest import TINY, tiny_trainer, write_jsonl
-from tests.test_report import cli  # noqa: F401 (the CLI in this process, a fixture)
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
-def seq2seq(*args, stdin: str = "", **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], input=stdin, capture_output=True,
-                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, **kwargs)
-
-
-def ok(result: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert result.returncode == 0, result.stderr
-    return result
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
+def runs(tmp_path_factory, run_cli) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("toolkit")
     data = write_jsonl(root / "toy")
     extra = {"bahdanau": ["--tensorboard", "--set", "train.keep_best=3", "--set", "train.log_every=2"],
              "transformer": []}
     for model, args in extra.items():
-        ok(seq2seq("train", "--config", TINY, "--model", model, "--dataset", data, "--max-steps", 8,
-                   "--epochs", 50, "--run-dir", root / model, "--set", "train.eval_every=2", *args))
-        ok(seq2seq("eval", root / model, "--concat", "1,2", "--bootstrap", 20))
+        run_cli("train", "--config", TINY, "--model", model, "--dataset", data, "--max-steps", 8, "--epochs", 50,
+                "--run-dir", root / model, "--set", "train.eval_every=2", *args)
+        run_cli("eval", root / model, "--concat", "1,2", "--bootstrap", 20)
     return {model: root / model for model in extra}
 
 
@@ -68,7 +57,7 @@ def scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
 
 
-def test_tensorboard_curves_are_logged_at_their_steps_and_a_resume_continues_them(runs, tmp_path):
+def test_tensorboard_curves_are_logged_at_their_steps_and_a_resume_continues_them(runs, tmp_path, run_cli):
     run = copy(runs["bahdanau"], tmp_path)
     curves = scalars(run / "tensorboard")
     assert set(curves) == {"train/loss", "train/lr", "train/grad_norm", "train/tgt_tok_per_s", "valid/loss",
@@ -81,7 +70,7 @@ def test_tensorboard_curves_are_logged_at_their_steps_and_a_resume_continues_the
     assert all(value > 0 for tag in ("train/loss", "train/grad_norm", "train/lr") for _, value in curves[tag])
     assert not (runs["transformer"] / "tensorboard").exists()  # only where asked for
 
-    ok(seq2seq("train", "--resume", run, "--max-steps", 12))
+    run_cli("train", "--resume", run, "--max-steps", 12)
     resumed = scalars(run / "tensorboard")
     assert [step for step, _ in resumed["train/loss"]] == [2, 4, 6, 8, 10, 12]
     assert [step for step, _ in resumed["valid/bleu"]] == [2, 4, 6, 8, 10, 12]
@@ -108,13 +97,13 @@ def test_a_resumed_writer_replaces_what_was_logged_after_the_checkpoint(tmp_path
 
 # -- checkpoint averaging --------------------------------------------------------------------------
 
-def test_average_writes_the_mean_of_the_kept_checkpoints_which_eval_uses(runs, tmp_path, cli):
+def test_average_writes_the_mean_of_the_kept_checkpoints_which_eval_uses(runs, tmp_path, run_cli):
     run = copy(runs["bahdanau"], tmp_path)
     kept = RunDir(run).kept_checkpoints()
     best_3 = sorted(RunDir(run).read_metrics(), key=lambda m: -m["val_bleu"])[:3]  # of 4 validations; ties: the earlier
     steps = sorted(m["step"] for m in best_3)
     assert [p.name for p in kept] == [f"best-{step}.pt" for step in steps]
-    assert cli("average", run)[0] == 0
+    run_cli("average", run, in_process=True)
     avg = torch.load(run / "checkpoints" / "avg.pt", weights_only=True)
     weights = [torch.load(p, weights_only=True)["model"] for p in kept]
     assert avg["model"].keys() == weights[0].keys()
@@ -123,15 +112,14 @@ def test_average_writes_the_mean_of_the_kept_checkpoints_which_eval_uses(runs, t
     assert avg["averaged_steps"] == steps and not torch.equal(weights[0]["W_o.weight"], weights[2]["W_o.weight"])
 
     best = (run / "eval" / "test.json").read_text()
-    code, out, err = cli("eval", run, "--checkpoint", "avg", "--bootstrap", 0, "--json")
-    assert code == 0, err
+    out = run_cli("eval", run, "--checkpoint", "avg", "--bootstrap", 0, "--json", in_process=True).out
     assert json.loads(out)["checkpoint"] == "avg" and json.loads(out)["step"] == steps[-1]
     # its own report, hypotheses and sentences: the best checkpoint's report stays as it was
     assert json.loads((run / "eval" / "test.avg.json").read_text())["checkpoint"] == "avg"
     assert (run / "eval" / "test.avg.hyp.txt").exists() and (run / "eval" / "test.avg.sentences.jsonl").exists()
     assert (run / "eval" / "test.json").read_text() == best
-    code, out, _ = cli("translate", run, "--checkpoint", "avg", stdin="eins zwei\n")
-    assert code == 0 and out.count("\n") == 1
+    out = run_cli("translate", run, "--checkpoint", "avg", stdin="eins zwei\n", in_process=True).out
+    assert out.count("\n") == 1
 
 
 def test_keep_best_keeps_the_checkpoints_of_highest_validation_bleu(tmp_path):
@@ -147,39 +135,38 @@ def test_keep_best_keeps_the_checkpoints_of_highest_validation_bleu(tmp_path):
 
 # -- n-best ----------------------------------------------------------------------------------------
 
-def test_nbest_prints_n_scored_hypotheses_per_line_best_first(runs, cli):
+def test_nbest_prints_n_scored_hypotheses_per_line_best_first(runs, run_cli):
     run = runs["bahdanau"]
-    code, lines, err = cli("translate", run, "--beam", 4, "--nbest", 3, stdin="Ein Hund.\nZwei Katzen.\n")
-    assert code == 0, err
-    rows = [line.split("\t") for line in lines.splitlines()]
+    out = run_cli("translate", run, "--beam", 4, "--nbest", 3, stdin="Ein Hund.\nZwei Katzen.\n", in_process=True).out
+    rows = [line.split("\t") for line in out.splitlines()]
     assert [int(i) for i, _, _ in rows] == [0, 0, 0, 1, 1, 1]
     for i in (0, 1):
         scores = [float(score) for _, score, _ in rows[3 * i:3 * i + 3]]
         assert scores == sorted(scores, reverse=True) and all(s <= 0 for s in scores)  # log p / len
-    best = cli("translate", run, "--beam", 4, stdin="Ein Hund.\n\nZwei Katzen.\n")[1].split("\n")
+    best = run_cli("translate", run, "--beam", 4, stdin="Ein Hund.\n\nZwei Katzen.\n", in_process=True).out.split("\n")
     assert [rows[0][2], rows[3][2]] == [best[0], best[2]]  # the first of the n is the beam's translation
     # an empty line has no hypotheses; the indexes are those of the input lines
-    gapped = cli("translate", run, "--beam", 2, "--nbest", 2, stdin="Ein Hund.\n\nZwei Katzen.\n")[1]
+    gapped = run_cli("translate", run, "--beam", 2, "--nbest", 2, stdin="Ein Hund.\n\nZwei Katzen.\n",
+                     in_process=True).out
     assert [line.split("\t")[0] for line in gapped.splitlines()] == ["0", "0", "2", "2"]
 
 
-def test_nbest_numbers_the_input_lines_across_translate_chunks(runs, cli, monkeypatch):
+def test_nbest_numbers_the_input_lines_across_translate_chunks(runs, run_cli, monkeypatch):
     """translate streams a chunk of lines at a time: an index is that of the line in the whole input."""
     monkeypatch.setattr("seq2seq.cli.TRANSLATE_CHUNK", 2)
-    code, out, err = cli("translate", runs["bahdanau"], "--beam", 2, "--nbest", 2,
-                         stdin="Ein Hund.\n\nZwei Katzen.\nDrei.\nVier.\n")
-    assert code == 0, err
+    out = run_cli("translate", runs["bahdanau"], "--beam", 2, "--nbest", 2,
+                  stdin="Ein Hund.\n\nZwei Katzen.\nDrei.\nVier.\n", in_process=True).out
     assert [line.split("\t")[0] for line in out.splitlines()] == ["0", "0", "2", "2", "3", "3", "4", "4"]
 
 
 # -- progress bars ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("command", [["translate"], ["eval", "--bootstrap", "0"]])
-def test_a_progress_bar_on_a_terminal_and_nothing_in_a_pipe(runs, tmp_path, cli, command):
+def test_a_progress_bar_on_a_terminal_and_nothing_in_a_pipe(runs, tmp_path, run_cli, command):
     run = copy(runs["transformer"], tmp_path)
     stdin = "eins zwei\ndrei\n"
-    code, piped, err = cli(command[0], run, *command[1:], stdin=stdin)
-    assert code == 0 and err == ""
+    _, piped, err = run_cli(command[0], run, *command[1:], stdin=stdin, in_process=True)
+    assert err == ""
     main, terminal = pty.openpty()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TERM": "xterm", "COLUMNS": "100"}
     proc = subprocess.Popen([sys.executable, "-m", "seq2seq", command[0], str(run), *command[1:]],
@@ -229,9 +216,9 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def report(runs, tmp_path_factory) -> Path:
+def report(runs, tmp_path_factory, run_cli) -> Path:
     out = tmp_path_factory.mktemp("report") / "r.html"
-    ok(seq2seq("report", runs["bahdanau"], runs["transformer"], "-o", out))
+    run_cli("report", runs["bahdanau"], runs["transformer"], "-o", out)
     return out
 
 

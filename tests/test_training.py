@@ -2,8 +2,7 @@
 
 import copy
 import json
-import subprocess
-import sys
+import math
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from seq2seq.likelihood import reference_nll
 from seq2seq.metrics import corpus_scores
 from seq2seq.models import MODELS, build_model
 from seq2seq.search import translate
-from seq2seq.tokenizer import Tokenizer
+from seq2seq.tokenizer import PAD, Tokenizer
 from seq2seq.train import token_loss
 from tests.conftest import MULTI30K, TINY, batch_of, overfit_tiny_model, tiny_trainer, toy_pairs
 
@@ -57,14 +56,7 @@ def test_score_cuts_what_exceeds_the_positions_as_translate_does():
     assert [len(x) for x in nlls] == [6, len(tok.encode(["One."])[0]) + 1]  # 5 tokens and EOS; all of it
 
 
-def run_cli(*args, check=True):
-    result = subprocess.run([sys.executable, "-m", "seq2seq", *map(str, args)], capture_output=True, text=True)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def test_train_then_eval_end_to_end(toy_dataset, tmp_path):
+def test_train_then_eval_end_to_end(toy_dataset, tmp_path, run_cli):
     run = tmp_path / "run"
     run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--max-steps", 12, "--epochs", 50, "--run-dir", run,
             "--set", "train.eval_every=6")
@@ -77,15 +69,21 @@ def test_train_then_eval_end_to_end(toy_dataset, tmp_path):
     info = json.loads((run / "run.json").read_text())
     assert info["model"] == "bahdanau" and info["params"] > 0 and info["steps"] == 12
 
-    out = run_cli("eval", run, "--concat", "1,2")
+    out = run_cli("eval", run, "--concat", "1,2,3")
     report = json.loads((run / "eval" / "test.json").read_text())
     assert {"bleu", "chrf", "signature", "buckets", "concat"} <= set(report)
     assert report["signature"]["bleu"].startswith("nrefs:1|case:mixed")
     assert [b["range"] for b in report["buckets"]] == ["1-10", "11-15", "16-20", "21+"]
     assert sum(b["n"] for b in report["buckets"]) == 40 == report["n"]
-    assert [c["k"] for c in report["concat"]] == [1, 2] and report["concat"][1]["n"] == 20
-    assert len((run / "eval" / "test.hyp.txt").read_text().splitlines()) == 40
-    assert "BLEU" in out.stdout and "signature" not in out.stderr
+    # 40 pairs in threes: 13 joins of three and a last one of the pair left over, counted as one
+    sources = [s for s, _ in toy_pairs(40, 3)]
+    assert [(c["k"], c["n"]) for c in report["concat"]] == [(1, 40), (2, 20), (3, 14)]
+    assert report["concat"][2]["src_words"] == round(sum(len(s.split()) for s in sources) / 14, 1)
+    joined = (run / "eval" / "test.concat3.hyp.txt").read_text().splitlines()
+    assert len(joined) == 14 and len((run / "eval" / "test.hyp.txt").read_text().splitlines()) == 40
+    # the table on stdout, with the signatures; stderr holds nothing
+    assert f"BLEU {report['bleu']:.2f}" in out.out and f"  {report['signature']['bleu']}\n" in out.out
+    assert out.err == ""
 
 
 @pytest.mark.parametrize("poisoned", ["loss", "gradient"])
@@ -135,15 +133,14 @@ def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes_with_steps_where_
     assert trainer.train_step(batch).tolist()[2] == 0
 
 
-def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_dataset, tmp_path):
+def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_dataset, tmp_path, run_cli):
     # A learning rate of 1e30 makes the weights infinite after the first update; every later loss is NaN.
     args = ["train", "--config", TINY, "--dataset", toy_dataset, "--max-steps", 20, "--epochs", 50,
             "--set", "train.lr=1e30", "--set", "train.warmup_steps=0", "--set", "train.log_every=5",
             "--set", "train.eval_every=20"]
-    failed = run_cli(*args, "--run-dir", tmp_path / "a", check=False)
-    assert failed.returncode == 1
-    assert failed.stderr.strip().splitlines()[-1] == ("error: non-finite loss or gradient in 4 batches by step 5 "
-                                                      "(more than train.max_nonfinite=0); no checkpoint was saved yet")
+    failed = run_cli(*args, "--run-dir", tmp_path / "a", expect=1)
+    assert failed.err.strip().splitlines()[-1] == ("error: non-finite loss or gradient in 4 batches by step 5 "
+                                                   "(more than train.max_nonfinite=0); no checkpoint was saved yet")
 
     run_cli(*args, "--set", "train.max_nonfinite=19", "--run-dir", tmp_path / "b")
     log = (tmp_path / "b" / "train.log").read_text()
@@ -152,7 +149,7 @@ def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_datase
     assert torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["progress"]["nonfinite"] == 19
 
 
-def test_same_seed_same_cpu_run(toy_dataset, tmp_path):
+def test_same_seed_same_cpu_run(toy_dataset, tmp_path, run_cli):
     weights = []
     for name in ("a", "b"):
         run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--max-steps", 5, "--run-dir", tmp_path / name)
@@ -162,7 +159,7 @@ def test_same_seed_same_cpu_run(toy_dataset, tmp_path):
 
 
 @pytest.mark.skipif(not MULTI30K.exists(), reason="needs ../shared/data/multi30k")
-def test_real_multi30k_flows_through(tmp_path):
+def test_real_multi30k_flows_through(tmp_path, run_cli):
     run = tmp_path / "real"
     run_cli("train", "--config", TINY, "--dataset", MULTI30K, "--max-train-pairs", 2000, "--max-steps", 10,
             "--run-dir", run, "--set", "data.vocab_size=1000")
@@ -170,7 +167,14 @@ def test_real_multi30k_flows_through(tmp_path):
     assert "train: 2000 pairs kept" in log and "validation: 1014 pairs" in log
     run_cli("eval", run, "--bootstrap", 0)
     report = json.loads((run / "eval" / "test.json").read_text())
-    assert report["n"] == 1000 and 0 <= report["bleu"] <= 100
+    rows = [json.loads(line) for line in (MULTI30K / "test.jsonl").read_text(encoding="utf-8").splitlines()]
+    hyps = (run / "eval" / "test.hyp.txt").read_text(encoding="utf-8").split("\n")[:-1]
+    assert report["n"] == len(hyps) == len(rows) == 1000
+    # ten updates take the references' NLL below a uniform guess over the 1,000 pieces (ln 1000 = 6.9)
+    assert report["nll"] < math.log(1000) - 0.1
+    words = [len(row["de"].split()) for row in rows]
+    assert [b["n"] for b in report["buckets"]] == [sum(lo <= n <= hi for n in words)
+                                                   for lo, hi in ((1, 10), (11, 15), (16, 20), (21, 10**9))]
 
 
 def test_cosine_schedule_anneals_by_whichever_of_steps_and_time_budget_ends_the_run():
@@ -188,7 +192,7 @@ def test_cosine_schedule_anneals_by_whichever_of_steps_and_time_budget_ends_the_
     assert lr_at(20, no_budget, total, elapsed=1e6) > 9e-4  # without a budget time does not count
 
 
-def test_a_time_budgeted_cosine_run_ends_at_the_schedules_floor(toy_dataset, tmp_path):
+def test_a_time_budgeted_cosine_run_ends_at_the_schedules_floor(toy_dataset, tmp_path, run_cli):
     run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--run-dir", tmp_path / "run",
             "--time-budget", 4, "--epochs", 1000, "--set", "train.schedule=cosine",
             "--set", "train.warmup_steps=0", "--set", "train.min_lr=1e-5", "--set", "train.patience=100000",
@@ -223,3 +227,86 @@ def test_a_bf16_training_step_on_the_cpu_is_close_to_fp32_and_finite(name, tmp_p
     assert torch.isfinite(loss)
     assert all(p.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in model.parameters()
                if p.grad is not None)
+
+
+def test_learning_rate_schedules_at_known_steps():
+    """Linear warmup over train.warmup_steps to train.lr, then inverse square root of the step,
+    cosine down to train.min_lr at the last step, or constant."""
+    from seq2seq.train import lr_at
+
+    cfg = load_config(TINY, {"train.lr": 1e-3, "train.warmup_steps": 4, "train.min_lr": 1e-5})
+    total = 104  # 100 steps after the warmup
+    for schedule in ("inverse_sqrt", "cosine", "constant"):
+        at = cfg.replace({"train.schedule": schedule})
+        # warmup: step s (0-based) runs at lr * (s + 1) / warmup_steps, whatever comes after
+        assert [lr_at(s, at, total) for s in range(4)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    inverse_sqrt = cfg.replace({"train.schedule": "inverse_sqrt"})
+    assert lr_at(4, inverse_sqrt, total) == pytest.approx(1e-3 * (4 / 5) ** 0.5)
+    assert lr_at(15, inverse_sqrt, total) == pytest.approx(5e-4)  # lr * sqrt(4 / 16)
+    assert lr_at(399, inverse_sqrt, total) == pytest.approx(1e-4)  # lr * sqrt(4 / 400)
+    assert lr_at(10**6, inverse_sqrt, total) == pytest.approx(1e-3 * (4 / (10**6 + 1)) ** 0.5)  # no floor, no end
+    no_warmup = inverse_sqrt.replace({"train.warmup_steps": 0})
+    assert [lr_at(s, no_warmup, total) for s in (0, 3, 99)] == pytest.approx([1e-3, 5e-4, 1e-4])  # lr / sqrt(s + 1)
+    cosine = cfg.replace({"train.schedule": "cosine"})
+    quarter = 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi / 4))
+    assert [lr_at(s, cosine, total) for s in (4, 29, 54, 104, 500)] == \
+        pytest.approx([1e-3, quarter, (1e-3 + 1e-5) / 2, 1e-5, 1e-5])  # the floor from the last step on
+    constant = cfg.replace({"train.schedule": "constant"})
+    assert [lr_at(s, constant, total, elapsed=1e6) for s in (4, 104, 10**6)] == [1e-3] * 3
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_padding_costs_nothing_with_or_without_label_smoothing(smoothing):
+    """token_loss sums over real target tokens only: PAD positions, whatever their logits, add no
+    loss and get no gradient; each real token costs (1 - eps) * -log p(y) + eps * mean_v -log p(v)."""
+    g = torch.Generator().manual_seed(0)
+    V = 7
+    logits = torch.randn(2, 3, V, generator=g)  # (B, T, V)
+    tgt_out = torch.tensor([[4, 5, 3], [6, 3, PAD]])  # the second target is one token shorter
+    loss = token_loss(logits, tgt_out, smoothing)
+    logp = logits.log_softmax(-1)
+    real = [(b, t) for b in range(2) for t in range(3) if tgt_out[b, t] != PAD]
+    want = sum((1 - smoothing) * -logp[b, t, tgt_out[b, t]] - smoothing * logp[b, t].mean() for b, t in real)
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+
+    # two more PAD positions, with large random logits
+    extra = 50 * torch.randn(2, 2, V, generator=g)
+    padded_logits = torch.cat([logits, extra], dim=1).requires_grad_()  # (B, T + 2, V)
+    padded = torch.cat([tgt_out, torch.full((2, 2), PAD)], dim=1)
+    padded_loss = token_loss(padded_logits, padded, smoothing)
+    assert padded_loss.item() == pytest.approx(loss.item(), rel=1e-6)
+    padded_loss.backward()
+    assert torch.equal(padded_logits.grad[:, 3:], torch.zeros(2, 2, V)) and torch.equal(padded_logits.grad[1, 2],
+                                                                                         torch.zeros(V))
+    assert padded_logits.grad[0, 2].abs().sum() > 0
+
+
+def test_best_is_the_checkpoint_of_highest_validation_bleu_and_patience_stops_the_run(toy_dataset, tmp_path,
+                                                                                     run_cli, monkeypatch):
+    """Validation BLEU scripted, one validation per step, train.patience=2: a tie is no
+    improvement, a new best starts the count again, and the third validation in a row without a
+    better BLEU stops the run; best.pt holds the step of the highest BLEU, its first if repeated."""
+    from seq2seq import train
+
+    script = [10.0, 5.0, 5.0, 20.0, 20.0, 15.0, 15.0] + [50.0] * 20  # 50: never reached
+    validated = []
+
+    def scripted(hyps, refs):
+        validated.append(len(hyps))
+        return {"bleu": script[len(validated) - 1]}
+
+    monkeypatch.setattr(train, "corpus_scores", scripted)
+    run = tmp_path / "run"
+    run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--run-dir", run, "--epochs", 100,
+            "--max-steps", 27, "--set", "train.eval_every=1", "--set", "train.patience=2", in_process=True)
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(m["step"], m["val_bleu"]) for m in metrics] == list(zip(range(1, 8), script))
+    assert validated == [40] * 7  # the 40 validation pairs, at each of steps 1 to 7
+    info = json.loads((run / "run.json").read_text())
+    assert (info["steps"], info["best_val_bleu"]) == (7, 20.0)
+    assert info["stopped"] == "no better validation BLEU in 3 validations"
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert (best["progress"]["step"], best["progress"]["best_bleu"]) == (4, 20.0)
+    assert (last["progress"]["step"], last["progress"]["bad_validations"]) == (7, 3)
+    assert not torch.equal(best["model"]["W_o.weight"], last["model"]["W_o.weight"])  # trained on after step 4
