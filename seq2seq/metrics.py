@@ -116,9 +116,11 @@ def _resample(items: list, rng: random.Random) -> list:
 
 
 def _percentiles_95(values: list[float]) -> tuple[float, float]:
-    """The 2.5th and 97.5th percentiles of bootstrap values (the bounds of the 95% interval)."""
+    """The 2.5th and 97.5th percentiles of bootstrap values (the bounds of the 95% interval):
+    as many values left out above the interval as below it (25 of 1,000 on each side)."""
     ranked = sorted(values)
-    return ranked[int(0.025 * len(ranked))], ranked[min(len(ranked) - 1, int(0.975 * len(ranked)))]
+    out = int(0.025 * len(ranked))
+    return ranked[out], ranked[len(ranked) - 1 - out]
 
 
 def paired_bootstrap(baseline: list[list[int]], system: list[list[int]], resamples: int = 1000,

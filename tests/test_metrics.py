@@ -129,8 +129,6 @@ def test_bootstrap_intervals_are_the_central_95_percent_of_the_resampled_scores(
     assert bootstrap_intervals([], 1000, [nll_per_token]) is None
 
 
-@pytest.mark.xfail(strict=True, reason="_percentiles_95 takes ranked[int(0.025 R)] and ranked[int(0.975 R)]: of "
-                                       "R = 1000 resamples it leaves 25 below the interval and 24 above it")
 def test_the_bootstrap_interval_leaves_as_many_resamples_above_it_as_below():
     """A score and its negative: the interval of one is the other's mirrored, if as many
     resampled scores are left out on each side."""
