@@ -51,8 +51,11 @@ def load_of_run(run: RunDir, which: str, remedy: str = "use the other checkpoint
     path = run.checkpoint(which)
     ckpt = load(path, remedy)
     cfg = Config.from_dict(ckpt["config"], where=str(path), saved=True)
-    if cfg.model != run.read_config().model:
-        raise UserError(f"checkpoint {path} belongs to another run: its model differs from {run.config}")
+    own = run.read_config().model
+    if cfg.model != own:
+        differs = (f"it is of model {cfg.model.name}, run {run.path} trains model {own.name}" if cfg.model.name != own.name
+                   else f"its model's settings differ from {run.config}")
+        raise UserError(f"checkpoint {path} belongs to another run: {differs}")
     tok = Tokenizer.load(run.spm)
     if ckpt.get("vocab") != vocab_fingerprint(tok.proto):
         raise UserError(f"checkpoint {path} belongs to another run: its vocabulary differs from {run.spm}")

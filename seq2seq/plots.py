@@ -130,7 +130,7 @@ def attention_map(loaded: LoadedRun, sentence: str, layer: int | None = None) ->
     """The attention of every output step of the sentence's greedy translation (search.attention),
     labelled for drawing."""
     model, tok, name = loaded.model, loaded.tok, loaded.cfg.model.name
-    src, out, weights = attention(model, tok, sentence, loaded.device, loaded.cfg.eval, layer)
+    src, out, weights = attention(model, tok, sentence, loaded.device, loaded.cfg.eval, layer, f"model {name}")
     title = f"{name} attention"
     if model.attention_layers is not None:
         title += f"\ndecoder layer {(-1 if layer is None else layer) % model.attention_layers}, mean over heads"

@@ -131,16 +131,16 @@ def nbest(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.devi
 
 
 def attention(model: Seq2Seq, tok: Tokenizer, sentence: str, device: torch.device, settings: EvalConfig,
-              layer: int | None = None) -> tuple[list[int], list[int], Tensor]:
+              layer: int | None = None, name: str = "this model") -> tuple[list[int], list[int], Tensor]:
     """Translate one sentence greedily, keeping where each output step looked: its source ids,
     output ids and attention weights (T_out + 1, S), EOS included on both sides. For the
     Transformer, `layer` picks the decoder layer (default the last) whose cross-attention,
-    averaged over heads, is returned."""
+    averaged over heads, is returned. `name` names the model in errors."""
     n = model.attention_layers
     if n is not None and layer is not None and not -n <= layer < n:
         raise UserError(f"--layer must be between {-n} and {n - 1}: the model has {n} decoder layers")
     if n is None and layer is not None:
-        raise UserError("--layer picks a Transformer decoder layer; this model has none")
+        raise UserError(f"--layer picks a Transformer decoder layer; {name} has no layers of attention to choose from")
     ids = source_ids(model, tok, [sentence])
     batch = collate(ids, [[]]).to(device)
     max_len = output_limit(batch.src_mask, settings.max_len_a, settings.max_len_b, model.max_positions)  # (1,)
@@ -151,7 +151,7 @@ def attention(model: Seq2Seq, tok: Tokenizer, sentence: str, device: torch.devic
                                  layer=-1 if layer is None else layer)
     model.train(was_training)
     if weights is None:
-        raise UserError("this model has no attention to draw: --attention-plot needs bahdanau or transformer")
+        raise UserError(f"{name} has no attention to plot: --attention-plot needs bahdanau or transformer")
     return ids[0], tokens[0], weights[0].float().cpu()
 
 

@@ -1,8 +1,11 @@
+import atexit
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -13,7 +16,25 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTI30K = ROOT.parent / "shared" / "data" / "multi30k"
-TINY = ROOT / "tests" / "tiny.yaml"
+TINY = ROOT / "tests" / "tiny.yaml"  # a tiny bahdanau; tiny(model) for the others
+# Each model's tiny sizes: tiny.yaml's model section is bahdanau's.
+TINY_MODELS = {"rnn": {"emb_dim": 32, "hidden_dim": 32}, "lstm": {"emb_dim": 32, "hidden_dim": 32},
+               "bahdanau": {"emb_dim": 32, "hidden_dim": 32, "attn_dim": 32},
+               "transformer": {"d_model": 32, "heads": 4, "ff_dim": 64, "enc_layers": 1, "dec_layers": 1}}
+_TINY_DIR = Path(tempfile.mkdtemp(prefix="seq2seq-tiny-"))
+atexit.register(shutil.rmtree, _TINY_DIR, ignore_errors=True)
+
+
+def tiny(model: str = "bahdanau") -> Path:
+    """A config file like tiny.yaml, with `model`'s own tiny sizes (for --config and load_config)."""
+    import yaml
+
+    path = _TINY_DIR / f"{model}.yaml"
+    if not path.exists():
+        raw = yaml.safe_load(TINY.read_text(encoding="utf-8"))
+        raw["model"] = {"name": model, "dropout": raw["model"]["dropout"], **TINY_MODELS[model]}
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
 
 # A toy "language": German number words and their English translations, so that tiny models
 # can learn the mapping in seconds and BLEU can reach 100.
@@ -52,9 +73,10 @@ def tiny_trainer(run_dir, world=None, device="cpu", precision="fp32"):
     from seq2seq.config import load_config
     from seq2seq.distributed import World
     from seq2seq.models import build_model
+    from seq2seq.corpus import Corpus
     from seq2seq.rundir import RunDir
     from seq2seq.tokenizer import Tokenizer
-    from seq2seq.train import Corpus, Progress, Trainer
+    from seq2seq.trainer import Progress, Trainer
 
     tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
     cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0, "train.precision": precision})
@@ -71,14 +93,14 @@ def overfit_tiny_model(name: str):
     import torch
 
     from seq2seq.config import load_config
+    from seq2seq.likelihood import token_loss
     from seq2seq.models import build_model
     from seq2seq.tokenizer import Tokenizer
-    from seq2seq.train import token_loss
 
     pairs = toy_pairs(8, seed=5, max_len=5)
     tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
-    cfg = load_config(TINY, {"model.name": name, "model.dropout": 0.0, "model.hidden_dim": 64,
-                             "model.d_model": 64, "model.ff_dim": 128})
+    wider = {"model.d_model": 64, "model.ff_dim": 128} if name == "transformer" else {"model.hidden_dim": 64}
+    cfg = load_config(tiny(name), {"model.dropout": 0.0, **wider})
     torch.manual_seed(0)
     model = build_model(cfg.model, tok.vocab_size)
     batch = batch_of(tok, pairs)

@@ -30,7 +30,9 @@ def test_overrides_are_typed_and_validated():
     ({"model": {"hidden_dim": -4}}, "model.hidden_dim must be positive"),
     ({"model": {"name": "gpt"}}, "model.name must be one of"),
     ({"model": {"dropout": 1.5}}, "dropout"),
-    ({"model": {"d_model": 30, "heads": 4}}, "divisible"),
+    ({"model": {"name": "transformer", "d_model": 30, "heads": 4}}, "divisible"),
+    ({"model": {"name": "rnn", "heads": 4}}, "model rnn has no setting 'heads'"),
+    ({"model": {"d_model": 256}}, "model bahdanau has no setting 'd_model'"),
     ({"train": {"epochs": True}}, "must be int"),
     ({"train": {"lr_rate": 1}}, "unknown key 'lr_rate'"),
     ({"optim": {}}, "unknown section 'optim'"),
@@ -40,6 +42,29 @@ def test_overrides_are_typed_and_validated():
 def test_bad_config_values_raise_user_errors(raw, message):
     with pytest.raises(UserError, match=message):
         Config.from_dict(raw)
+
+
+def test_each_model_has_its_own_settings_and_a_new_name_keeps_the_shared_ones():
+    rnn = load_config(TINY, {"model.name": "rnn", "model.layers": 2})
+    assert rnn.model.__dict__ == {"name": "rnn", "dropout": 0.1, "emb_dim": 32, "hidden_dim": 32, "layers": 2,
+                                  "reverse_source": False}
+    assert rnn.model.max_positions is None  # any length fits a recurrent model
+    transformer = load_config(TINY, {"model.name": "transformer"})
+    assert (transformer.model.dropout, transformer.model.d_model, transformer.model.max_positions) == (0.1, 256, 1024)
+    with pytest.raises(UserError, match=r"unknown config key 'model.heads' \(model rnn has"):
+        load_config(TINY, {"model.name": "rnn", "model.heads": 4})
+
+
+def test_a_config_saved_with_the_one_flat_model_config_still_loads():
+    """Run dirs and checkpoints written before each model had its own config hold every model's
+    fields; read as saved, each keeps its own and drops the others (a user's file does not)."""
+    flat = {"name": "lstm", "emb_dim": 256, "hidden_dim": 512, "attn_dim": 512, "layers": 2, "reverse_source": True,
+            "d_model": 256, "heads": 8, "ff_dim": 1024, "enc_layers": 3, "dec_layers": 3, "pre_norm": True,
+            "tie_embeddings": True, "dropout": 0.3, "max_positions": 1024}
+    saved = Config.from_dict({"model": flat}, saved=True)
+    assert saved.model == load_config(config_path("lstm")).model
+    with pytest.raises(UserError, match="model lstm has no setting"):
+        Config.from_dict({"model": flat})
 
 
 def test_unknown_set_key():

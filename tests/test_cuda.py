@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+from seq2seq.config import EvalConfig
 from seq2seq.device import autocast, pick_device, precision_label
 from seq2seq.metrics import corpus_scores
 from seq2seq.models import MODELS
@@ -41,10 +42,10 @@ def test_a_bf16_step_with_the_fused_optimizer_trains_with_the_gru_encoder_in_fp3
         getattr(model, name).register_forward_hook(hook)
     batch = batch_of(tok, toy_pairs(16, seed=4)).to(gpu)
     losses = []
-    for _ in range(40):  # trainer.p.step stays 0: the learning rate stays train.lr
+    for _ in range(40):  # trainer.progress.step stays 0: the learning rate stays train.lr
         stats = trainer.train_step(batch)
-        assert stats.device.type == "cuda"
-        loss, tokens, skipped = stats.tolist()
+        assert stats.loss_sum.device.type == "cuda"
+        loss, tokens, skipped, _ = stats.read()
         assert skipped == 0 and tokens == batch.n_tokens
         losses.append(loss / tokens)
     # cuDNN's GRU outside autocast, in fp32 (under it: fp16); the GRU cell and the readout in bf16
@@ -60,15 +61,15 @@ def test_a_non_finite_loss_is_skipped_on_the_gpu_without_touching_the_weights(tm
     trainer, tok = tiny_trainer(tmp_path, device=gpu, precision="bf16")
     model, optimizer = trainer.model, trainer.optimizer
     batch = batch_of(tok, toy_pairs(8, seed=4)).to(gpu)
-    assert trainer.train_step(batch).tolist()[2] == 0  # a good step first, so that Adam has moments to keep
+    assert trainer.train_step(batch).read()[2] == 0  # a good step first, so that Adam has moments to keep
     before = copy.deepcopy((model.state_dict(), optimizer.state_dict()["state"]))
-    trainer.step_fn = lambda *inputs: model(*inputs) * float("nan")
-    assert trainer.train_step(batch).tolist() == [0.0, 0.0, 1.0]
+    trainer.replica = lambda *inputs: model(*inputs) * float("nan")
+    assert trainer.train_step(batch).read() == [0.0, 0.0, 1.0, 0.0]
     weights, moments = model.state_dict(), optimizer.state_dict()["state"]
     assert all(torch.equal(before[0][k], weights[k]) for k in weights)
     assert all(torch.equal(before[1][p][k], moments[p][k]) for p in moments for k in moments[p])
-    trainer.step_fn = model
-    assert trainer.train_step(batch).tolist()[2] == 0
+    trainer.replica = model
+    assert trainer.train_step(batch).read()[2] == 0
     assert not all(torch.equal(before[0][k], v) for k, v in model.state_dict().items())
 
 
@@ -84,7 +85,7 @@ def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes_fused_on_the_gpu(
     for p in trainer.model.parameters():
         step = trainer.optimizer.state[p]["step"]
         assert (step.device, step.dtype) == (p.device, torch.float32)
-    loss, tokens, skipped = trainer.train_step(batch).tolist()
+    loss, tokens, skipped, _ = trainer.train_step(batch).read()
     assert skipped == 0 and loss > 0 and tokens == batch.n_tokens
 
 
@@ -113,11 +114,11 @@ def test_greedy_and_beam_search_on_the_gpu_give_the_cpus_translations(name, gpu)
     """A tiny model overfits eight pairs on the CPU; the GPU (TF32) translates them as the CPU does."""
     model, tok, pairs = overfit_tiny_model(name)
     sources, cpu = [s for s, _ in pairs], torch.device("cpu")
-    on_cpu = {beam: translate(model, tok, sources, cpu, beam=beam) for beam in (1, 4)}
+    on_cpu = {beam: translate(model, tok, sources, cpu, EvalConfig(beam=beam)) for beam in (1, 4)}
     assert corpus_scores(on_cpu[1], [t for _, t in pairs])["bleu"] > 90, on_cpu[1]
     model.to(gpu)
     for beam in (1, 4):
-        assert translate(model, tok, sources, gpu, beam=beam) == on_cpu[beam], beam
+        assert translate(model, tok, sources, gpu, EvalConfig(beam=beam)) == on_cpu[beam], beam
     batch = batch_of(tok, pairs)
     src, src_mask = batch.src.to(gpu), batch.src_mask.to(gpu)
     max_len = torch.full((len(pairs),), 8, device=gpu)

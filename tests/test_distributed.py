@@ -27,11 +27,11 @@ def train_steps(world: World, run_dir, rank_batches: list[list[tuple[str, str]]]
     ranks, and the final weights."""
     trainer, tok = tiny_trainer(run_dir, world)
     trainer.model.W_o.register_forward_hook(
-        lambda module, inputs, logits: logits * float("nan") if trainer.p.step == poisoned else logits)
+        lambda module, inputs, logits: logits * float("nan") if trainer.progress.step == poisoned else logits)
     stats = []
     for pairs in rank_batches:
-        stats.append(trainer.train_step(batch_of(tok, pairs)).tolist())
-        trainer.p.step += 1
+        stats.append(trainer.train_step(batch_of(tok, pairs)).read())
+        trainer.progress.step += 1
     return stats, trainer.model.state_dict()
 
 

@@ -22,13 +22,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY, cli, write_jsonl
+from tests.conftest import ROOT, TINY, cli, tiny, write_jsonl
 
 DOCS = ROOT / "docs" / "errors.md"
 
 
 def train_args(dataset, run, *extra):
-    return ["train", "--config", TINY, "--dataset", dataset, "--run-dir", run, *extra]
+    """Train a tiny model (bahdanau unless --model names another) on `dataset` into `run`."""
+    model = extra[extra.index("--model") + 1] if "--model" in extra else "bahdanau"
+    return ["train", "--config", tiny(model), "--dataset", dataset, "--run-dir", run, *extra]
 
 
 # -- exact resume ----------------------------------------------------------------------------------
@@ -732,7 +734,7 @@ def dying(cls, name, step=None):
     method = getattr(cls, name)
 
     def die_first(self, *args):
-        if step is None or self.p.step == step:
+        if step is None or self.progress.step == step:
             os.kill(os.getpid(), signal.{signal})
         return method(self, *args)
 

@@ -7,18 +7,18 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from seq2seq.config import load_config
+from seq2seq.config import EvalConfig, load_config
 from seq2seq.models import MODELS, build_model
 from seq2seq.models.base import Seq2Seq
 from seq2seq.search import beam_hypotheses, beam_search, greedy
 from seq2seq.tokenizer import BOS, EOS, PAD, UNK
-from tests.conftest import TINY
+from tests.conftest import tiny
 
 V = 30
 
 
 def tiny_model(name: str, **overrides) -> torch.nn.Module:
-    cfg = load_config(TINY, {"model.name": name, "model.dropout": 0.0,
+    cfg = load_config(tiny(name), {"model.dropout": 0.0,
                              **{f"model.{k}": v for k, v in overrides.items()}})
     torch.manual_seed(0)
     return build_model(cfg.model, V).eval()
@@ -122,7 +122,7 @@ def test_a_source_longer_than_the_transformer_positions_is_cut_not_a_crash():
 
     def scored(sources: list[str], beam: int) -> tuple[list[float], list[str]]:
         """The scores and the translations of the sources' `beam` best hypotheses, in a row."""
-        found = [hyp for hyps in nbest(model, tok, sources, cpu, n=beam, beam=beam, max_len_a=3.0) for hyp in hyps]
+        found = [hyp for hyps in nbest(model, tok, sources, cpu, EvalConfig(beam=beam, max_len_a=3.0), n=beam) for hyp in hyps]
         return [score for score, _ in found], [text for _, text in found]
 
     for beam in (1, 3):
@@ -131,9 +131,9 @@ def test_a_source_longer_than_the_transformer_positions_is_cut_not_a_crash():
         assert texts == head_texts + vier_texts and len(texts) == 2 * beam
         assert scores == pytest.approx(head_scores + vier_scores, abs=1e-5)
         assert head_scores != pytest.approx(scored([tail], beam)[0], abs=1e-3)
-    out = translate(model, tok, [long, "vier"], cpu, max_len_a=3.0)
-    assert out == translate(model, tok, [head], cpu, max_len_a=3.0) + translate(model, tok, ["vier"], cpu,
-                                                                                 max_len_a=3.0)
+    settings = EvalConfig(max_len_a=3.0)
+    out = translate(model, tok, [long, "vier"], cpu, settings)
+    assert out == translate(model, tok, [head], cpu, settings) + translate(model, tok, ["vier"], cpu, settings)
     b = collate([ids[:15]], [[]])
     max_len = output_limit(b.src_mask, 3.0, 10, model.max_positions)
     assert max_len.tolist() == [15]  # 3 * 16 + 10 tokens asked for, 15 the positions leave
@@ -346,7 +346,7 @@ class StepScripted(Seq2Seq):
     def init_state(self, memory):
         return {"t": torch.zeros(memory["src_mask"].size(0), dtype=torch.long)}  # (B,) steps taken
 
-    def decode_step(self, memory, state, prev, need_weights=False):
+    def decode_step(self, memory, state, prev, need_weights=False, layer=-1):
         t = state["t"]
         return self.logp[t.clamp(max=self.logp.size(0) - 1)], {"t": t + 1}, None  # (B, V)
 

@@ -32,7 +32,7 @@ from seq2seq.metrics import bleu_from_stats, sentence_bleu, sentence_stats
 from seq2seq.plots import attention_map, curves_figure, length_figure, position_figure
 from seq2seq.report import load_comparison, render_comparison, run_labels
 from seq2seq.rundir import RunDir
-from tests.conftest import ROOT, TINY, write_jsonl
+from tests.conftest import ROOT, tiny, write_jsonl
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVALUATED = ("bahdanau", "transformer")
@@ -46,7 +46,7 @@ def runs(tmp_path_factory, run_cli) -> dict[str, Path]:
     made = {}
     for model in ("rnn", *EVALUATED):
         run = root / model
-        run_cli("train", "--config", TINY, "--model", model, "--dataset", data, "--max-steps", 4, "--run-dir", run,
+        run_cli("train", "--config", tiny(model), "--model", model, "--dataset", data, "--max-steps", 4, "--run-dir", run,
                 "--set", "train.eval_every=2")
         if model in EVALUATED:
             run_cli("eval", run, "--concat", "1,2", "--bootstrap", 50)
@@ -399,7 +399,7 @@ def test_translate_prints_as_it_reads(runs):
 def test_sources_longer_than_the_positions_are_cut_and_said_so(runs, run_cli, tmp_path):
     run = tmp_path / "short"
     data = Path(RunDir(runs["transformer"]).read_config().data.dataset)
-    run_cli("train", "--config", TINY, "--model", "transformer", "--dataset", data, "--max-steps", 1,
+    run_cli("train", "--config", tiny("transformer"), "--model", "transformer", "--dataset", data, "--max-steps", 1,
             "--run-dir", run, "--set", "model.max_positions=6")
     _, out, err = run_cli("translate", run, stdin="eins\n" + "eins zwei drei vier fünf sechs sieben\n" * 2,
                           in_process=True)
@@ -442,7 +442,7 @@ def test_attention_plot_needs_a_model_with_attention(runs, run_cli, tmp_path):
     ("bahdanau", ["--attention-plot", "a.png"], "eins\nzwei\n", "exactly one non-empty line on stdin, got 2 lines"),
     ("bahdanau", ["--attention-plot", "a.png"], "\n", "exactly one non-empty line on stdin, got 1 line"),
     ("bahdanau", ["--attention-plot", "a.png", "--beam", "3"], "eins\n", "drop --beam"),
-    ("bahdanau", ["--attention-plot", "a.png", "--layer", "0"], "eins\n", "--layer picks a Transformer decoder layer; model bahdanau has a single"),
+    ("bahdanau", ["--attention-plot", "a.png", "--layer", "0"], "eins\n", "--layer picks a Transformer decoder layer; model bahdanau has no layers of attention"),
     ("transformer", ["--attention-plot", "a.png", "--layer", "1"], "eins\n", "--layer must be between -1 and 0"),
     ("transformer", ["--layer", "0"], "eins\n", "it needs --attention-plot"),
     ("transformer", ["--attention-plot", "a.pdf"], "eins\n", "a plot file must end in .png or .svg"),

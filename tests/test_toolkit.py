@@ -23,7 +23,7 @@ import torch
 from matplotlib.image import imread
 
 from seq2seq.rundir import RunDir
-from tests.conftest import TINY, tiny_trainer, write_jsonl
+from tests.conftest import tiny, tiny_trainer, write_jsonl
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -35,7 +35,7 @@ def runs(tmp_path_factory, run_cli) -> dict[str, Path]:
     extra = {"bahdanau": ["--tensorboard", "--set", "train.keep_best=3", "--set", "train.log_every=2"],
              "transformer": []}
     for model, args in extra.items():
-        run_cli("train", "--config", TINY, "--model", model, "--dataset", data, "--max-steps", 8, "--epochs", 50,
+        run_cli("train", "--config", tiny(model), "--model", model, "--dataset", data, "--max-steps", 8, "--epochs", 50,
                 "--run-dir", root / model, "--set", "train.eval_every=2", *args)
         run_cli("eval", root / model, "--concat", "1,2", "--bootstrap", 20)
     return {model: root / model for model in extra}
@@ -127,9 +127,9 @@ def test_keep_best_keeps_the_checkpoints_of_highest_validation_bleu(tmp_path):
     trainer.cfg = trainer.cfg.replace({"train.keep_best": 2})
     trainer.run.checkpoints.mkdir()
     for step, bleu in enumerate([1.0, 3.0, 2.0, 5.0, 3.0], start=1):
-        trainer.p.step = step
+        trainer.progress.step = step
         trainer.keep(bleu)
-    assert trainer.p.kept == [[5.0, 4], [3.0, 2]]
+    assert trainer.progress.kept == [[5.0, 4], [3.0, 2]]
     assert [p.name for p in trainer.run.kept_checkpoints()] == ["best-2.pt", "best-4.pt"]
 
 

@@ -7,20 +7,19 @@ import math
 import pytest
 import torch
 
-from seq2seq.config import load_config
-from seq2seq.likelihood import reference_nll
+from seq2seq.config import EvalConfig, load_config
+from seq2seq.likelihood import reference_nll, token_loss
 from seq2seq.metrics import corpus_scores
 from seq2seq.models import MODELS, build_model
 from seq2seq.search import translate
 from seq2seq.tokenizer import PAD, Tokenizer
-from seq2seq.train import token_loss
-from tests.conftest import MULTI30K, TINY, batch_of, overfit_tiny_model, tiny_trainer, toy_pairs
+from tests.conftest import MULTI30K, TINY, batch_of, overfit_tiny_model, tiny, tiny_trainer, toy_pairs
 
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_overfits_a_handful_of_pairs(name):
     model, tok, pairs = overfit_tiny_model(name)
-    hyps = translate(model, tok, [s for s, _ in pairs], torch.device("cpu"))
+    hyps = translate(model, tok, [s for s, _ in pairs], torch.device("cpu"), EvalConfig())
     assert corpus_scores(hyps, [t for _, t in pairs])["bleu"] > 90, hyps
 
 
@@ -29,7 +28,7 @@ def test_scores_nll_is_the_training_loss_without_label_smoothing(name):
     """Forced decoding, batched by length, gives each reference the loss training sums for it."""
     pairs = toy_pairs(12, seed=7)
     tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
-    cfg = load_config(TINY, {"model.name": name})
+    cfg = load_config(tiny(name))
     torch.manual_seed(0)
     model = build_model(cfg.model, tok.vocab_size)
     token_nlls = reference_nll(model, tok, pairs, torch.device("cpu"), batch_tokens=40)  # several batches
@@ -48,7 +47,7 @@ def test_scores_nll_is_the_training_loss_without_label_smoothing(name):
 
 def test_score_cuts_what_exceeds_the_positions_as_translate_does():
     tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
-    cfg = load_config(TINY, {"model.name": "transformer", "model.max_positions": 6})
+    cfg = load_config(tiny("transformer"), {"model.max_positions": 6})
     model = build_model(cfg.model, tok.vocab_size)
     long = " ".join(["eins zwei drei vier"] * 3), " ".join(["One two three four."] * 3)
     short = "eins", "One."
@@ -91,20 +90,20 @@ def test_a_batch_with_a_non_finite_loss_or_gradient_is_skipped_without_touching_
     trainer, tok = tiny_trainer(tmp_path)
     batch = batch_of(tok, toy_pairs(8, seed=4))
     model, optimizer = trainer.model, trainer.optimizer
-    good = trainer.train_step(batch).tolist()  # a good step first, so that Adam has moments to keep
+    good = trainer.train_step(batch).read()  # a good step first, so that Adam has moments to keep
     assert good[1] == batch.n_tokens and good[0] > 0 and good[2] == 0 and good[3] > 0
     before = copy.deepcopy((model.state_dict(), optimizer.state_dict()["state"]))
 
     if poisoned == "loss":
-        trainer.step_fn = lambda *inputs: model(*inputs) * float("nan")
+        trainer.replica = lambda *inputs: model(*inputs) * float("nan")
     else:  # a finite loss whose backward overflows
         hook = model.W_o.bias.register_hook(lambda grad: grad * float("inf"))
-    assert trainer.train_step(batch).tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert trainer.train_step(batch).read() == [0.0, 0.0, 1.0, 0.0]
     weights, moments = model.state_dict(), optimizer.state_dict()["state"]
     assert all(torch.equal(before[0][k], weights[k]) for k in weights)
     assert all(torch.equal(before[1][p][k], moments[p][k]) for p in moments for k in moments[p])
 
-    trainer.step_fn = model
+    trainer.replica = model
     if poisoned == "gradient":
         hook.remove()
     trainer.train_step(batch)
@@ -130,7 +129,7 @@ def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes_with_steps_where_
     for p in trainer.model.parameters():
         step = optimizer.state[p]["step"]
         assert (step.dtype, step.device, step.item()) == (torch.float32, p.device, 1.0)
-    assert trainer.train_step(batch).tolist()[2] == 0
+    assert trainer.train_step(batch).read()[2] == 0
 
 
 def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_dataset, tmp_path, run_cli):
@@ -178,18 +177,18 @@ def test_real_multi30k_flows_through(tmp_path, run_cli):
 
 
 def test_cosine_schedule_anneals_by_whichever_of_steps_and_time_budget_ends_the_run():
-    from seq2seq.train import lr_at
+    from seq2seq.schedule import lr_at
 
     cfg = load_config(TINY, {"train.schedule": "cosine", "train.warmup_steps": 10, "train.lr": 1e-3,
                              "train.min_lr": 1e-5, "train.time_budget": 100.0})
     total = 1000
-    assert lr_at(10, cfg, total, elapsed=0.0) == pytest.approx(1e-3)
-    assert lr_at(505, cfg, total, elapsed=1.0) == pytest.approx((1e-3 + 1e-5) / 2)  # halfway by steps
-    assert lr_at(20, cfg, total, elapsed=50.0) == pytest.approx((1e-3 + 1e-5) / 2)  # halfway by time
-    assert lr_at(20, cfg, total, elapsed=100.0) == pytest.approx(1e-5)  # the budget is spent: the floor
-    assert lr_at(total, cfg, total, elapsed=1.0) == pytest.approx(1e-5)  # the steps are done: the floor
+    assert lr_at(10, cfg.train, total, elapsed=0.0) == pytest.approx(1e-3)
+    assert lr_at(505, cfg.train, total, elapsed=1.0) == pytest.approx((1e-3 + 1e-5) / 2)  # halfway by steps
+    assert lr_at(20, cfg.train, total, elapsed=50.0) == pytest.approx((1e-3 + 1e-5) / 2)  # halfway by time
+    assert lr_at(20, cfg.train, total, elapsed=100.0) == pytest.approx(1e-5)  # the budget is spent: the floor
+    assert lr_at(total, cfg.train, total, elapsed=1.0) == pytest.approx(1e-5)  # the steps are done: the floor
     no_budget = cfg.replace({"train.time_budget": None})
-    assert lr_at(20, no_budget, total, elapsed=1e6) > 9e-4  # without a budget time does not count
+    assert lr_at(20, no_budget.train, total, elapsed=1e6) > 9e-4  # without a budget time does not count
 
 
 def test_a_time_budgeted_cosine_run_ends_at_the_schedules_floor(toy_dataset, tmp_path, run_cli):
@@ -214,7 +213,7 @@ def test_a_bf16_training_step_on_the_cpu_is_close_to_fp32_and_finite(name, tmp_p
 
     pairs = toy_pairs(6, seed=3)
     tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
-    cfg = load_config(TINY, {"model.name": name, "model.dropout": 0.0})
+    cfg = load_config(tiny(name), {"model.dropout": 0.0})
     torch.manual_seed(0)
     model = build_model(cfg.model, tok.vocab_size).train()
     batch = batch_of(tok, pairs)
@@ -232,27 +231,27 @@ def test_a_bf16_training_step_on_the_cpu_is_close_to_fp32_and_finite(name, tmp_p
 def test_learning_rate_schedules_at_known_steps():
     """Linear warmup over train.warmup_steps to train.lr, then inverse square root of the step,
     cosine down to train.min_lr at the last step, or constant."""
-    from seq2seq.train import lr_at
+    from seq2seq.schedule import lr_at
 
     cfg = load_config(TINY, {"train.lr": 1e-3, "train.warmup_steps": 4, "train.min_lr": 1e-5})
     total = 104  # 100 steps after the warmup
     for schedule in ("inverse_sqrt", "cosine", "constant"):
         at = cfg.replace({"train.schedule": schedule})
         # warmup: step s (0-based) runs at lr * (s + 1) / warmup_steps, whatever comes after
-        assert [lr_at(s, at, total) for s in range(4)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+        assert [lr_at(s, at.train, total) for s in range(4)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
     inverse_sqrt = cfg.replace({"train.schedule": "inverse_sqrt"})
-    assert lr_at(4, inverse_sqrt, total) == pytest.approx(1e-3 * (4 / 5) ** 0.5)
-    assert lr_at(15, inverse_sqrt, total) == pytest.approx(5e-4)  # lr * sqrt(4 / 16)
-    assert lr_at(399, inverse_sqrt, total) == pytest.approx(1e-4)  # lr * sqrt(4 / 400)
-    assert lr_at(10**6, inverse_sqrt, total) == pytest.approx(1e-3 * (4 / (10**6 + 1)) ** 0.5)  # no floor, no end
+    assert lr_at(4, inverse_sqrt.train, total) == pytest.approx(1e-3 * (4 / 5) ** 0.5)
+    assert lr_at(15, inverse_sqrt.train, total) == pytest.approx(5e-4)  # lr * sqrt(4 / 16)
+    assert lr_at(399, inverse_sqrt.train, total) == pytest.approx(1e-4)  # lr * sqrt(4 / 400)
+    assert lr_at(10**6, inverse_sqrt.train, total) == pytest.approx(1e-3 * (4 / (10**6 + 1)) ** 0.5)  # no floor, no end
     no_warmup = inverse_sqrt.replace({"train.warmup_steps": 0})
-    assert [lr_at(s, no_warmup, total) for s in (0, 3, 99)] == pytest.approx([1e-3, 5e-4, 1e-4])  # lr / sqrt(s + 1)
+    assert [lr_at(s, no_warmup.train, total) for s in (0, 3, 99)] == pytest.approx([1e-3, 5e-4, 1e-4])  # lr / sqrt(s + 1)
     cosine = cfg.replace({"train.schedule": "cosine"})
     quarter = 1e-5 + (1e-3 - 1e-5) * 0.5 * (1 + math.cos(math.pi / 4))
-    assert [lr_at(s, cosine, total) for s in (4, 29, 54, 104, 500)] == \
+    assert [lr_at(s, cosine.train, total) for s in (4, 29, 54, 104, 500)] == \
         pytest.approx([1e-3, quarter, (1e-3 + 1e-5) / 2, 1e-5, 1e-5])  # the floor from the last step on
     constant = cfg.replace({"train.schedule": "constant"})
-    assert [lr_at(s, constant, total, elapsed=1e6) for s in (4, 104, 10**6)] == [1e-3] * 3
+    assert [lr_at(s, constant.train, total, elapsed=1e6) for s in (4, 104, 10**6)] == [1e-3] * 3
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
@@ -286,7 +285,7 @@ def test_best_is_the_checkpoint_of_highest_validation_bleu_and_patience_stops_th
     """Validation BLEU scripted, one validation per step, train.patience=2: a tie is no
     improvement, a new best starts the count again, and the third validation in a row without a
     better BLEU stops the run; best.pt holds the step of the highest BLEU, its first if repeated."""
-    from seq2seq import train
+    from seq2seq import validation
 
     script = [10.0, 5.0, 5.0, 20.0, 20.0, 15.0, 15.0] + [50.0] * 20  # 50: never reached
     validated = []
@@ -295,7 +294,7 @@ def test_best_is_the_checkpoint_of_highest_validation_bleu_and_patience_stops_th
         validated.append(len(hyps))
         return {"bleu": script[len(validated) - 1]}
 
-    monkeypatch.setattr(train, "corpus_scores", scripted)
+    monkeypatch.setattr(validation, "corpus_scores", scripted)
     run = tmp_path / "run"
     run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--run-dir", run, "--epochs", 100,
             "--max-steps", 27, "--set", "train.eval_every=1", "--set", "train.patience=2", in_process=True)
