@@ -117,7 +117,7 @@ def main() -> None:
                    "peak_mem_mb": round(peak_mem_mb(device))})
     if args.decode:
         test = clean(load_split(cfg.data, "test"), NO_LIMIT).pairs[:args.decode]
-        e = cfg.eval
+        settings = cfg.eval
         if args.run:
             loaded = load_run(args.run, "best", args.device)
             model, tok, device = loaded.model, loaded.tok, loaded.device
@@ -125,11 +125,11 @@ def main() -> None:
         for beam in (1, 5):
             sync(device)
             tick = time.perf_counter()
-            translate(model, tok, [s for s, _ in test], device, dataclasses.replace(e, beam=beam))
+            translate(model, tok, [s for s, _ in test], device, dataclasses.replace(settings, beam=beam))
             sync(device)
             seconds = time.perf_counter() - tick
             emit(common | {"what": "greedy" if beam == 1 else f"beam{beam}",
-                           "dtype": precision_label(model, resolve_precision(e.precision, device), device),
+                           "dtype": precision_label(model, resolve_precision(settings.precision, device), device),
                            "sentences": len(test),
                            "sent_per_s": round(len(test) / seconds, 1), "seconds": round(seconds, 2)})
 

@@ -73,6 +73,11 @@ def batched_length(n: int) -> int:
     return n + 1
 
 
+def max_ids(max_positions: int) -> int:
+    """The most token ids a sequence may have to fit in max_positions positions (batched_length)."""
+    return max_positions - 1
+
+
 def collate(src: list[list[int]], tgt: list[list[int]]) -> Batch:
     """Token id lists (no specials) -> padded tensors with EOS/BOS added."""
     B = len(src)

@@ -53,8 +53,8 @@ def load_of_run(run: RunDir, which: str, remedy: str = "use the other checkpoint
     cfg = Config.from_dict(ckpt["config"], where=str(path), saved=True)
     own = run.read_config().model
     if cfg.model != own:
-        differs = (f"it is of model {cfg.model.name}, run {run.path} trains model {own.name}" if cfg.model.name != own.name
-                   else f"its model's settings differ from {run.config}")
+        differs = (f"it is of model {cfg.model.name}, run {run.path} trains model {own.name}"
+                   if cfg.model.name != own.name else f"its model's settings differ from {run.config}")
         raise UserError(f"checkpoint {path} belongs to another run: {differs}")
     tok = Tokenizer.load(run.spm)
     if ckpt.get("vocab") != vocab_fingerprint(tok.proto):
@@ -77,10 +77,11 @@ def average(paths: list[Path]) -> dict:
     """The parameter-wise mean of checkpoints of one run (as Vaswani et al. 2017 averaged their
     last checkpoints), with the config, vocabulary and progress of the last one and the steps
     averaged. Tensors that are not floating point (counters) are the last one's."""
-    total, last, steps = {}, None, []
+    total, last, last_model, steps = {}, None, None, []
     for path in paths:
         ckpt = load(path)
-        if last is not None and (ckpt["vocab"], ckpt["config"]["model"]) != (last["vocab"], last["config"]["model"]):
+        model_cfg = Config.from_dict(ckpt["config"], where=str(path), saved=True).model  # saved flat or per model
+        if last is not None and (ckpt["vocab"], model_cfg) != (last["vocab"], last_model):
             raise UserError(f"cannot average {path} with {paths[0]}: they belong to different runs")
         if last is not None and ckpt["model"].keys() != total.keys():
             raise UserError(f"cannot average {path} with {paths[0]}: their weights differ in names")
@@ -89,7 +90,7 @@ def average(paths: list[Path]) -> dict:
                 total[name] = total.get(name, 0) + value.double()
             else:
                 total[name] = value
-        last = ckpt
+        last, last_model = ckpt, model_cfg
         steps.append(ckpt["progress"]["step"])
     model = {name: (value / len(paths)).to(last["model"][name].dtype) if value.is_floating_point() else value
              for name, value in total.items()}

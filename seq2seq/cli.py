@@ -97,9 +97,9 @@ def train(
         cfg = saved.replace(overrides)
         fit(cfg, resume, resume=True)
         return
+    if model is not None:  # the named model first: --set model.* then sets its own settings
+        overrides = {"model.name": model, **overrides}
     cfg = load_config(config, overrides, model=model or "bahdanau")
-    if model is not None and cfg.model.name != model:
-        cfg = cfg.replace({"model.name": model})
     if run_dir is None and torchrun_world().size > 1:
         raise UserError("under torchrun, name the run dir with --run-dir (all ranks must agree on it)")
     run_dir = run_dir or Path("runs") / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -1,9 +1,9 @@
 """Typed, validated configuration.
 
 A Config is four frozen dataclasses: data, train and eval here, and the model's own config,
-which lives beside the model (seq2seq/models/) and holds the sizes its paper names. YAML files and `--set section.key=value` only override
-the defaults below; an unknown key, a wrong type or an out-of-range value raises UserError
-naming the key. The resolved config is written into every run dir and every checkpoint, so
+which lives beside the model (seq2seq/models/) and holds the sizes its paper names. YAML files
+and `--set section.key=value` only override the defaults; an unknown key, a wrong type or an
+out-of-range value raises UserError naming the key. The resolved config is written into every run dir and every checkpoint, so
 `eval` and `translate` need nothing but the run dir.
 """
 
@@ -161,8 +161,8 @@ class Config:
         if "model.name" in overrides and overrides["model.name"] != raw["model"]["name"]:
             from seq2seq.models import model_config
 
-            raw["model"] = model_config(raw["model"] | {"name": overrides["model.name"]}, "model", saved=True)
-            raw["model"] = dataclasses.asdict(raw["model"])
+            renamed = raw["model"] | {"name": overrides["model.name"]}
+            raw["model"] = dataclasses.asdict(model_config(renamed, "model", saved=True))
         for dotted, value in overrides.items():
             section, _, key = dotted.partition(".")
             if section not in raw or not key:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from seq2seq.batching import Batch, batched_length, collate
+from seq2seq.batching import Batch, batched_length, collate, max_ids
 from seq2seq.config import Config
 from seq2seq.data import augment_table, clean, clean_table, fingerprint, load_split, load_table
 from seq2seq.distributed import World
@@ -67,7 +67,7 @@ def prepare(cfg: Config, log, tok: Tokenizer | None = None, world: World = World
     kept = encoded.filter(lambda src, tgt: [fits(limit, a, b) for a, b in zip(src, tgt)], batched=True,
                           input_columns=["src_len", "tgt_len"])
     if len(kept) < len(encoded):
-        log(f"train: {len(encoded) - len(kept)} pairs dropped as longer than {limit - 1} tokens")
+        log(f"train: {len(encoded) - len(kept)} pairs dropped as longer than {max_ids(limit)} tokens")
     if not len(kept):
         raise UserError(f"no training pair fits in model.max_positions={limit} tokens")
     log(f"train: {len(kept)} pairs (concatenations up to k={cfg.data.concat_k}), "

@@ -20,7 +20,7 @@ from seq2seq.errors import UserError
 from seq2seq.evaluate import LoadedRun
 from seq2seq.files import atomic_write
 from seq2seq.report import largest_common_k, run_labels
-from seq2seq.search import attention
+from seq2seq.search import greedy_attention
 from seq2seq.tokenizer import EOS
 
 FORMATS = {".png": "png", ".svg": "svg"}
@@ -127,10 +127,10 @@ class AttentionMap:
 
 
 def attention_map(loaded: LoadedRun, sentence: str, layer: int | None = None) -> AttentionMap:
-    """The attention of every output step of the sentence's greedy translation (search.attention),
+    """The attention of every output step of the sentence's greedy translation (search.greedy_attention),
     labelled for drawing."""
     model, tok, name = loaded.model, loaded.tok, loaded.cfg.model.name
-    src, out, weights = attention(model, tok, sentence, loaded.device, loaded.cfg.eval, layer, f"model {name}")
+    src, out, weights = greedy_attention(model, tok, sentence, loaded.device, loaded.cfg.eval, layer, f"model {name}")
     title = f"{name} attention"
     if model.attention_layers is not None:
         title += f"\ndecoder layer {(-1 if layer is None else layer) % model.attention_layers}, mean over heads"

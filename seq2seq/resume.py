@@ -23,7 +23,8 @@ def last_checkpoint(cfg: Config, run: RunDir) -> tuple[dict, Tokenizer]:
         raise UserError(f"run {run.path} has no checkpoint to resume from (it stopped before its first "
                         "save): train it again with --overwrite")
     run.read_info()  # a malformed run.json fails now, not after the data is prepared
-    ckpt, saved, tok = checkpoint.load_of_run(run, "last", remedy="it cannot be resumed: train it again with --overwrite")
+    ckpt, saved, tok = checkpoint.load_of_run(run, "last",
+                                              remedy="it cannot be resumed: train it again with --overwrite")
     check_resumable(saved, cfg, run)
     return ckpt, tok
 

@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from seq2seq.batching import batched_length, collate, token_batches
+from seq2seq.batching import batched_length, collate, max_ids, token_batches
 from seq2seq.config import EvalConfig
 from seq2seq.device import autocast, resolve_precision
 from seq2seq.errors import UserError
@@ -130,7 +130,7 @@ def nbest(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.devi
     return [list(zip([score for score, _ in hyps], tok.decode([ids for _, ids in hyps]))) for hyps in found]
 
 
-def attention(model: Seq2Seq, tok: Tokenizer, sentence: str, device: torch.device, settings: EvalConfig,
+def greedy_attention(model: Seq2Seq, tok: Tokenizer, sentence: str, device: torch.device, settings: EvalConfig,
               layer: int | None = None, name: str = "this model") -> tuple[list[int], list[int], Tensor]:
     """Translate one sentence greedily, keeping where each output step looked: its source ids,
     output ids and attention weights (T_out + 1, S), EOS included on both sides. For the
@@ -180,17 +180,17 @@ def _decode(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.de
 def source_ids(model: Seq2Seq, tok: Tokenizer, sources: list[str]) -> list[list[int]]:
     """Token ids of the sources, cut to what the model's positions hold (EOS follows)."""
     limit = model.max_positions
-    return [s[:limit - 1] if limit else s for s in tok.encode(sources)]
+    return [s[:max_ids(limit)] if limit else s for s in tok.encode(sources)]
 
 
 def count_cut(model: Seq2Seq, tok: Tokenizer, sources: list[str]) -> int:
     """How many sources are longer than the model's positions hold: source_ids() cuts them."""
     limit = model.max_positions
-    return sum(len(ids) > limit - 1 for ids in tok.encode(sources)) if limit else 0
+    return sum(len(ids) > max_ids(limit) for ids in tok.encode(sources)) if limit else 0
 
 
 def cut_warning(n: int, model: Seq2Seq) -> str:
-    return (f"warning: {n} source{'s' * (n != 1)} longer than the model's {model.max_positions - 1} tokens "
+    return (f"warning: {n} source{'s' * (n != 1)} longer than the model's {max_ids(model.max_positions)} tokens "
             f"{'were' if n != 1 else 'was'} cut to fit; {'their' if n != 1 else 'its'} translation covers the "
             "beginning only")
 
@@ -198,7 +198,7 @@ def cut_warning(n: int, model: Seq2Seq) -> str:
 def output_limit(src_mask: Tensor, a: float, b: int, max_positions: int | None = None) -> Tensor:
     """Longest output per sentence, EOS excluded: a * source length + b, within the model's positions."""
     max_len = (src_mask.sum(1) * a + b).long()  # (B,)
-    return max_len.clamp(max=max_positions - 1) if max_positions else max_len
+    return max_len.clamp(max=max_ids(max_positions)) if max_positions else max_len
 
 
 def _strip(row: list[int]) -> list[int]:

@@ -4,8 +4,9 @@ label smoothing, gradients clipped, AdamW at the scheduled rate. Every log_every
 line; at each validation (per epoch, or every eval_every updates) the loss and greedy BLEU,
 best.pt when BLEU improves, and last.pt, which holds all exact resumption needs. Training stops
 at the first of the epochs, max_steps, the time budget, patience (validations without a better
-BLEU) or a signal, and validates once more at the end. A model returns logits; the loss
-(likelihood.token_loss), its normalisation and label smoothing are the trainer's.
+BLEU) or a signal; it then validates once more unless it has just validated (after a signal it
+saves last.pt only). A model returns logits; the loss (likelihood.token_loss), its
+normalisation and label smoothing are the trainer's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from seq2seq import checkpoint
+from seq2seq import checkpoint, validation
 from seq2seq.batching import Batch, token_batches
 from seq2seq.config import Config
 from seq2seq.corpus import Corpus
@@ -32,7 +33,6 @@ from seq2seq.rundir import RunDir
 from seq2seq.scalars import TensorBoard
 from seq2seq.schedule import lr_at
 from seq2seq.tokenizer import PAD, Tokenizer
-from seq2seq.validation import validate
 
 
 @dataclass
@@ -134,7 +134,7 @@ class Trainer:
 
     def fit(self) -> str:
         """Epochs of shuffled batches, one update each (update()), until the epochs, max_steps, the
-        time budget, patience or a signal end it, with a validation at the end; returns why it stopped."""
+        time budget, patience or a signal end it; returns why it stopped."""
         t, p = self.cfg.train, self.progress
         self.started = self.last_save = time.monotonic()
         self.elapsed_before = p.elapsed
@@ -210,8 +210,9 @@ class Trainer:
                  f"{self.window.tok_per_s:.0f} tgt tok/s", quiet=self.bar.active)
         recent, self.recent = self.recent, StepTotals()
         recent.read()
-        self.board.add(self.progress.step, {"train/loss": recent.loss, "train/lr": self.optimizer.param_groups[0]["lr"],
-                                            "train/grad_norm": recent.grad_norm, "train/tgt_tok_per_s": recent.tok_per_s})
+        self.board.add(self.progress.step, {
+            "train/loss": recent.loss, "train/lr": self.optimizer.param_groups[0]["lr"],
+            "train/grad_norm": recent.grad_norm, "train/tgt_tok_per_s": recent.tok_per_s})
 
     def read_window(self) -> None:
         """Bring the updates' statistics from the device (the loop's one wait for it) and count the
@@ -232,16 +233,16 @@ class Trainer:
         """Rank 0 validates while the others wait; all learn whether to stop (patience)."""
         self.read_window()
         if self.world.main:
-            self.validate(self.window)
+            self.validate()
         self.window, self.validated_at = StepTotals(), self.progress.step
         return self.world.from_main(self.stop_reason())
 
-    def validate(self, window: StepTotals) -> None:
+    def validate(self) -> None:
         """Validation loss and greedy BLEU, logged to metrics.jsonl with the training loss and
-        throughput of `window`; saves best (and the kept checkpoints) and last."""
-        p = self.progress
-        val_loss, bleu = validate(self.model, self.tok, self.corpus, self.valid_ids, self.cfg.eval, self.device,
-                                  self.autocast)
+        throughput since the last validation; saves best (and the kept checkpoints) and last."""
+        p, window = self.progress, self.window
+        val_loss, bleu = validation.validate(self.model, self.tok, self.corpus, self.valid_ids, self.cfg.eval,
+                                             self.device, self.autocast)
         improved = bleu > p.best_bleu
         p.best_bleu, p.bad_validations = (bleu, 0) if improved else (p.best_bleu, p.bad_validations + 1)
         record = {"step": p.step, "epoch": p.epoch, "train_loss": round(window.loss, 4), "val_loss": round(val_loss, 4),

@@ -21,9 +21,9 @@ from seq2seq.tokenizer import Tokenizer
 @torch.no_grad()
 def validate(model: Seq2Seq, tok: Tokenizer, corpus: Corpus, valid_ids: tuple[list[list[int]], list[list[int]]],
              settings: EvalConfig, device: torch.device,
-             precision: contextlib.AbstractContextManager) -> tuple[float, float]:
+             autocast: contextlib.AbstractContextManager) -> tuple[float, float]:
     """(validation loss, validation BLEU): the loss over `valid_ids` (corpus.valid_ids), under the
-    `precision` autocast training uses; BLEU of greedy search over every validation source (cut
+    `autocast` training uses; BLEU of greedy search over every validation source (cut
     to fit), in settings.precision. The model is left in training mode."""
     model.eval()
     src_ids, tgt_ids = valid_ids
@@ -31,7 +31,7 @@ def validate(model: Seq2Seq, tok: Tokenizer, corpus: Corpus, valid_ids: tuple[li
     lengths = [batched_length(len(s)) for s in src_ids], [batched_length(len(t)) for t in tgt_ids]
     for idx in token_batches(*lengths, settings.batch_tokens):
         b = collate([src_ids[i] for i in idx], [tgt_ids[i] for i in idx]).to(device)
-        with precision:
+        with autocast:
             nll += token_loss(model(b.src, b.src_mask, b.tgt_in), b.tgt_out).item()
         n += b.n_tokens
     hyps = translate(model, tok, corpus.valid_src, device, dataclasses.replace(settings, beam=1))

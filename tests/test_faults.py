@@ -489,7 +489,7 @@ CASES = {  # id: (what the user did, the command's arguments[, and environment v
                                        case_resume_with_another_vocabulary),
     "bad_concat": ("`eval --concat 1,two`", case_bad_concat),
     "not_a_number": ("`--set train.lr=nan`", case_not_a_number),
-    "no_pair_fits": ("`--set model.max_positions=2`: no training pair fits", case_no_pair_fits),
+    "no_pair_fits": ("`--model transformer --set model.max_positions=2`: no training pair fits", case_no_pair_fits),
     "eval_unknown_device": ("`eval --device tpu`", case_eval_unknown_device),
     "checkpoint_not_a_pickle": ("a checkpoint overwritten with text", case_checkpoint_not_a_pickle),
     "checkpoint_of_another_model": ("a checkpoint copied from a run of another model, same vocabulary",

@@ -40,7 +40,7 @@ def model_config(raw: dict, where: str, saved: bool = False) -> ModelConfig:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: expected a mapping, got {type(raw).__name__}")
     name = raw.get("name", DEFAULT_MODEL)
-    if name not in MODELS:
+    if not isinstance(name, str) or name not in MODELS:
         raise UserError(f"model.name must be one of {', '.join(MODELS)}, got {name!r}")
     cls = MODELS[name].config
     own = {f.name for f in dataclasses.fields(cls)}

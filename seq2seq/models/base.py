@@ -118,5 +118,5 @@ def lengths(mask: Tensor) -> Tensor:
     return mask.sum(dim=1)
 
 
-__all__ = ["ModelConfig", "Seq2Seq", "Memory", "State", "Maxout", "run_rnn", "select", "map_tensors", "count_parameters",
-           "lengths"]
+__all__ = ["ModelConfig", "Seq2Seq", "Memory", "State", "Maxout", "run_rnn", "select", "map_tensors",
+           "count_parameters", "lengths"]
