@@ -141,18 +141,15 @@ def greedy_attention(model: Seq2Seq, tok: Tokenizer, sentence: str, device: torc
         raise UserError(f"--layer must be between {-n} and {n - 1}: the model has {n} decoder layers")
     if n is None and layer is not None:
         raise UserError(f"--layer picks a Transformer decoder layer; {name} has no layers of attention to choose from")
-    ids = source_ids(model, tok, [sentence])
-    batch = collate(ids, [[]]).to(device)
-    max_len = output_limit(batch.src_mask, settings.max_len_a, settings.max_len_b, model.max_positions)  # (1,)
-    was_training = model.training
-    model.eval()
-    with autocast(device, resolve_precision(settings.precision, device)):
-        tokens, weights = greedy(model, batch.src, batch.src_mask, max_len, need_weights=True,
+    def search(src: Tensor, src_mask: Tensor, max_len: Tensor) -> list[tuple[list[int], Tensor | None]]:
+        tokens, weights = greedy(model, src, src_mask, max_len, need_weights=True,
                                  layer=-1 if layer is None else layer)
-    model.train(was_training)
+        return [(tokens[0], weights[0] if weights else None)]
+
+    (tokens, weights), = _decode(model, tok, [sentence], device, search, settings, None)
     if weights is None:
         raise UserError(f"{name} has no attention to plot: --attention-plot needs bahdanau or transformer")
-    return ids[0], tokens[0], weights[0].float().cpu()
+    return source_ids(model, tok, [sentence])[0], tokens, weights.float().cpu()
 
 
 def _decode(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, search: Callable,
