@@ -1,9 +1,9 @@
-"""The training loss, and forced decoding: the model's negative log-likelihood of given
-references, with no search.
+"""Forced decoding: the model's negative log-likelihood of given references, with no search.
 
 Forced decoding is one teacher-forced pass (model.forward) per batch, with the references
 tokenized and ended by EOS as in training and no label smoothing: a reference's summed NLL is
-what token_loss adds up for it. Unlike BLEU it does not depend on what a search happens to find.
+what the training loss (seq2seq.loss) adds up for it. Unlike BLEU it does not depend on what a
+search happens to find.
 """
 
 from __future__ import annotations
@@ -15,13 +15,7 @@ from seq2seq.batching import batched_length, collate, token_batches
 from seq2seq.data import Pair
 from seq2seq.models.base import Seq2Seq
 from seq2seq.search import source_ids
-from seq2seq.tokenizer import PAD, Tokenizer
-
-
-def token_loss(logits: torch.Tensor, tgt_out: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Cross-entropy summed over the real target tokens (PAD costs nothing): (B, T, V), (B, T) -> scalar."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), tgt_out.flatten(), ignore_index=PAD,
-                           label_smoothing=label_smoothing, reduction="sum")
+from seq2seq.tokenizer import Tokenizer
 
 
 @torch.no_grad()

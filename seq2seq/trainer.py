@@ -5,8 +5,8 @@ line; at each validation (per epoch, or every eval_every updates) the loss and g
 best.pt when BLEU improves, and last.pt, which holds all exact resumption needs. Training stops
 at the first of the epochs, max_steps, the time budget, patience (validations without a better
 BLEU) or a signal; it then validates once more unless it has just validated (after a signal it
-saves last.pt only). A model returns logits; the loss (likelihood.token_loss), its
-normalisation and label smoothing are the trainer's.
+saves last.pt only). A model returns the loss summed over the batch's target tokens
+(loss.output_loss); its normalisation and the label smoothing are the trainer's.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from seq2seq.device import autocast, resolve_precision
 from seq2seq.distributed import World
 from seq2seq.errors import UserError
 from seq2seq.files import append_line
-from seq2seq.likelihood import token_loss
 from seq2seq.models.base import Seq2Seq, count_parameters
 from seq2seq.progress import ProgressBar, StepStats, StepTotals
 from seq2seq.rundir import RunDir
@@ -184,9 +183,8 @@ class Trainer:
         or a gradient is not finite the update is skipped (and reported so)."""
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr()
-        with self.autocast:  # the (B, T, V) logits are not kept: backward needs only their log-softmax
-            loss = token_loss(self.replica(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out,
-                              self.cfg.train.label_smoothing)
+        with self.autocast:
+            loss = self.replica(batch.src, batch.src_mask, batch.tgt_in, batch.tgt_out, self.cfg.train.label_smoothing)
         # the loss and target tokens of all ranks' batches, summed on the device: no wait for them
         loss_sum, tokens = self.world.all_reduce(torch.stack([loss.detach().double(),
                                                               (batch.tgt_out != PAD).sum().double()]))

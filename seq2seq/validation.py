@@ -11,7 +11,6 @@ import torch
 from seq2seq.batching import batched_length, collate, token_batches
 from seq2seq.config import EvalConfig
 from seq2seq.corpus import Corpus
-from seq2seq.likelihood import token_loss
 from seq2seq.metrics import corpus_scores
 from seq2seq.models.base import Seq2Seq
 from seq2seq.search import translate
@@ -32,7 +31,7 @@ def validate(model: Seq2Seq, tok: Tokenizer, corpus: Corpus, valid_ids: tuple[li
     for idx in token_batches(*lengths, settings.batch_tokens):
         b = collate([src_ids[i] for i in idx], [tgt_ids[i] for i in idx]).to(device)
         with autocast:
-            nll += token_loss(model(b.src, b.src_mask, b.tgt_in), b.tgt_out).item()
+            nll += model(b.src, b.src_mask, b.tgt_in, b.tgt_out).item()
         n += b.n_tokens
     hyps = translate(model, tok, corpus.valid_src, device, dataclasses.replace(settings, beam=1))
     model.train()

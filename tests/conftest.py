@@ -93,7 +93,6 @@ def overfit_tiny_model(name: str):
     import torch
 
     from seq2seq.config import load_config
-    from seq2seq.likelihood import token_loss
     from seq2seq.models import build_model
     from seq2seq.tokenizer import Tokenizer
 
@@ -106,7 +105,7 @@ def overfit_tiny_model(name: str):
     batch = batch_of(tok, pairs)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(300):
-        loss = token_loss(model(batch.src, batch.src_mask, batch.tgt_in), batch.tgt_out) / batch.n_tokens
+        loss = model(batch.src, batch.src_mask, batch.tgt_in, batch.tgt_out) / batch.n_tokens
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -350,8 +350,10 @@ class StepScripted(Seq2Seq):
         t = state["t"]
         return self.logp[t.clamp(max=self.logp.size(0) - 1)], {"t": t + 1}, None  # (B, V)
 
-    def forward(self, src, src_mask, tgt_in):
+    def features(self, src, src_mask, tgt_in):
         raise NotImplementedError
+
+    output_layer = None  # search reads decode_step's logits only
 
 
 def test_the_length_penalty_decides_between_a_short_and_a_long_hypothesis():

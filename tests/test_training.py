@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from seq2seq.config import EvalConfig, load_config
-from seq2seq.likelihood import reference_nll, token_loss
+from seq2seq.likelihood import reference_nll
+from seq2seq.loss import token_loss
 from seq2seq.metrics import corpus_scores
 from seq2seq.models import MODELS, build_model
 from seq2seq.search import translate
@@ -38,11 +39,10 @@ def test_scores_nll_is_the_training_loss_without_label_smoothing(name):
         for pair, nlls in zip(pairs, token_nlls):
             b = batch_of(tok, [pair])
             assert len(nlls) == b.n_tokens == len(tok.encode([pair[1]])[0]) + 1
-            assert sum(nlls) == pytest.approx(token_loss(model(b.src, b.src_mask, b.tgt_in), b.tgt_out).item(),
-                                              rel=1e-5)
+            assert sum(nlls) == pytest.approx(model(b.src, b.src_mask, b.tgt_in, b.tgt_out).item(), rel=1e-5)
         b = batch_of(tok, pairs)
         assert sum(map(sum, token_nlls)) == pytest.approx(
-            token_loss(model(b.src, b.src_mask, b.tgt_in), b.tgt_out).item(), rel=1e-5)
+            model(b.src, b.src_mask, b.tgt_in, b.tgt_out).item(), rel=1e-5)
 
 
 def test_score_cuts_what_exceeds_the_positions_as_translate_does():
@@ -220,10 +220,11 @@ def test_a_bf16_training_step_on_the_cpu_is_close_to_fp32_and_finite(name, tmp_p
     want = model(batch.src, batch.src_mask, batch.tgt_in)
     with autocast(torch.device("cpu"), "bf16"):
         got = model(batch.src, batch.src_mask, batch.tgt_in)
-        loss = token_loss(got, batch.tgt_out, 0.1)
+        loss = model(batch.src, batch.src_mask, batch.tgt_in, batch.tgt_out, 0.1)  # the training step's loss
     loss.backward()
     torch.testing.assert_close(got.float(), want, atol=0.1, rtol=0.05)
     assert torch.isfinite(loss)
+    assert loss.item() == pytest.approx(token_loss(want, batch.tgt_out, 0.1).item(), rel=0.02)
     assert all(p.dtype == torch.float32 and torch.isfinite(p.grad).all() for p in model.parameters()
                if p.grad is not None)
 
@@ -309,3 +310,49 @@ def test_best_is_the_checkpoint_of_highest_validation_bleu_and_patience_stops_th
     assert (best["progress"]["step"], best["progress"]["best_bleu"]) == (4, 20.0)
     assert (last["progress"]["step"], last["progress"]["bad_validations"]) == (7, 3)
     assert not torch.equal(best["model"]["W_o.weight"], last["model"]["W_o.weight"])  # trained on after step 4
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_output_loss_is_token_loss_of_the_output_layer_block_by_block(smoothing, monkeypatch):
+    """output_loss, the training loss worked out a block of rows at a time with its gradient,
+    equals token_loss of the whole logits, in value and in the gradients of what the output
+    layer reads, its weight and its bias; PAD rows get no gradient; under no_grad it only adds up."""
+    import seq2seq.loss
+
+    g = torch.Generator().manual_seed(0)
+    V, d = 11, 5
+    monkeypatch.setattr(seq2seq.loss, "BLOCK_ELEMENTS", 3 * V)  # blocks of 3 rows: 8 rows make 3 blocks
+    output = torch.nn.Linear(d, V)
+    h = torch.randn(2, 4, d, generator=g, requires_grad=True)  # (B, T, d)
+    tgt_out = torch.tensor([[4, 5, 3, 9], [6, 3, PAD, PAD]])
+    want = token_loss(output(h), tgt_out, smoothing)
+    want_grads = torch.autograd.grad(want, [h, output.weight, output.bias])
+    got = seq2seq.loss.output_loss(h, output, tgt_out, smoothing)
+    got_grads = torch.autograd.grad(2 * got, [h, output.weight, output.bias])  # the upstream gradient scales
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    for w, gg in zip(want_grads, got_grads):
+        torch.testing.assert_close(gg, 2 * w, rtol=1e-5, atol=1e-6)
+    assert torch.equal(got_grads[0][1, 2:], torch.zeros(2, d))
+    with torch.no_grad():
+        assert seq2seq.loss.output_loss(h, output, tgt_out, smoothing).item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_output_loss_under_bf16_autocast_is_close_to_fp32():
+    """Under bf16 autocast the blocks' matrix products run in bf16 and their softmax in fp32:
+    the loss and the gradients stay within bf16's tolerance, in the inputs' own dtypes."""
+    from seq2seq.device import autocast
+    from seq2seq.loss import output_loss
+
+    g = torch.Generator().manual_seed(1)
+    output = torch.nn.Linear(16, 50)
+    h = torch.randn(3, 7, 16, generator=g, requires_grad=True)
+    tgt_out = torch.randint(1, 50, (3, 7), generator=g)
+    want = token_loss(output(h), tgt_out, 0.1)
+    want_grads = torch.autograd.grad(want, [h, output.weight])
+    with autocast(torch.device("cpu"), "bf16"):
+        got = output_loss(h, output, tgt_out, 0.1)
+    got_grads = torch.autograd.grad(got, [h, output.weight])
+    assert got.dtype == torch.float32 and got.item() == pytest.approx(want.item(), rel=0.01)
+    for w, gg in zip(want_grads, got_grads):
+        assert gg.dtype == torch.float32
+        torch.testing.assert_close(gg, w, rtol=0.05, atol=0.02)

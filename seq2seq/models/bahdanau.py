@@ -69,15 +69,19 @@ class Bahdanau(Seq2Seq):
         s = self.decoder(torch.cat([Ey, c], dim=-1), s)  # (B, E + 2H) -> (B, H)
         return s, c, alpha
 
-    def _logits(self, s: Tensor, c: Tensor, Ey: Tensor) -> Tensor:
+    def _readout(self, s: Tensor, c: Tensor, Ey: Tensor) -> Tensor:
         t = self.readout(torch.cat([s, c, Ey], dim=-1))  # (..., H + 2H + E) -> (..., E)
-        return self.W_o(self.dropout(t))  # (..., V)
+        return self.dropout(t)  # what W_o reads
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.W_o
 
     def decode_step(self, memory: Memory, state: State, prev: Tensor, need_weights: bool = False,
                     layer: int = -1) -> tuple[Tensor, State, Tensor | None]:
         Ey = self.dropout(self.tgt_emb(prev))  # (B, E)
         s, c, alpha = self._step(memory, state["s"], Ey)
-        return self._logits(s, c, Ey), {"s": s}, alpha
+        return self.W_o(self._readout(s, c, Ey)), {"s": s}, alpha  # (B, V)
 
     def compile_steps(self, **options) -> None:
         """The recurrence step (attention, then GRU cell) is compiled alone, with dynamic shapes:
@@ -85,11 +89,11 @@ class Bahdanau(Seq2Seq):
         One graph serves every step of every batch for each grad mode and autocast state it runs
         under, and one more each for batches of one sentence (dynamic shapes still specialise size
         1): in training, validation and search, 6 at most, under dynamo's recompile limit (8).
-        Its tensor inputs are never views, since dynamo guards on that too (forward's Ey[:, i]
+        Its tensor inputs are never views, since dynamo guards on that too (features' Ey[:, i]
         and encode's U_h are copies)."""
         self._step = torch.compile(self._step, dynamic=True, **options)
 
-    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+    def features(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
         memory = self.encode(src, src_mask)
         s = self.init_state(memory)["s"]
         Ey = self.dropout(self.tgt_emb(tgt_in))  # (B, T, E)
@@ -98,4 +102,4 @@ class Bahdanau(Seq2Seq):
             s, c, _ = self._step(memory, s, Ey[:, i].clone())  # (B, E), a copy: see compile_steps
             states.append(s)
             contexts.append(c)
-        return self._logits(torch.stack(states, 1), torch.stack(contexts, 1), Ey)  # (B, T, V)
+        return self._readout(torch.stack(states, 1), torch.stack(contexts, 1), Ey)  # (B, T, E)

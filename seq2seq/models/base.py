@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from seq2seq.checks import probability
+from seq2seq.loss import output_loss
 
 Memory = dict[str, Any]
 State = dict[str, Any]
@@ -58,16 +59,30 @@ class Seq2Seq(nn.Module, ABC):
         for a model with several (attention_layers; Python indexing, -1 the last)."""
 
     @abstractmethod
-    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
-        """Teacher-forced logits (B, T, V); equal to T calls of decode_step."""
+    def features(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced: what the output layer reads at every target position (B, T, d)."""
+
+    @property
+    @abstractmethod
+    def output_layer(self) -> nn.Linear:
+        """The last layer: features (..., d) -> logits (..., V)."""
+
+    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor, tgt_out: Tensor | None = None,
+                label_smoothing: float = 0.0) -> Tensor:
+        """Teacher-forced logits (B, T, V), equal to T calls of decode_step; given tgt_out (B, T),
+        the loss summed over its real tokens instead (loss.output_loss: without the whole logits)."""
+        h = self.features(src, src_mask, tgt_in)  # (B, T, d)
+        if tgt_out is None:
+            return self.output_layer(h)  # (B, T, V)
+        return output_loss(h, self.output_layer, tgt_out, label_smoothing)
 
     attention_layers: int | None = None  # decoder layers whose source attention one can choose
     max_positions: int | None = None  # longest source or output the model can take (None: no limit)
 
     def compile_steps(self, **options) -> None:
         """torch.compile what runs on every batch, in place (the weights and their names stay as
-        they are): here the whole teacher-forced forward."""
-        self.forward = torch.compile(self.forward, **options)
+        they are): here the whole teacher-forced pass up to the output layer."""
+        self.features = torch.compile(self.features, **options)
 
 
 class Maxout(nn.Module):

@@ -79,7 +79,7 @@ class EncoderDecoder(Seq2Seq):
         return state
 
     def _decode(self, memory: Memory, state: State, Ey: Tensor) -> tuple[Tensor, State]:
-        """E y (B, T, E) -> logits (B, T, V); T = 1 for a step, the whole target when teacher-forced."""
+        """E y (B, T, E) -> what W_o reads (B, T, E); T = 1 for a step, the whole target when teacher-forced."""
         T = Ey.size(1)
         c = memory["h_n"][:, -1].unsqueeze(1).expand(-1, T, -1)  # (B, T, H) context at every step
         hx = state["s"].transpose(0, 1).contiguous()  # (L, B, H)
@@ -91,15 +91,19 @@ class EncoderDecoder(Seq2Seq):
             new = {"s": hx[0].transpose(0, 1), "cell": hx[1].transpose(0, 1)}  # (B, L, H) each
         else:
             new = {"s": hx.transpose(0, 1)}  # (B, L, H)
-        return self.W_o(self.dropout(t)), new  # (B, T, V)
+        return self.dropout(t), new
 
     def decode_step(self, memory: Memory, state: State, prev: Tensor, need_weights: bool = False,
                     layer: int = -1) -> tuple[Tensor, State, Tensor | None]:
         Ey = self.dropout(self.tgt_emb(prev.unsqueeze(1)))  # (B, 1, E)
-        logits, state = self._decode(memory, state, Ey)
-        return logits.squeeze(1), state, None  # (B, V); no attention: nothing to look back at
+        h, state = self._decode(memory, state, Ey)
+        return self.W_o(h.squeeze(1)), state, None  # (B, V); no attention: nothing to look back at
 
-    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.W_o
+
+    def features(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
         memory = self.encode(src, src_mask)
-        logits, _ = self._decode(memory, self.init_state(memory), self.dropout(self.tgt_emb(tgt_in)))
-        return logits  # (B, T, V)
+        h, _ = self._decode(memory, self.init_state(memory), self.dropout(self.tgt_emb(tgt_in)))
+        return h  # (B, T, E)

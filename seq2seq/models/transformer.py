@@ -163,7 +163,7 @@ class Transformer(Seq2Seq):
 
     def _decode(self, memory: Memory, x: Tensor, self_mask: Tensor | None, past_kv: list | None = None,
                 need_weights: bool = False, layer: int = -1) -> tuple[Tensor, list | None, Tensor | None]:
-        """x (B, T, d) through the decoder stack -> logits (B, T, V), each layer's grown past
+        """x (B, T, d) through the decoder stack -> what the output layer reads (B, T, d), each layer's grown past
         (when given one) and layer `layer`'s cross-attention weights (when asked)."""
         src_mask = memory["src_mask"][:, None, None, :]  # (B, 1, 1, S)
         grown, weights = [], None
@@ -173,20 +173,24 @@ class Transformer(Seq2Seq):
             x, past, w = block(x, memory["cross_kv"][i], src_mask, self_mask, past, want)
             grown.append(past)
             weights = w if want else weights
-        return self.out(self.dec_norm(x)), grown if past_kv is not None else None, weights  # (B, T, V)
+        return self.dec_norm(x), grown if past_kv is not None else None, weights  # (B, T, d)
 
     def decode_step(self, memory: Memory, state: State, prev: Tensor, need_weights: bool = False,
                     layer: int = -1) -> tuple[Tensor, State, Tensor | None]:
         t = state["t"]  # (B,) the position being predicted from
         x = self._embed(self.tgt_emb, prev.unsqueeze(1), t.unsqueeze(1))  # (B, 1, d)
-        logits, past_kv, weights = self._decode(memory, x, None, state["past_kv"], need_weights, layer)
+        h, past_kv, weights = self._decode(memory, x, None, state["past_kv"], need_weights, layer)
         if weights is not None:
             weights = weights.mean(dim=1).squeeze(1)  # (B, nh, 1, S) -> (B, S), averaged over heads
-        return logits.squeeze(1), {"t": t + 1, "past_kv": past_kv}, weights
+        return self.out(h.squeeze(1)), {"t": t + 1, "past_kv": past_kv}, weights  # (B, V)
 
-    def forward(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.out
+
+    def features(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
         memory = self.encode(src, src_mask)
         T = tgt_in.size(1)
         x = self._embed(self.tgt_emb, tgt_in, torch.arange(T, device=tgt_in.device))  # (B, T, d)
-        logits, _, _ = self._decode(memory, x, causal_mask(T, tgt_in.device))  # all positions at once: no past
-        return logits  # (B, T, V)
+        h, _, _ = self._decode(memory, x, causal_mask(T, tgt_in.device))  # all positions at once: no past
+        return h  # (B, T, d)
