@@ -57,6 +57,7 @@ class Bahdanau(Seq2Seq):
         h, _ = run_rnn(self.encoder, packed)
         h, _ = pad_packed_sequence(h, batch_first=True, total_length=S)  # (B, S, 2H) annotations
         U_h = self.attention.project_keys(h).clone()  # (B, S, A); a copy, not a view: see compile_steps
+        h = h.to(U_h.dtype)  # in the alignment model's dtype (bf16 under autocast): cast once, not at every step
         return {"h": h, "U_h": U_h, "src_mask": src_mask}
 
     def init_state(self, memory: Memory) -> State:
