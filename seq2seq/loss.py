@@ -29,18 +29,19 @@ def token_loss(logits: Tensor, tgt_out: Tensor, label_smoothing: float = 0.0) ->
 def output_loss(h: Tensor, output: nn.Linear, tgt_out: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """token_loss(output(h), tgt_out, label_smoothing) without the whole logits: h (B, T, d)
     is what the output layer reads, in the autocast dtype where autocast is on."""
-    return _OutputLoss.apply(h.flatten(0, 1), output.weight, output.bias, tgt_out.flatten(), label_smoothing)
+    return _OutputLoss.apply(h.flatten(0, 1), output.weight, output.bias, tgt_out.flatten(), label_smoothing,
+                             torch.is_grad_enabled())
 
 
 class _OutputLoss(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h: Tensor, W: Tensor, b: Tensor | None, y: Tensor, eps: float) -> Tensor:
+    def forward(ctx, h: Tensor, W: Tensor, b: Tensor | None, y: Tensor, eps: float, grad_enabled: bool) -> Tensor:
         """h (N, d), W (V, d), b (V,) or None, y (N,) -> the summed loss; the gradients of h, W
-        and b for an upstream gradient of 1 are kept for backward."""
+        and b for an upstream gradient of 1 are kept for backward (none under no_grad)."""
         N, V = h.size(0), W.size(0)
         device = h.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else h.dtype
-        grads = ctx.needs_input_grad[:3]
+        grads = ctx.needs_input_grad[:3] if grad_enabled else (False,) * 3
         h_, W_ = h.to(dtype), W.to(dtype)
         b_ = b.to(dtype) if b is not None else None
         dh = torch.empty_like(h_) if grads[0] else None  # (N, d)
@@ -75,4 +76,4 @@ class _OutputLoss(torch.autograd.Function):
         dh, dW, db = ctx.saved_tensors
         h_dtype, W_dtype = ctx.dtypes
         scaled = [None if d is None else (d * g).to(t) for d, t in ((dh, h_dtype), (dW, W_dtype), (db, W_dtype))]
-        return *scaled, None, None
+        return *scaled, None, None, None
