@@ -35,7 +35,7 @@ def test_a_bf16_step_with_the_fused_optimizer_trains_with_the_gru_encoder_in_fp3
     assert all(group["fused"] for group in trainer.optimizer.param_groups)
     assert precision_label(model, trainer.precision, gpu) == "bf16 (tf32: encoder)"
     dtypes = {}
-    for name in ("encoder", "decoder", "W_o"):  # nn.GRU, nn.GRUCell, nn.Linear
+    for name in ("encoder", "decoder", "readout"):  # nn.GRU, nn.GRUCell, Maxout (nn.Linear)
         def hook(module, inputs, output, name=name):
             out = output[0] if isinstance(output, tuple) else output
             dtypes[name] = (out.data if isinstance(out, PackedSequence) else out).dtype
@@ -49,7 +49,7 @@ def test_a_bf16_step_with_the_fused_optimizer_trains_with_the_gru_encoder_in_fp3
         assert skipped == 0 and tokens == batch.n_tokens
         losses.append(loss / tokens)
     # cuDNN's GRU outside autocast, in fp32 (under it: fp16); the GRU cell and the readout in bf16
-    assert dtypes == {"encoder": torch.float32, "decoder": torch.bfloat16, "W_o": torch.bfloat16}
+    assert dtypes == {"encoder": torch.float32, "decoder": torch.bfloat16, "readout": torch.bfloat16}
     assert losses[-1] < 0.7 * losses[0], losses
     for p in model.parameters():
         assert p.dtype == torch.float32 and bool(torch.isfinite(p).all())

@@ -23,11 +23,11 @@ STEPS, B = 4, 6  # updates, pairs per rank and step
 def train_steps(world: World, run_dir, rank_batches: list[list[tuple[str, str]]],
                 poisoned: int | None = None) -> tuple[list[list[float]], dict]:
     """STEPS updates of a tiny bahdanau model, each on this rank's batch (the one at index
-    `poisoned` given NaN logits); returns each step's (loss sum, target tokens, skipped) over all
-    ranks, and the final weights."""
+    `poisoned` given a NaN readout, hence a NaN loss); returns each step's (loss sum, target
+    tokens, skipped) over all ranks, and the final weights."""
     trainer, tok = tiny_trainer(run_dir, world)
-    trainer.model.W_o.register_forward_hook(
-        lambda module, inputs, logits: logits * float("nan") if trainer.progress.step == poisoned else logits)
+    trainer.model.readout.register_forward_hook(
+        lambda module, inputs, t: t * float("nan") if trainer.progress.step == poisoned else t)
     stats = []
     for pairs in rank_batches:
         stats.append(trainer.train_step(batch_of(tok, pairs)).read())
