@@ -18,7 +18,9 @@ queued without waiting, median over windows of 10 updates. Training runs in trai
 decoding in eval.precision; each line's "dtype" says what ran (seq2seq.device.precision_label).
 `wall_s` is the time of all updates, a compilation's included (`first_window_s`).
 Peak memory is the process's peak resident set on the CPU, and the peak allocated CUDA
-memory on a GPU.
+memory on a GPU. `--repeat-batch` trains on the first batch over and over: the peak it prints is
+then what one batch shape needs, and the difference to a run over varied batches is what the
+memory allocator keeps in pieces it cannot reuse.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def main() -> None:
     ap.add_argument("--run", help="decode with this trained run's best model (default: the model just "
                                   "benchmarked, whose untrained outputs run long)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], help="section.key=value")
+    ap.add_argument("--repeat-batch", action="store_true", help="train on the first batch every update")
     args = ap.parse_args()
 
     from seq2seq.config import parse_set
@@ -86,7 +89,8 @@ def main() -> None:
         trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, device, Progress(), lambda *a, **k: None)
         src_lens, tgt_lens = corpus.lengths()
         batches = token_batches(src_lens, tgt_lens, cfg.train.batch_tokens, cfg.train.seed, 0)
-        batches = (batches * (1 + args.updates // len(batches)))[:args.updates]
+        batches = [batches[0]] * args.updates if args.repeat_batch else \
+            (batches * (1 + args.updates // len(batches)))[:args.updates]
         # The training loop does not wait for a GPU between updates, so on one the clock reads
         # whole windows of updates; on the CPU every update is its own window.
         per_window = 1 if device.type == "cpu" else 10
@@ -113,7 +117,8 @@ def main() -> None:
               "params": trainer.params}
     emit(common | {"what": "train", "updates": args.updates,
                    "tgt_tok_per_s": round(statistics.median(rates[warmup:] or rates)),
-                   "compile": cfg.train.compile, "wall_s": round(wall, 1), "first_window_s": round(first, 2),
+                   "compile": cfg.train.compile, "repeat_batch": args.repeat_batch,
+                   "wall_s": round(wall, 1), "first_window_s": round(first, 2),
                    "peak_mem_mb": round(peak_mem_mb(device))})
     if args.decode:
         test = clean(load_split(cfg.data, "test"), NO_LIMIT).pairs[:args.decode]
