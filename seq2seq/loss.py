@@ -2,7 +2,8 @@
 label smoothing (Szegedy et al. 2016, section 7): the target distribution is
 q = (1 - eps) onehot(y) + eps / V, and the loss of a token is -sum_v q_v log p_v.
 
-token_loss takes the (N, V) logits. output_loss computes the same number from what the output
+token_loss is the definition, on the (N, V) logits (the tests hold output_loss to it).
+Training and validation use output_loss, which computes the same number from what the output
 layer reads, one block of rows at a time, with its gradients worked out as it goes
 (d loss / d logits = p - q): the (N, V) logits, probabilities and their gradient, the largest
 tensors of an update, never exist whole. On the CPU, where each fresh tensor of that size costs
