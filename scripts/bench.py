@@ -17,7 +17,8 @@ the first `--warmup` ones, as the JoeyNMT baseline reports it; on a GPU, where u
 queued without waiting, median over windows of 10 updates. Training runs in train.precision,
 decoding in eval.precision; each line's "dtype" says what ran (seq2seq.device.precision_label).
 `wall_s` is the time of all updates, a compilation's included (`first_window_s`).
-Peak memory is the process's peak resident set on the CPU, and the peak allocated CUDA
+Peak memory is the process's peak resident set on the CPU ("malloc" says whose allocator
+served it: tcmalloc where installed, see seq2seq/allocator.py), and the peak allocated CUDA
 memory on a GPU. `--repeat-batch` trains on the first batch over and over: the peak it prints is
 then what one batch shape needs, and the difference to a run over varied batches is what the
 memory allocator keeps in pieces it cannot reuse.
@@ -37,6 +38,7 @@ import time
 
 import torch
 
+from seq2seq.allocator import restart_with_tcmalloc, tcmalloc_loaded
 from seq2seq.batching import token_batches
 from seq2seq.config import load_config
 from seq2seq.corpus import prepare
@@ -114,7 +116,7 @@ def main() -> None:
         wall = time.perf_counter() - started  # every update, the first ones' compilation included
     common = {"model": args.model, "device": device.type, "hardware": describe(device),
               "dtype": precision_label(model, trainer.precision, device), "threads": torch.get_num_threads(),
-              "params": trainer.params}
+              "params": trainer.params, "malloc": "tcmalloc" if tcmalloc_loaded() else "system"}
     emit(common | {"what": "train", "updates": args.updates,
                    "tgt_tok_per_s": round(statistics.median(rates[warmup:] or rates)),
                    "compile": cfg.train.compile, "repeat_batch": args.repeat_batch,
@@ -144,4 +146,5 @@ def emit(record: dict) -> None:
 
 
 if __name__ == "__main__":
+    restart_with_tcmalloc()  # as the command line does (seq2seq/allocator.py)
     main()

@@ -1,0 +1,46 @@
+"""The command line restarts itself with tcmalloc preloaded where the library is installed."""
+
+import ctypes.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+from seq2seq.allocator import TCMALLOC
+
+pytestmark = pytest.mark.skipif(ctypes.util.find_library(TCMALLOC) is None or not sys.platform.startswith("linux"),
+                                reason="tcmalloc is not installed (apt install libtcmalloc-minimal4)")
+
+# What the process runs with after the restart, and the arguments it got.
+PROBE = ("import sys; from seq2seq.allocator import restart_with_tcmalloc, tcmalloc_loaded; "
+         "restart_with_tcmalloc(); print(tcmalloc_loaded(), sys.argv[1:])")
+
+
+def probe(**env) -> str:
+    environ = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "SEQ2SEQ_MALLOC")} | env
+    out = subprocess.run([sys.executable, "-c", PROBE, "a", "--b"], env=environ, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip()
+
+
+def test_restarts_with_tcmalloc_and_the_same_arguments():
+    assert probe() == "True ['a', '--b']"
+
+
+def test_system_malloc_on_request():
+    assert probe(SEQ2SEQ_MALLOC="system") == "False ['a', '--b']"
+
+
+def test_a_preload_the_loader_refused_does_not_restart_again():
+    assert probe(LD_PRELOAD=f"lib{TCMALLOC}.so.999") == "False ['a', '--b']"
+
+
+def test_the_command_line_runs_under_tcmalloc(tmp_path):
+    """`python -m seq2seq` restarts before it runs the command: its pid's maps name tcmalloc."""
+    code = ("import sys, runpy; from seq2seq import allocator; "
+            "sys.argv = ['seq2seq', '--version']; runpy.run_module('seq2seq', run_name='__main__'); "
+            "print(allocator.tcmalloc_loaded())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+    assert out.stdout.split() == ["seq2seq", "0.1.0", "True"]
