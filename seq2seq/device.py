@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import shutil
 
 import torch
 
@@ -28,6 +29,19 @@ def describe(device: torch.device, world: World = World()) -> str:
     else:
         name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
     return name if world.size == 1 else f"{world.size} processes x {name}"
+
+
+def require_compiler(device: torch.device) -> None:
+    """train.compile on the CPU: inductor writes C++ and builds it with a compiler, which must be
+    there before anything is written (on CUDA it writes Triton, which torch brings)."""
+    if device.type != "cpu":
+        return
+    from torch._inductor import config as inductor
+
+    cxx = inductor.cpp.cxx[1]
+    if shutil.which(cxx) is None:
+        raise UserError(f"train.compile=true on the CPU needs the C++ compiler inductor calls ({cxx}, not found): "
+                        "install it (apt install g++) or leave train.compile false")
 
 
 def fast_bf16(device: torch.device) -> bool:

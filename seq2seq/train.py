@@ -13,7 +13,7 @@ import torch
 
 from seq2seq.config import Config
 from seq2seq.corpus import prepare
-from seq2seq.device import describe, pick_device, precision_label
+from seq2seq.device import describe, pick_device, precision_label, require_compiler
 from seq2seq.distributed import World, close_world, init_world
 from seq2seq.errors import UserError
 from seq2seq.files import append_line
@@ -32,6 +32,8 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = Fa
     if cfg.train.tensorboard:
         require_tensorboard()
     world, device = init_world(pick_device(cfg.train.device))
+    if cfg.train.compile:
+        require_compiler(device)
     try:
         ckpt, tok = None, None
         if resume:

@@ -148,6 +148,19 @@ def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_datase
     assert torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["progress"]["nonfinite"] == 19
 
 
+def test_compiling_on_the_cpu_without_a_compiler_is_one_line_before_anything_is_written(toy_dataset, tmp_path,
+                                                                                       run_cli, monkeypatch):
+    from torch._inductor import config as inductor
+
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, "no-such-c++"))
+    run = tmp_path / "run"
+    failed = run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--max-steps", 2, "--run-dir", run,
+                     "--device", "cpu", "--set", "train.compile=true", in_process=True, expect=2)
+    assert failed.err == ("error: train.compile=true on the CPU needs the C++ compiler inductor calls (no-such-c++, "
+                          "not found): install it (apt install g++) or leave train.compile false\n")
+    assert not run.exists()
+
+
 def test_same_seed_same_cpu_run(toy_dataset, tmp_path, run_cli):
     weights = []
     for name in ("a", "b"):

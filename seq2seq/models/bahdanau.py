@@ -85,14 +85,26 @@ class Bahdanau(Seq2Seq):
         return self.W_o(self._readout(s, c, Ey)), {"s": s}, alpha  # (B, V)
 
     def compile_steps(self, **options) -> None:
-        """The recurrence step (attention, then GRU cell) is compiled alone, with dynamic shapes:
-        compiling the whole forward would unroll its loop, a new graph for every target length.
-        One graph serves every step of every batch for each grad mode and autocast state it runs
-        under, and one more each for batches of one sentence (dynamic shapes still specialise size
-        1): in training, validation and search, 6 at most, under dynamo's recompile limit (8).
-        Its tensor inputs are never views, since dynamo guards on that too (features' Ey[:, i]
-        and encode's U_h are copies)."""
-        self._step = torch.compile(self._step, dynamic=True, **options)
+        """The recurrence step (attention, then GRU cell) is compiled alone: compiling the whole
+        forward would unroll its loop, a new graph for every target length. The batch and source
+        dimensions of its inputs are marked dynamic, and only those: with every dimension
+        symbolic (dynamic=True), inductor's CPU code generation fails on the sizes that must add
+        up to the GRU cell's input. One graph serves every step of every batch for each grad
+        mode and autocast state it runs under, and one more each for batches of one sentence
+        (dynamic shapes still specialise size 1): in training, validation and search, 6 at most,
+        under dynamo's recompile limit (8). Its tensor inputs are never views, since dynamo
+        guards on that too (features' Ey[:, i] and encode's U_h are copies)."""
+        step = torch.compile(self._step, **options)
+
+        def marked_step(memory: Memory, s: Tensor, Ey: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+            for t in (memory["h"], memory["U_h"], memory["src_mask"]):  # (B, S, ...)
+                torch._dynamo.maybe_mark_dynamic(t, 0)
+                torch._dynamo.maybe_mark_dynamic(t, 1)
+            for t in (s, Ey):  # (B, ...)
+                torch._dynamo.maybe_mark_dynamic(t, 0)
+            return step(memory, s, Ey)
+
+        self._step = marked_step
 
     def features(self, src: Tensor, src_mask: Tensor, tgt_in: Tensor) -> Tensor:
         memory = self.encode(src, src_mask)
