@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side by side with the peer toolkit on this machine: ROUNDS rounds of the JoeyNMT baseline and
 # scripts/bench.py for the transformer and bahdanau, fp32 (the matched configuration) and bf16,
-# the order alternated between rounds; one line per measurement.
+# the order alternated between rounds; one line per measurement. scripts/bench.py runs with
+# tcmalloc where it is installed (its lines say "malloc"), JoeyNMT as its script runs it.
 #
 #   scripts/bench-cpu.sh [ROUNDS] [UPDATES]     # defaults: 2 rounds of 60 updates
 #
