@@ -5,10 +5,10 @@ PyTorch's CPU tensors come from the C library's malloc. Batches of varying shape
 blocks of ever different sizes, and glibc's malloc keeps the freed ones in pieces it cannot
 hand back or reuse: the bahdanau model's bf16 training held 2.2-2.5 GB where one batch shape
 needs 1.1 GB. tcmalloc (from gperftools; Debian and Ubuntu: `apt install
-libtcmalloc-minimal4`) reuses them and keeps it under 2 GiB at the same speed (see
-docs/results.md). An allocator can only be chosen before a process starts, so the command
-line starts itself again with tcmalloc preloaded (LD_PRELOAD) where the library is found and
-not loaded yet. SEQ2SEQ_MALLOC=system keeps glibc's malloc.
+libtcmalloc-minimal4`) reuses them: it held 1.5-1.7 GB, trained about as fast in fp32 and
+faster in bf16 (docs/results.md). An allocator can only be chosen before a process starts,
+so the command line starts itself again with tcmalloc preloaded (LD_PRELOAD) where the
+library is found and not loaded yet. SEQ2SEQ_MALLOC=system keeps glibc's malloc.
 """
 
 from __future__ import annotations

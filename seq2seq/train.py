@@ -31,9 +31,10 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = Fa
     run = RunDir(run_dir)
     if cfg.train.tensorboard:
         require_tensorboard()
-    world, device = init_world(pick_device(cfg.train.device))
+    device = pick_device(cfg.train.device)
     if cfg.train.compile:
         require_compiler(device)
+    world, device = init_world(device)
     try:
         ckpt, tok = None, None
         if resume:
