@@ -17,10 +17,14 @@ PROBE = ("import sys; from seq2seq.allocator import restart_with_tcmalloc, tcmal
          "restart_with_tcmalloc(); print(tcmalloc_loaded(), sys.argv[1:])")
 
 
+def environment(**env) -> dict[str, str]:
+    """This process's environment without a preload or a choice of malloc, then env."""
+    return {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "SEQ2SEQ_MALLOC")} | env
+
+
 def probe(**env) -> str:
-    environ = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "SEQ2SEQ_MALLOC")} | env
-    out = subprocess.run([sys.executable, "-c", PROBE, "a", "--b"], env=environ, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", PROBE, "a", "--b"], env=environment(**env), capture_output=True,
+                         text=True, check=True)
     return out.stdout.strip()
 
 
@@ -41,6 +45,5 @@ def test_the_command_line_runs_under_tcmalloc(tmp_path):
     code = ("import sys, runpy; from seq2seq import allocator; "
             "sys.argv = ['seq2seq', '--version']; runpy.run_module('seq2seq', run_name='__main__'); "
             "print(allocator.tcmalloc_loaded())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment())
     assert out.stdout.split() == ["seq2seq", "0.1.0", "True"]

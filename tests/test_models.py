@@ -1,7 +1,6 @@
 """Behaviour shared by all four translators, through the one interface."""
 
 import math
-import shutil
 
 import pytest
 import torch
@@ -179,10 +178,19 @@ def test_compiled_steps_give_the_eager_logits_and_gradients_for_every_shape(name
         assert graphs_after[-1] == graphs_after[0], graphs_after
 
 
-CXX = torch._inductor.config.cpp.cxx[1]  # the C++ compiler inductor's CPU code generation calls
+def cpu_compiler_missing() -> str | None:
+    """Why inductor cannot compile on the CPU here (seq2seq.device.require_compiler), or None."""
+    from seq2seq.device import require_compiler
+    from seq2seq.errors import UserError
+
+    try:
+        require_compiler(torch.device("cpu"))
+    except UserError as e:
+        return str(e)
+    return None
 
 
-@pytest.mark.skipif(shutil.which(CXX) is None, reason=f"inductor needs a C++ compiler on the CPU ({CXX} not found)")
+@pytest.mark.skipif(cpu_compiler_missing() is not None, reason=str(cpu_compiler_missing()))
 @pytest.mark.parametrize("name", ["transformer", "bahdanau"])
 def test_the_steps_compiled_by_inductor_on_the_cpu_give_the_eager_loss_and_gradients(name):
     """`train.compile=true` on the CPU: inductor generates and compiles C++ for each model's
