@@ -306,8 +306,8 @@ def add_p_values(rows: list[dict], base: int, beam: int = 1) -> None:
     """Give each row, overall, in each bucket and each k, the paired-bootstrap p-value of its BLEU
     against that of rows[base] on the same sentences (`p_value`): None for the baseline itself,
     and where a report of an older version lacks the sentences' statistics (with a warning)."""
-    _same_dataset(rows, "--baseline")
     groups = [_sentence_groups(row["run"], beam) for row in rows]
+    _same_test_sentences(rows, groups, "--baseline")
     for row, found in zip(rows, groups):
         if found is None:
             print(f"warning: {row['run']} has no {_sentences_file(row['run'], beam).name} (evaluated by an older "
@@ -342,12 +342,21 @@ def _sentence_groups(run_dir: str | Path, beam: int) -> dict[str, list[list[int]
     return groups
 
 
-def _same_dataset(rows: list[dict], option: str) -> None:
-    """Paired figures need the same test sentences in every run."""
-    other = next((row for row in rows if row["dataset"] != rows[0]["dataset"]), None)
-    if other is not None:
-        raise UserError(f"{option} pairs the runs' test sentences, but {rows[0]['run']} was evaluated on "
-                        f"{rows[0]['dataset']} and {other['run']} on {other['dataset']}")
+def _same_test_sentences(rows: list[dict], groups: list[dict | None], option: str) -> None:
+    """Paired figures need the same test sentences in every run. Where every run kept its
+    sentences' statistics, their references must have the same lengths, sentence by sentence, in
+    every figure the runs share (so the same data read from two places pairs); otherwise the
+    reports must name the same dataset."""
+    if all(found is not None for found in groups):
+        shared = set.intersection(*(set(found) for found in groups))
+        lengths = [{key: [stats[1] for stats in found[key]] for key in shared} for found in groups]
+        differs = [i for i in range(len(rows)) if lengths[i] != lengths[0]]
+    else:
+        differs = [i for i, row in enumerate(rows) if row["dataset"] != rows[0]["dataset"]]
+    if differs:
+        other = rows[differs[0]]
+        raise UserError(f"{option} pairs the runs' test sentences, but {rows[0]['run']} and {other['run']} were "
+                        f"evaluated on different ones ({rows[0]['dataset']}, {other['dataset']})")
 
 
 def largest_common_k(rows: list[dict], has: str = "bleu") -> int:
@@ -362,7 +371,7 @@ def largest_common_k(rows: list[dict], has: str = "bleu") -> int:
 def examples(rows: list[dict], n: int, beam: int = 1) -> str:
     """The n sources of the largest k all runs evaluated where the runs' sentence BLEU differs
     most, each with its reference and every run's output."""
-    _same_dataset(rows, "--examples")
+    _same_test_sentences(rows, [_sentence_groups(row["run"], beam) for row in rows], "--examples")
     k = largest_common_k(rows)
     pairs = concatenate(split_pairs(RunDir(rows[0]["run"]).read_config().data, "test"), k)
     refs = [t for _, t in pairs]

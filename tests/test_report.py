@@ -245,6 +245,31 @@ def test_compare_gives_each_run_its_p_value_against_the_baseline(runs, run_cli):
     assert float(records[0]["p_value k=2"]) == rows[0]["concat"][1]["p_value"] and records[1]["p_value k=2"] == ""
 
 
+def trained_on(dataset: Path, run: Path, run_cli) -> Path:
+    """A tiny transformer run trained and evaluated on `dataset`."""
+    run_cli("train", "--config", tiny("transformer"), "--model", "transformer", "--dataset", dataset, "--max-steps", 4,
+            "--run-dir", run, in_process=True)
+    run_cli("eval", run, "--concat", "1,2", "--bootstrap", 0, in_process=True)
+    return run
+
+
+def test_compare_pairs_runs_by_their_test_sentences_not_by_where_they_were_read(runs, run_cli, tmp_path):
+    base = runs["bahdanau"]
+    data = Path(RunDir(base).read_config().data.dataset)
+    same = trained_on(shutil.copytree(data, tmp_path / "copy"), tmp_path / "same", run_cli)
+    rows = json.loads(run_cli("compare", same, base, "--baseline", base, "--format", "json", in_process=True).out)
+    assert all(isinstance(part["p_value"], float) for part in parts(rows[0]) if part["n"])
+    # the same sentences in another order cannot be paired
+    shuffled = shutil.copytree(data, tmp_path / "shuffled")
+    lines = (shuffled / "test.jsonl").read_text().splitlines()
+    (shuffled / "test.jsonl").write_text("\n".join(lines[::-1]) + "\n")
+    other = trained_on(shuffled, tmp_path / "other", run_cli)
+    for option in (["--baseline", base], ["--examples", 1]):
+        _, out, err = run_cli("compare", other, base, *option, in_process=True, expect=2)
+        assert out == "" and err.count("\n") == 1
+        assert f"{option[0]} pairs the runs' test sentences, but {other} and {base} were evaluated on different ones" in err
+
+
 def with_scores(run: Path, dest: Path, dropped: dict[int, int], bootstrap: int) -> dict:
     """A copy of an evaluated run whose outputs at each k are its references without their last
     `dropped[k]` words: its sentences' statistics and its report's BLEU made to match (a toy run's
