@@ -343,20 +343,34 @@ def _sentence_groups(run_dir: str | Path, beam: int) -> dict[str, list[list[int]
 
 
 def _same_test_sentences(rows: list[dict], groups: list[dict | None], option: str) -> None:
-    """Paired figures need the same test sentences in every run. Where every run kept its
-    sentences' statistics, their references must have the same lengths, sentence by sentence, in
-    every figure the runs share (so the same data read from two places pairs); otherwise the
-    reports must name the same dataset."""
-    if all(found is not None for found in groups):
-        shared = set.intersection(*(set(found) for found in groups))
-        lengths = [{key: [stats[1] for stats in found[key]] for key in shared} for found in groups]
-        differs = [i for i in range(len(rows)) if lengths[i] != lengths[0]]
-    else:
-        differs = [i for i, row in enumerate(rows) if row["dataset"] != rows[0]["dataset"]]
-    if differs:
-        other = rows[differs[0]]
-        raise UserError(f"{option} pairs the runs' test sentences, but {rows[0]['run']} and {other['run']} were "
-                        f"evaluated on different ones ({rows[0]['dataset']}, {other['dataset']})")
+    """Paired figures need the same test sentences in every run. Each run is checked against the
+    first: where both kept their sentences' statistics, by their references' lengths, sentence by
+    sentence, in every figure both report (so the same data read from two places pairs);
+    otherwise by the dataset their reports name."""
+    for row, found in zip(rows[1:], groups[1:]):
+        if found is not None and groups[0] is not None:
+            difference = _first_difference(groups[0], found)
+        elif row["dataset"] != rows[0]["dataset"]:
+            difference = f"{rows[0]['dataset']}, {row['dataset']}"
+        else:
+            difference = None
+        if difference:
+            raise UserError(f"{option} pairs the runs' test sentences, but {rows[0]['run']} and {row['run']} were "
+                            f"evaluated on different ones ({difference})")
+
+
+def _first_difference(a: dict[str, list[list[int]]], b: dict[str, list[list[int]]]) -> str | None:
+    """Where two runs' references first differ in length (bleu_stats[1]): in the whole test set,
+    then at each k both report."""
+    for key in ["all"] + sorted(key for key in set(a) & set(b) if key.startswith("k=")):
+        ref_a, ref_b = [stats[1] for stats in a.get(key, [])], [stats[1] for stats in b.get(key, [])]
+        unit, at = ("test sentence", "") if key == "all" else ("joined pair", f" at {key}")
+        if len(ref_a) != len(ref_b):
+            return f"{len(ref_a)} and {len(ref_b)} {unit}s{at}"
+        i = next((i for i, (x, y) in enumerate(zip(ref_a, ref_b)) if x != y), None)
+        if i is not None:
+            return f"{unit} {i + 1}{at}: references of {ref_a[i]} and {ref_b[i]} tokens"
+    return None
 
 
 def largest_common_k(rows: list[dict], has: str = "bleu") -> int:

@@ -268,6 +268,11 @@ def test_compare_pairs_runs_by_their_test_sentences_not_by_where_they_were_read(
         _, out, err = run_cli("compare", other, base, *option, in_process=True, expect=2)
         assert out == "" and err.count("\n") == 1
         assert f"{option[0]} pairs the runs' test sentences, but {other} and {base} were evaluated on different ones" in err
+        assert "test sentence 1: references of " in err
+    # a report without its sentences' statistics (an older version's) pairs by the dataset it names
+    (same / "eval" / "test.sentences.jsonl").unlink()
+    _, out, err = run_cli("compare", same, base, "--baseline", base, in_process=True, expect=2)
+    assert out == "" and err.count("\n") == 1 and f"({tmp_path / 'copy'}, {data})" in err
 
 
 def with_scores(run: Path, dest: Path, dropped: dict[int, int], bootstrap: int) -> dict:
