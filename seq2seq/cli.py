@@ -169,7 +169,7 @@ def compare(
 ) -> None:
     """One table of runs: size, training, test BLEU, chrF and NLL, by length and by concatenation."""
     from seq2seq.report import add_p_values, baseline_index, examples as pick_examples, load_comparison, \
-        render_comparison
+        render_comparison, sentence_groups
     from seq2seq.rundir import RunDir
 
     if examples < 0:
@@ -184,10 +184,11 @@ def compare(
             plots.figure_format(path)
     base = baseline_index(runs, baseline) if baseline is not None else None
     rows = load_comparison(runs, beam)
+    groups = sentence_groups(rows, beam) if base is not None or examples else []
     if base is not None:
-        add_p_values(rows, base, beam)
+        add_p_values(rows, base, groups, beam)
     table = render_comparison(rows, format_)
-    shown = pick_examples(rows, examples, beam) if examples else None
+    shown = pick_examples(rows, examples, groups, beam) if examples else None
     if plot is not None:
         plots.save(plots.length_figure(rows), plot)
     if plot_position is not None:

@@ -19,7 +19,7 @@ from seq2seq.data import clean, load_split
 from seq2seq.errors import UserError
 from seq2seq.evaluate import NO_LIMIT, load_run, report_path
 from seq2seq.files import atomic_write_text, read_json_object
-from seq2seq.report import _count, _display_cells, _duration, load_comparison
+from seq2seq.report import _count, _display_cells, _duration, load_comparison, mismatched_test_set, sentence_groups
 from seq2seq.rundir import RunDir
 
 ATTENTION_SENTENCE = "Die Katze, die auf der Matte neben dem Hund saß, sprang."  # README's example
@@ -112,15 +112,15 @@ def attention_maps(rows: list[dict], sentence: str) -> str:
 
 def examples(rows: list[dict], beam: int) -> str:
     """The longest test inputs (in words), their references and every run's translation side by
-    side, from the hypotheses eval wrote; runs on another test set than the first run's are left out."""
-    data = RunDir(rows[0]["run"]).read_config().data
-    pairs = clean(load_split(data, "test"), NO_LIMIT).pairs
+    side, from the hypotheses eval wrote; runs on another test set than the first run's
+    (report.mismatched_test_set) are left out."""
+    pairs = clean(load_split(RunDir(rows[0]["run"]).read_config().data, "test"), NO_LIMIT).pairs
+    groups = sentence_groups(rows, beam)
     labels, hyps = [], []
-    for label, row in zip(plots.run_labels(rows), rows):
-        run = RunDir(row["run"])
-        path = report_path(run, "test", beam).with_suffix(".hyp.txt")
+    for label, row, found in zip(plots.run_labels(rows), rows, groups):
+        path = report_path(RunDir(row["run"]), "test", beam).with_suffix(".hyp.txt")
         lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-        if run.read_config().data.dataset == data.dataset and len(lines) == len(pairs):
+        if mismatched_test_set(rows[0], groups[0], row, found) is None and len(lines) == len(pairs):
             labels.append(label)
             hyps.append(lines)
     longest = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0].split()))[:EXAMPLES]

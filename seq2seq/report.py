@@ -302,11 +302,11 @@ def baseline_index(run_dirs: list[str | Path], baseline: str | Path) -> int:
     return runs.index(Path(baseline).resolve())
 
 
-def add_p_values(rows: list[dict], base: int, beam: int = 1) -> None:
+def add_p_values(rows: list[dict], base: int, groups: list[dict | None], beam: int = 1) -> None:
     """Give each row, overall, in each bucket and each k, the paired-bootstrap p-value of its BLEU
-    against that of rows[base] on the same sentences (`p_value`): None for the baseline itself,
-    and where a report of an older version lacks the sentences' statistics (with a warning)."""
-    groups = [_sentence_groups(row["run"], beam) for row in rows]
+    against that of rows[base] on the same sentences (`p_value`), from the rows' sentence_groups:
+    None for the baseline itself, and where a report of an older version lacks the sentences'
+    statistics (with a warning)."""
     _same_test_sentences(rows, groups, "--baseline")
     for row, found in zip(rows, groups):
         if found is None:
@@ -322,6 +322,12 @@ def add_p_values(rows: list[dict], base: int, beam: int = 1) -> None:
 
 def _sentences_file(run_dir: str | Path, beam: int) -> Path:
     return sentences_path(report_path(RunDir(run_dir), "test", beam))
+
+
+def sentence_groups(rows: list[dict], beam: int = 1) -> list[dict[str, list[list[int]]] | None]:
+    """Each row's per-sentence BLEU statistics by figure (_sentence_groups), read once for all
+    that pairs the runs' sentences."""
+    return [_sentence_groups(row["run"], beam) for row in rows]
 
 
 def _sentence_groups(run_dir: str | Path, beam: int) -> dict[str, list[list[int]]] | None:
@@ -343,20 +349,23 @@ def _sentence_groups(run_dir: str | Path, beam: int) -> dict[str, list[list[int]
 
 
 def _same_test_sentences(rows: list[dict], groups: list[dict | None], option: str) -> None:
-    """Paired figures need the same test sentences in every run. Each run is checked against the
-    first: where both kept their sentences' statistics, by their references' lengths, sentence by
-    sentence, in every figure both report (so the same data read from two places pairs);
-    otherwise by the dataset their reports name."""
+    """Paired figures need the same test sentences in every run: each is checked against the first."""
     for row, found in zip(rows[1:], groups[1:]):
-        if found is not None and groups[0] is not None:
-            difference = _first_difference(groups[0], found)
-        elif row["dataset"] != rows[0]["dataset"]:
-            difference = f"{rows[0]['dataset']}, {row['dataset']}"
-        else:
-            difference = None
+        difference = mismatched_test_set(rows[0], groups[0], row, found)
         if difference:
             raise UserError(f"{option} pairs the runs' test sentences, but {rows[0]['run']} and {row['run']} were "
                             f"evaluated on different ones ({difference})")
+
+
+def mismatched_test_set(first: dict, first_groups: dict | None, row: dict, groups: dict | None) -> str | None:
+    """Where a row's test sentences differ from the first row's, or None: where both kept their
+    sentences' statistics, by their references' lengths, sentence by sentence (so the same data
+    read from two places is the same); otherwise by the dataset their reports name."""
+    if first_groups is not None and groups is not None:
+        return _first_difference(first_groups, groups)
+    if row["dataset"] != first["dataset"]:
+        return f"{first['dataset']}, {row['dataset']}"
+    return None
 
 
 def _first_difference(a: dict[str, list[list[int]]], b: dict[str, list[list[int]]]) -> str | None:
@@ -382,10 +391,10 @@ def largest_common_k(rows: list[dict], has: str = "bleu") -> int:
     return max(ks)
 
 
-def examples(rows: list[dict], n: int, beam: int = 1) -> str:
+def examples(rows: list[dict], n: int, groups: list[dict | None], beam: int = 1) -> str:
     """The n sources of the largest k all runs evaluated where the runs' sentence BLEU differs
-    most, each with its reference and every run's output."""
-    _same_test_sentences(rows, [_sentence_groups(row["run"], beam) for row in rows], "--examples")
+    most, each with its reference and every run's output (groups: the rows' sentence_groups)."""
+    _same_test_sentences(rows, groups, "--examples")
     k = largest_common_k(rows)
     pairs = concatenate(split_pairs(RunDir(rows[0]["run"]).read_config().data, "test"), k)
     refs = [t for _, t in pairs]

@@ -190,7 +190,10 @@ def cpu_compiler_missing() -> str | None:
     return None
 
 
-@pytest.mark.skipif(cpu_compiler_missing() is not None, reason=str(cpu_compiler_missing()))
+CPU_COMPILER_MISSING = cpu_compiler_missing()
+
+
+@pytest.mark.skipif(CPU_COMPILER_MISSING is not None, reason=str(CPU_COMPILER_MISSING))
 @pytest.mark.parametrize("name", ["transformer", "bahdanau"])
 def test_the_steps_compiled_by_inductor_on_the_cpu_give_the_eager_loss_and_gradients(name):
     """`train.compile=true` on the CPU: inductor generates and compiles C++ for each model's
