@@ -5,11 +5,15 @@ rung 1 simplified_self_attention (no parameters), rung 2 SelfAttention (learned 
 rung 3 CausalAttention (future positions masked), rung 4 MultiHeadAttention; additive attention
 (Bahdanau et al. 2014, rung 5) stands beside it. Each returns (output, weights) and keeps no state.
 
-Rungs 1-3 are there to be read: no model uses them, and only tests/test_attention.py imports
-them. The models use MultiHeadAttention and causal_mask (models/transformer.py) and
-AdditiveAttention (models/bahdanau.py). dot_product_attention is the arithmetic of rungs 2-4,
-written out; MultiHeadAttention calls it where it needs the weights (or dropout on the CPU), and
-torch's fused F.scaled_dot_product_attention elsewhere.
+The bahdanau model climbs the ladder as cross-attention, its decoder state s (B, H) querying the
+annotations h (B, S, 2H), one form per `model.attention` (models/bahdanau.py): `dot` is rung 1
+(dot_attention: no parameters), `general` rung 2 and `multihead` rung 4 (MultiHeadAttention with
+one head and with several), `additive` rung 5. The Transformer uses MultiHeadAttention and
+causal_mask (rung 3, models/transformer.py). The self-attention forms of rungs 1-3
+(simplified_self_attention, SelfAttention, CausalAttention) are the lecture's, tested in
+tests/test_attention.py against the forms the models use. dot_product_attention is the
+arithmetic of rungs 2-4, written out; MultiHeadAttention calls it where it needs the weights (or
+dropout on the CPU), and torch's fused F.scaled_dot_product_attention elsewhere.
 
 Masks are boolean and True where a key may be attended to. Shapes: B batch, T queries,
 S keys, d model size, nh heads, hs head size.
@@ -31,6 +35,13 @@ def simplified_self_attention(x: Tensor) -> tuple[Tensor, Tensor]:
     scores = x @ x.transpose(-2, -1)  # (B, T, d) @ (B, d, T) -> (B, T, T)
     weights = torch.softmax(scores, dim=-1)  # (B, T, T)
     return weights @ x, weights  # (B, T, d), (B, T, T)
+
+
+def dot_attention(q: Tensor, h: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Rung 1 as cross-attention: the queries score the annotations h themselves, which are also
+    the values, with no parameters: softmax(q h^T / sqrt(d)) h. q (..., T, d), h (..., S, d).
+    The scale of rung 2 keeps the softmax from saturating at large d."""
+    return dot_product_attention(q, h, h, mask)
 
 
 def dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
@@ -83,32 +94,40 @@ class CausalAttention(SelfAttention):
 class MultiHeadAttention(nn.Module):
     """Rung 4 (Vaswani et al. 2017, section 3.2.2). MultiHead(Q, K, V) = Concat(head_1..head_h) W_O,
     head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V), the heads computed in parallel subspaces.
+    With one head it is rung 2 (learned projections, scaled dot product) followed by W_O.
+
+    Queries, keys and values are of size d_model unless query_dim or key_dim say otherwise (the
+    cross-attention of an RNN decoder state (H) over bidirectional annotations (2H)); W_O maps the
+    heads back to the values' size.
 
     With need_weights=False the fused torch.nn.functional.scaled_dot_product_attention does the
     same arithmetic without materialising the weights (except for dropout on the CPU, whose mask
     torch's kernel draws slowly: see seq2seq/dropout.py); a test checks that both paths agree.
     """
 
-    def __init__(self, d_model: int, heads: int, dropout: float = 0.0):
+    def __init__(self, d_model: int, heads: int, dropout: float = 0.0, query_dim: int | None = None,
+                 key_dim: int | None = None):
         super().__init__()
         assert d_model % heads == 0
+        query_dim, key_dim = query_dim or d_model, key_dim or d_model
         self.heads, self.dropout = heads, dropout
-        self.W_q = nn.Linear(d_model, d_model)
-        self.W_k = nn.Linear(d_model, d_model)
-        self.W_v = nn.Linear(d_model, d_model)
-        self.W_o = nn.Linear(d_model, d_model)
+        self.W_q = nn.Linear(query_dim, d_model)
+        self.W_k = nn.Linear(key_dim, d_model)
+        self.W_v = nn.Linear(key_dim, d_model)
+        self.W_o = nn.Linear(d_model, key_dim)
 
     def split_heads(self, x: Tensor) -> Tensor:
         B, T, d = x.shape
         return x.view(B, T, self.heads, d // self.heads).transpose(1, 2)  # (B, nh, T, hs)
 
     def project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
-        """Keys and values in head form: (B, S, d) -> (B, nh, S, hs) each. Cached by decoders."""
+        """Keys and values in head form: (B, S, key_dim) -> (B, nh, S, hs) each. Cached by decoders."""
         return self.split_heads(self.W_k(key)), self.split_heads(self.W_v(value))
 
     def attend(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """query (B, T, d) against projected k, v (B, nh, S, hs); mask broadcastable to (B, nh, T, S)."""
+        """query (B, T, query_dim) against projected k, v (B, nh, S, hs); mask broadcastable to
+        (B, nh, T, S). Returns (B, T, key_dim) and, when asked, the weights (B, nh, T, S)."""
         q = self.split_heads(self.W_q(query))  # (B, nh, T, hs)
         p = self.dropout if self.training else 0.0
         if need_weights or (p and q.device.type == "cpu"):  # torch's CPU kernel draws its dropout slowly
@@ -117,7 +136,7 @@ class MultiHeadAttention(nn.Module):
         else:
             out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p), None
         B, _, T, _ = out.shape
-        out = out.transpose(1, 2).reshape(B, T, -1)  # (B, T, d)
+        out = out.transpose(1, 2).reshape(B, T, -1)  # (B, T, d_model)
         return self.W_o(out), weights
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, mask: Tensor | None = None,

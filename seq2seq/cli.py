@@ -215,6 +215,24 @@ def report(
 
 
 @app.command()
+def study(
+    file: Path = typer.Argument(..., help="a study file, e.g. configs/studies/ladder-laptop.yaml"),
+    out: Optional[Path] = typer.Option(None, help="where its runs, table, figures and report go "
+                                                  "(default: runs/studies/<file name>)"),
+    jobs: int = typer.Option(1, help="trainings at once, the cores split between them"),
+    dataset: Optional[str] = typer.Option(None, help=f"hub id or local directory (default: $SEQ2SEQ_DATASET, "
+                                                     f"else {DEFAULT_DATASET})"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda, for every run"),
+) -> None:
+    """Train every variant and seed of a study file, evaluate each, then compare them: one table,
+    its figures and the HTML report. Run again, it resumes what is unfinished and skips the rest."""
+    from seq2seq.data import dataset_location
+    from seq2seq.study import run_study
+
+    run_study(file, out, jobs, dataset_location(dataset or os.environ.get("SEQ2SEQ_DATASET")), device)
+
+
+@app.command()
 def average(run_dir: Path = typer.Argument(..., help="a run trained with --set train.keep_best=N")) -> None:
     """Average the checkpoints kept by train.keep_best into checkpoints/avg.pt (--checkpoint avg)."""
     from seq2seq import checkpoint
