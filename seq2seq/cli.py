@@ -164,37 +164,38 @@ def compare(
     plot: Optional[Path] = typer.Option(None, help="draw BLEU by length and by concatenation to FILE.png or .svg"),
     plot_position: Optional[Path] = typer.Option(
         None, help="draw the reference NLL by position at the largest k to FILE.png or .svg"),
+    plot_concat: Optional[Path] = typer.Option(
+        None, help="draw BLEU and the reference NLL by k sentences joined to FILE.png or .svg"),
     curves: Optional[Path] = typer.Option(None, help="draw validation BLEU by step and by time to FILE.png or .svg"),
     examples: int = typer.Option(0, help="after the table, N sources of the largest k where the runs differ most"),
+    columns: Optional[str] = typer.Option(None, help="the table's columns to show, by their headers, comma-separated "
+                                                     "(e.g. run,params,k=1,k=6)"),
 ) -> None:
-    """One table of runs: size, training, test BLEU, chrF and NLL, by length and by concatenation."""
-    from seq2seq.report import add_p_values, baseline_index, examples as pick_examples, load_comparison, \
-        render_comparison, sentence_groups
+    """One table of runs (the runs of one setup trained with several seeds make one row): size, training, test BLEU, chrF and NLL, by length and by concatenation."""
+    from seq2seq.report import compare_runs, examples as pick_examples, render_comparison
     from seq2seq.rundir import RunDir
 
     if examples < 0:
         raise UserError(f"--examples must be 0 or more, got {examples}")
     if examples and format_ in ("csv", "json"):
         raise UserError("--examples prints text after the table: use it with --format table or markdown")
-    figures = [path for path in (plot, plot_position, curves) if path is not None]
+    figures = [path for path in (plot, plot_position, plot_concat, curves) if path is not None]
     if figures:
         from seq2seq import plots
 
         for path in figures:
             plots.figure_format(path)
-    base = baseline_index(runs, baseline) if baseline is not None else None
-    rows = load_comparison(runs, beam)
-    groups = sentence_groups(rows, beam) if base is not None or examples else []
-    if base is not None:
-        add_p_values(rows, base, groups, beam)
-    table = render_comparison(rows, format_)
-    shown = pick_examples(rows, examples, groups, beam) if examples else None
+    found = compare_runs(runs, beam, baseline)
+    table = render_comparison(found.rows, format_, [c.strip() for c in columns.split(",")] if columns else None)
+    shown = pick_examples(found.runs, examples, found.groups, beam) if examples else None
     if plot is not None:
-        plots.save(plots.length_figure(rows), plot)
+        plots.save(plots.length_figure(found.rows), plot)
     if plot_position is not None:
-        plots.save(plots.position_figure(rows), plot_position)
+        plots.save(plots.position_figure(found.rows), plot_position)
+    if plot_concat is not None:
+        plots.save(plots.concat_figure(found.rows), plot_concat)
     if curves is not None:
-        plots.save(plots.curves_figure(rows, [RunDir(row["run"]).read_metrics() for row in rows]), curves)
+        plots.save(plots.curves_figure(found.runs, [RunDir(row["run"]).read_metrics() for row in found.runs]), curves)
     print(table)
     if shown:
         print(f"\n{shown}")
@@ -206,11 +207,13 @@ def report(
     output: Path = typer.Option(..., "--output", "-o", help="the HTML file to write"),
     beam: int = typer.Option(1, help="report the evaluations of this beam size (eval/test.beamN.json)"),
     sentence: Optional[str] = typer.Option(None, help="the German sentence whose attention is drawn"),
+    baseline: Optional[Path] = typer.Option(None, help="one of the runs: give the others the paired-bootstrap "
+                                                       "p-value of their BLEU against it"),
 ) -> None:
     """One self-contained HTML file of runs: table, figures, attention, long examples, signatures, setups."""
     from seq2seq.html_report import ATTENTION_SENTENCE, write_report
 
-    write_report(runs, output, beam, sentence or ATTENTION_SENTENCE)
+    write_report(runs, output, beam, sentence or ATTENTION_SENTENCE, baseline)
     print(f"wrote {output}")
 
 

@@ -19,7 +19,7 @@ from seq2seq.data import clean, load_split
 from seq2seq.errors import UserError
 from seq2seq.evaluate import NO_LIMIT, load_run, report_path
 from seq2seq.files import atomic_write_text, read_json_object
-from seq2seq.report import _count, _display_cells, _duration, load_comparison, mismatched_test_set, sentence_groups
+from seq2seq.report import _count, _display_cells, _duration, compare_runs, mismatched_test_set, sentence_groups
 from seq2seq.rundir import RunDir
 
 ATTENTION_SENTENCE = "Die Katze, die auf der Matte neben dem Hund saß, sprang."  # README's example
@@ -40,20 +40,25 @@ pre { padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
 """
 
 
-def write_report(run_dirs: list[str | Path], out: Path, beam: int = 1, sentence: str = ATTENTION_SENTENCE) -> None:
-    """The report of the evaluated runs (their eval/test[.beamN].json) into `out`, atomically."""
-    rows = load_comparison(run_dirs, beam)
-    body = [f"<h1>seq2seq: {len(rows)} run{'s' * (len(rows) != 1)}, test set, "
+def write_report(run_dirs: list[str | Path], out: Path, beam: int = 1, sentence: str = ATTENTION_SENTENCE,
+                 baseline: str | Path | None = None) -> None:
+    """The report of the evaluated runs (their eval/test[.beamN].json) into `out`, atomically: runs
+    of one setup trained with several seeds make one row of the table and one line of a figure
+    (their first seed's run stands for them in the attention maps and the examples)."""
+    found = compare_runs(run_dirs, beam, baseline)
+    rows, runs = found.rows, found.runs
+    body = [f"<h1>seq2seq: {len(runs)} run{'s' * (len(runs) != 1)}, test set, "
             f"{'greedy' if beam == 1 else f'beam {beam}'}</h1>",
             section("Test BLEU and chrF", comparison_table(rows)),
             section("BLEU by source length and on concatenated sentences",
-                    image(plots.length_figure(rows), "BLEU by source length and by concatenation")),
-            section("Learning curves", image(plots.curves_figure(rows, [RunDir(r["run"]).read_metrics() for r in rows]),
+                    image(plots.length_figure(rows), "BLEU by source length and by concatenation")
+                    + image(plots.concat_figure(rows), "BLEU and reference NLL by sentences joined")),
+            section("Learning curves", image(plots.curves_figure(runs, [RunDir(r["run"]).read_metrics() for r in runs]),
                                              "validation BLEU by step and by time")),
             section(f"Attention on &ldquo;{escape(sentence)}&rdquo;", attention_maps(rows, sentence)),
             section(f"The {EXAMPLES} longest test inputs", examples(rows, beam)),
             section("sacreBLEU signatures", signatures(rows, beam)),
-            section("Runs", "\n".join(run_details(row) for row in rows))]
+            section("Runs", "\n".join(run_details(row) for row in runs))]
     atomic_write_text(Path(out), page("seq2seq report", "\n".join(body)))
 
 
@@ -79,11 +84,20 @@ def table(header: list[str], body: list[list[str]], text_columns: int = 1) -> st
 def comparison_table(rows: list[dict]) -> str:
     """report.py's comparison (the cells of `compare`), and a p-value column where the rows carry one."""
     header, body = _display_cells(rows)
-    if any(row.get("p_value") is not None for row in rows):
+    if any(row.get("p_value") is not None or row.get("p_values") for row in rows):
         header = [*header, "p (test BLEU)"]
-        body = [[*cells, "baseline" if row.get("p_value") is None else f"{row['p_value']:.3f}"]
-                for cells, row in zip(body, rows)]
-    return table(header, body, text_columns=2) + "<p>Test BLEU with its bootstrap 95% interval.</p>"
+        body = [[*cells, _p_cell(row)] for cells, row in zip(body, rows)]
+    seeds = any(row["seeds"] > 1 for row in rows)
+    return table(header, body, text_columns=2) + (
+        "<p>Test BLEU with its bootstrap 95% interval; over several seeds, their mean &plusmn; their standard "
+        "deviation, and each seed's p-value against the baseline's run of the same seed.</p>" if seeds else
+        "<p>Test BLEU with its bootstrap 95% interval.</p>")
+
+
+def _p_cell(row: dict) -> str:
+    if row.get("p_values"):
+        return "/".join(f"{p:.3f}" for p in row["p_values"]) + (" real" if row["real"] else "")
+    return "baseline" if row.get("p_value") is None else f"{row['p_value']:.3f}"
 
 
 def image(fig, alt: str) -> str:

@@ -94,20 +94,30 @@ def bootstrap_intervals(sentences: list[Sentence], resamples: int, scores: list[
     return [_percentiles_95([score(sample) for sample in samples]) for score in scores]
 
 
-def ratio_interval(short: list[list[int]], long: list[list[int]], resamples: int,
+def ratio_interval(singles: list[list[list[int]]], joined: list[list[list[int]]], k: int, resamples: int,
                    seed: int = 12345) -> tuple[float, float] | None:
-    """95% interval of 100 * BLEU(long) / BLEU(short), two sets of sentences' statistics (the
-    single sentences and the joined pairs of the largest k): each resampled with replacement,
-    independently of the other, from one seeded stream. A resample of BLEU 0 in `short` counts as an infinite ratio.
-    None when resamples is 0 or either set is empty."""
-    if resamples <= 0 or not short or not long:
+    """95% interval of 100 * BLEU(joined) / BLEU(singles), the k=K probe against k=1, averaged over
+    the runs of one variant (its seeds): singles[r] and joined[r] are run r's statistics of the test
+    sentences and of the joined pairs, joined pair g made of sentences k*g .. k*g + k - 1 (the
+    last group may be shorter). The bootstrap resamples the groups: each drawn group brings its
+    joined pair and its k single sentences, the same groups for every run, so the two BLEU scores
+    move together as the sentences they share do. A resample of BLEU 0 at k=1 counts as an
+    infinite ratio. None when resamples is 0 or a set is empty."""
+    if resamples <= 0 or not singles or not all(singles) or not all(joined):
         return None
-    rng = random.Random(seed)
-    ratios = []
-    for _ in range(resamples):
-        denominator, numerator = bleu_from_stats(_resample(short, rng)), bleu_from_stats(_resample(long, rng))
-        ratios.append(100 * numerator / denominator if denominator else math.inf)
-    return _percentiles_95(ratios)
+    groups = len(joined[0])
+    if any(len(j) != groups or -(-len(s) // k) != groups for s, j in zip(singles, joined)):
+        raise ValueError(f"{k} sentences a joined pair do not make {groups} joined pairs")
+    per_group = [np.array([np.sum(s[g * k:(g + 1) * k], axis=0) for g in range(groups)]) for s in singles]  # (G, 10)
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(0, groups, groups), minlength=groups)
+                       for _ in range(resamples)])  # (R, G): how often each group is drawn
+    ratios = np.zeros(resamples)
+    for short, long in zip(per_group, [np.array(j) for j in joined]):
+        for i, (total_short, total_long) in enumerate(zip(counts @ short, counts @ long)):  # (10,) each
+            denominator = bleu_of_total(total_short)
+            ratios[i] += 100 * bleu_of_total(total_long) / denominator if denominator else math.inf
+    return _percentiles_95(list(ratios / len(singles)))
 
 
 def _resample(items: list, rng: random.Random) -> list:

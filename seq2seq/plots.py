@@ -65,11 +65,41 @@ def length_figure(rows: list[dict]) -> Figure:
     return fig
 
 
-def _line_with_band(ax, xs: list[float], points: list[dict], label: str) -> None:
-    """BLEU at xs as a line with markers, and its 95% interval shaded where it was computed."""
-    line, = ax.plot(xs, [p["bleu"] for p in points], marker="o", label=label)
-    low = np.array([np.nan if p["ci_low"] is None else p["ci_low"] for p in points], dtype=float)
-    high = np.array([np.nan if p["ci_high"] is None else p["ci_high"] for p in points], dtype=float)
+def concat_figure(rows: list[dict]) -> Figure:
+    """Test BLEU (left) and the reference's NLL per token (right) on k concatenated sentences,
+    one line per run or per setup of several seeds (shaded: the seeds' mean +- their standard
+    deviation; for one run, its 95% interval)."""
+    fig = _figure(figsize=(11, 4.2))
+    bleu, nll = fig.subplots(1, 2)
+    for label, row in zip(run_labels(rows), rows):
+        ks = [c["k"] for c in row["concat"]]
+        _line_with_band(bleu, ks, row["concat"], label)
+        _line_with_band(nll, ks, [c for c in row["concat"] if c.get("nll") is not None], label, "nll")
+    ks = sorted({c["k"] for row in rows for c in row["concat"]})
+    bleu.set(title="BLEU on k concatenated sentences", xlabel="sentences joined (k)", ylabel="test BLEU")
+    nll.set(title="reference NLL on k concatenated sentences", xlabel="sentences joined (k)",
+            ylabel="NLL per token (nats)")
+    bleu.legend()
+    for ax in (bleu, nll):
+        ax.set_xticks(ks)
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def _line_with_band(ax, xs: list[float], points: list[dict], label: str, key: str = "bleu") -> None:
+    """A figure (BLEU, or NLL) at xs as a line with markers, shaded: the mean +- the standard
+    deviation across seeds where the points are means over seeds, else the 95% interval where
+    it was computed."""
+    xs = xs[:len(points)]
+    line, = ax.plot(xs, [p[key] for p in points], marker="o", label=label)
+    prefix = "" if key == "bleu" else f"{key}_"
+    if all(p.get(f"{key}_sd") is not None for p in points):
+        low = np.array([p[key] - p[f"{key}_sd"] for p in points], dtype=float)
+        high = np.array([p[key] + p[f"{key}_sd"] for p in points], dtype=float)
+    else:
+        low = np.array([np.nan if p.get(f"{prefix}ci_low") is None else p[f"{prefix}ci_low"] for p in points], dtype=float)
+        high = np.array([np.nan if p.get(f"{prefix}ci_high") is None else p[f"{prefix}ci_high"] for p in points],
+                        dtype=float)
     if np.isfinite(low).any():
         ax.fill_between(xs, low, high, color=line.get_color(), alpha=BAND_ALPHA, linewidth=0)
 

@@ -6,8 +6,10 @@ import csv
 import io
 import json
 import math
+import statistics
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from seq2seq import checkpoint
@@ -15,7 +17,7 @@ from seq2seq.data import concatenate
 from seq2seq.errors import UserError
 from seq2seq.evaluate import hypotheses_path, report_path, sentences_path, split_pairs
 from seq2seq.files import check_fields, read_json_object
-from seq2seq.metrics import paired_bootstrap, ratio_interval, sentence_bleu
+from seq2seq.metrics import bleu_from_stats, paired_bootstrap, ratio_interval, sentence_bleu
 from seq2seq.rundir import RunDir
 
 
@@ -72,10 +74,29 @@ FIELD_TYPES = {"model": str, "checkpoint": str, "range": str, "params": int, "st
                "best_val_bleu": (float, None), "buckets": list, "concat": list, "nll": (float, None),
                "nll_ci_low": (float, None), "nll_ci_high": (float, None), "len_ratio": (float, None),
                "position_nll": (list, None), "bootstrap": int, "command": str,
-               "commands": list}  # of reports, their parts, run.json
-TEXT_COLUMNS = 2  # run and model, left-aligned; the figures after them are right-aligned
+               "commands": list, "variant": (str, None)}  # of reports, their parts, run.json
+TEXT_COLUMNS = ("run", "model")  # left-aligned; the figures are right-aligned
 RATIO_KEYS = ("k", "ratio", "ci_low", "ci_high")
 DEFAULT_BOOTSTRAP = 1000  # eval's resamples, for reports written before they recorded theirs
+
+
+@dataclass
+class Comparison:
+    runs: list[dict]  # one row per run (load_comparison), with p-values where there is a baseline
+    rows: list[dict]  # one row per setup: the runs of several seeds grouped (group_seeds)
+    groups: list[dict | None]  # each run's sentence statistics (sentence_groups)
+
+
+def compare_runs(run_dirs: list[str | Path], beam: int = 1, baseline: str | Path | None = None) -> Comparison:
+    """The comparison of runs: their rows, p-values against the baseline (each run against the
+    baseline's run of its seed), and the runs of one setup grouped by seed."""
+    base = baseline_index(run_dirs, baseline) if baseline is not None else None
+    runs = load_comparison(run_dirs, beam)
+    groups = sentence_groups(runs, beam)
+    setup, seeds = setups(runs)
+    if base is not None:
+        add_p_values(runs, seed_baselines(setup, seeds, base), groups, beam)
+    return Comparison(runs, group_seeds(runs, setup, groups), groups)
 
 
 def load_comparison(run_dirs: list[str | Path], beam: int = 1) -> list[dict]:
@@ -111,7 +132,7 @@ def comparison_row(run_dir: str | Path, beam: int = 1) -> dict:
               f"is now of step {best_step}: run `seq2seq eval {run.path}{again}` again", file=sys.stderr)
     info = run.read_info()
     check_fields(info, FIELD_TYPES, str(run.info))
-    return {"run": str(run.path), "model": info.get("model", report["model"]),
+    return {"run": str(run.path), "variant": info.get("variant"), "model": info.get("model", report["model"]),
             "params": info.get("params", report["params"]), "steps": info.get("steps"),
             "train_seconds": info.get("train_seconds"), "val_bleu": info.get("best_val_bleu"),
             "dataset": own,
@@ -124,18 +145,18 @@ def comparison_row(run_dir: str | Path, beam: int = 1) -> dict:
 
 def k_ratio(report: dict, groups: dict[str, list[list[int]]] | None) -> dict | None:
     """BLEU at the largest k the report probes as a percentage of BLEU at k=1, with its bootstrap
-    95% interval: the report's resamples of the single sentences and, independently, of the joined
-    pairs. None where the report probes no k > 1, where BLEU at k=1 is 0, and where the
+    95% interval (metrics.ratio_interval: each resample draws joined pairs together with the
+    sentences they join). None where the report probes no k > 1, where BLEU at k=1 is 0, and where the
     sentences' statistics are missing (reports of older versions); an interval bound is None where
     it is infinite (resamples of BLEU 0 at k=1), and both are None for --bootstrap 0."""
     k = max(c["k"] for c in report["concat"]) if report["concat"] else 1
     if k == 1 or not report["bleu"] or groups is None or _find(report["concat"], "k", k)["bleu"] is None:
         return None
-    interval = ratio_interval(groups.get("all", []), groups.get(f"k={k}", []),
+    interval = ratio_interval([groups.get("all", [])], [groups.get(f"k={k}", [])], k,
                               report.get("bootstrap", DEFAULT_BOOTSTRAP))
+    ratio = 100 * _find(report["concat"], "k", k)["bleu"] / report["bleu"]
     low, high = interval or (None, None)
-    return {"k": k, "ratio": round(100 * _find(report["concat"], "k", k)["bleu"] / report["bleu"], 1),
-            "ci_low": _finite(low), "ci_high": _finite(high)}
+    return {"k": k, "ratio": round(ratio, 1), "ci_low": _finite(low), "ci_high": _finite(high)}
 
 
 def _finite(x: float | None) -> float | None:
@@ -156,14 +177,19 @@ def check_report(report: dict, path: Path) -> None:
             check_fields(part, FIELD_TYPES, f"{path}: {key}[{i}]")
 
 
-def render_comparison(rows: list[dict], fmt: str) -> str:
+def render_comparison(rows: list[dict], fmt: str, columns: list[str] | None = None) -> str:
+    """The rows as a table (aligned text or markdown, the columns named or all of them), CSV or JSON."""
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if columns and fmt in ("json", "csv"):
+        raise UserError("--columns picks the columns of a table: use it with --format table or markdown")
     if fmt == "json":
         return json.dumps(rows, indent=2, ensure_ascii=False)
     if fmt == "csv":
         return comparison_csv(rows)
     header, body = _display_cells(rows)
+    if columns:
+        header, body = select_columns(header, body, columns)
     return comparison_markdown(header, body) if fmt == "markdown" else comparison_table(header, body)
 
 
@@ -172,14 +198,14 @@ def comparison_table(header: list[str], body: list[list[str]]) -> str:
     widths = [max(len(cell) for cell in column) for column in zip(header, *body)]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < TEXT_COLUMNS else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(c.ljust(w) if name in TEXT_COLUMNS else c.rjust(w)
+                         for name, c, w in zip(header, cells, widths)).rstrip()
 
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(cells) for cells in body])
 
 
 def comparison_markdown(header: list[str], body: list[list[str]]) -> str:
-    rule = ["---" if i < TEXT_COLUMNS else "---:" for i in range(len(header))]
+    rule = ["---" if name in TEXT_COLUMNS else "---:" for name in header]
     return "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
                      for cells in [header, rule, *body])
 
@@ -198,8 +224,11 @@ def comparison_csv(rows: list[dict]) -> str:
 def _display_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     """The header and the cells shared by the terminal table and markdown. A bucket or k that a
     run did not evaluate, or a bucket without sentences, reads "-"."""
-    columns = [("run", lambda r: r["run"]), ("model", lambda r: r["model"]),
-               ("params", lambda r: _count(r["params"])), ("steps", lambda r: _number(r["steps"])),
+    columns = [("run", lambda r: r["variant"] if r.get("seeds", 1) > 1 and r.get("variant") else r["run"]),
+               ("model", lambda r: r["model"])]
+    if any(row.get("seeds", 1) > 1 for row in rows):
+        columns.append(("seeds", lambda r: str(r.get("seeds", 1))))
+    columns += [("params", lambda r: _count(r["params"])), ("steps", lambda r: _number(r["steps"])),
                ("eval step", lambda r: _number(r["step"])),
                ("train", lambda r: _duration(r["train_seconds"])), ("val BLEU", lambda r: _number(r["val_bleu"], 1)),
                ("test BLEU", _scored), ("chrF", lambda r: _number(r["chrf"], 1)), ("test NLL", _nll_cell),
@@ -214,11 +243,32 @@ def _display_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         columns.append((header, lambda r: _ratio_cell(r.get("k_ratio"), len(ratio_ks) > 1)))
     for k in _concat_ks(rows):
         columns.append((f"NLL k={k}", lambda r, k=k: _nll_cell(_find(r["concat"], "k", k))))
+    if len(ratio_ks) == 1:
+        k = min(ratio_ks)
+        columns.append((f"NLL rise k={k}", lambda r: _nll_rise(r, k)))
     return [name for name, _ in columns], [[cell(row) for _, cell in columns] for row in rows]
 
 
+def _nll_rise(row: dict, k: int) -> str:
+    """How much the reference's NLL per token grows from single sentences to k joined (nats)."""
+    one, joined = _find(row["concat"], "k", 1), _find(row["concat"], "k", k)
+    if not one or not joined or one.get("nll") is None or joined.get("nll") is None:
+        return "-"
+    return f"{joined['nll'] - one['nll']:+.2f}"
+
+
+def select_columns(header: list[str], body: list[list[str]], names: list[str]) -> tuple[list[str], list[list[str]]]:
+    """The columns named (by their headers), in that order; an unknown name is one line naming the others."""
+    for name in names:
+        if name not in header:
+            raise UserError(f"--columns: no column {name!r} (the columns: {', '.join(header)})")
+    index = [header.index(name) for name in names]
+    return names, [[cells[i] for i in index] for cells in body]
+
+
 def _flat(row: dict, ranges: list[str], ks: list[int], added: tuple[str, ...]) -> dict:
-    record = {key: row.get(key) for key in ("run", "model", "params", "steps", "train_seconds", "val_bleu",
+    record = {key: row.get(key) for key in ("run", "variant", "seeds", "model", "params", "steps", "train_seconds",
+                                            "val_bleu", "bleu_sd",
                                             "checkpoint", "step", "beam", "n", "bleu", "ci_low", "ci_high", "chrf",
                                             *added)}
     for label in ranges:
@@ -245,11 +295,21 @@ def _find(items: list[dict], key: str, value) -> dict | None:
 
 
 def _scored(part: dict | None) -> str:
-    """BLEU with its interval, and its p-value against the baseline where there is one."""
+    """BLEU with its interval (or, over seeds, its mean and spread), and its p-value against the
+    baseline where there is one (over seeds, each seed's, and "real" where they all agree)."""
     if part is None or part["n"] == 0 or part["bleu"] is None:
         return "-"
-    p = part.get("p_value")
-    return " ".join(c for c in (f"{part['bleu']:.1f}", _ci(part, 1), "" if p is None else f"p={p:.3f}") if c)
+    p, ps = part.get("p_value"), part.get("p_values")
+    tested = "" if p is None else f"p={p:.3f}"
+    if ps:
+        tested = "p=" + "/".join(f"{x:.3f}" for x in ps) + (" real" if part["real"] else "")
+    return " ".join(c for c in (f"{part['bleu']:.1f}", _spread(part, "bleu", 1) or _ci(part, 1), tested) if c)
+
+
+def _spread(part: dict, key: str, digits: int) -> str:
+    """± the spread across seeds of a figure, where the part is a mean over seeds."""
+    sd = part.get(f"{key}_sd")
+    return "" if sd is None else f"±{sd:.{digits}f}"
 
 
 def _ratio_cell(ratio: dict | None, name_k: bool) -> str:
@@ -259,13 +319,14 @@ def _ratio_cell(ratio: dict | None, name_k: bool) -> str:
         return "-"
     interval = "" if ratio["ci_low"] is None else \
         f"[{ratio['ci_low']:.1f}, {'inf' if ratio['ci_high'] is None else format(ratio['ci_high'], '.1f')}]"
-    return " ".join(c for c in (f"{ratio['ratio']:.1f}%", interval, f"(k={ratio['k']})" if name_k else "") if c)
+    return " ".join(c for c in (f"{ratio['ratio']:.1f}%", _spread(ratio, "ratio", 1), interval,
+                                f"(k={ratio['k']})" if name_k else "") if c)
 
 
 def _nll_cell(part: dict | None) -> str:
     if part is None or part.get("nll") is None:
         return "-"
-    return f"{part['nll']:.2f} {_ci(part, 2, 'nll_')}".rstrip()
+    return f"{part['nll']:.2f} {_spread(part, 'nll', 2) or _ci(part, 2, 'nll_')}".rstrip()
 
 
 def _number(value: float | None, digits: int = 0) -> str:
@@ -302,22 +363,120 @@ def baseline_index(run_dirs: list[str | Path], baseline: str | Path) -> int:
     return runs.index(Path(baseline).resolve())
 
 
-def add_p_values(rows: list[dict], base: int, groups: list[dict | None], beam: int = 1) -> None:
+def add_p_values(rows: list[dict], bases: list[int | None], groups: list[dict | None], beam: int = 1) -> None:
     """Give each row, overall, in each bucket and each k, the paired-bootstrap p-value of its BLEU
-    against that of rows[base] on the same sentences (`p_value`), from the rows' sentence_groups:
-    None for the baseline itself, and where a report of an older version lacks the sentences'
-    statistics (with a warning)."""
+    against that of its baseline run rows[bases[i]] on the same sentences (`p_value`), and the
+    difference (`bleu_delta`), from the rows' sentence_groups: None for a baseline run itself, and
+    where a report of an older version lacks the sentences' statistics (with a warning)."""
     _same_test_sentences(rows, groups, "--baseline")
     for row, found in zip(rows, groups):
         if found is None:
             print(f"warning: {row['run']} has no {_sentences_file(row['run'], beam).name} (evaluated by an older "
                   f"version): no p-values for it; run `seq2seq eval {row['run']}` again", file=sys.stderr)
     for i, row in enumerate(rows):
+        base = bases[i]
         for part, key in [(row, "all")] + [(b, b["range"]) for b in row["buckets"]] + \
                          [(c, f"k={c['k']}") for c in row["concat"]]:
-            a, b = (groups[base] or {}).get(key, []), (groups[i] or {}).get(key, [])
-            paired = i != base and len(a) == len(b) > 0
+            a, b = (groups[base] or {}).get(key, []) if base is not None else [], (groups[i] or {}).get(key, [])
+            paired = base is not None and len(a) == len(b) > 0
             part["p_value"] = round(paired_bootstrap(a, b, PAIRED_RESAMPLES), 4) if paired else None
+            part["bleu_delta"] = round(bleu_from_stats(b) - bleu_from_stats(a), 2) if paired else None
+
+
+# -- seeds -----------------------------------------------------------------------------------------
+
+def setups(rows: list[dict]) -> tuple[list[int], list[int]]:
+    """Which runs are one setup trained with several seeds: for each row, the index of the first
+    row whose run has the same study variant and a config that differs at most in train.seed;
+    and each row's seed."""
+    keys, seeds = [], []
+    for row in rows:
+        config = RunDir(row["run"]).read_config().to_dict()
+        seeds.append(config["train"].pop("seed"))
+        keys.append(json.dumps([row.get("variant"), config], sort_keys=True, default=str))
+    return [keys.index(key) for key in keys], seeds
+
+
+def seed_baselines(setup: list[int], seeds: list[int], base: int) -> list[int | None]:
+    """Each run's baseline: the run of the baseline's setup trained with the same seed (else the
+    baseline run itself); None for the runs of the baseline's setup."""
+    mine = {seeds[i]: i for i in range(len(setup)) if setup[i] == setup[base]}
+    return [None if setup[i] == setup[base] else mine.get(seeds[i], base) for i in range(len(setup))]
+
+
+def group_seeds(rows: list[dict], setup: list[int], groups: list[dict | None]) -> list[dict]:
+    """One row per setup, in the order of its first run: a setup of one run is its row (with
+    seeds 1), one of several runs their mean for every figure, with the spread across seeds
+    (`*_sd`, their sample standard deviation) instead of bootstrap intervals, each seed's p-value
+    (`p_values`), and `real`: whether every seed differs from the baseline in the same direction
+    with p < REAL_P. Its ratio of the largest k to k=1 is the seeds' mean, with the paired
+    interval over the same resampled groups for every seed (metrics.ratio_interval)."""
+    out = []
+    for first in dict.fromkeys(setup):
+        members = [i for i in range(len(rows)) if setup[i] == first]
+        if len(members) == 1:
+            out.append(rows[first] | {"seeds": 1, "runs": [rows[first]["run"]]})
+            continue
+        runs = [rows[i] for i in members]
+        row = {key: rows[first][key] for key in ("run", "variant", "model", "params", "dataset", "checkpoint",
+                                                 "beam", "n")}
+        row |= {"runs": [r["run"] for r in runs], "seeds": len(runs)}
+        row |= {key: _mean([r[key] for r in runs]) for key in ("steps", "step", "train_seconds", "val_bleu")}
+        row |= _seed_figures(runs, ("bleu", "chrf", "nll", "len_ratio"))
+        row["buckets"] = [parts[0] | _seed_figures(parts) for parts in zip(*(r["buckets"] for r in runs))]
+        row["concat"] = [parts[0] | _seed_figures(parts) | {"position_nll": _mean_lists([p.get("position_nll")
+                                                                                         for p in parts])}
+                         for parts in zip(*(r["concat"] for r in runs))]
+        row["k_ratio"] = _seed_ratio(runs, [groups[i] for i in members])
+        out.append(row)
+    return out
+
+
+REAL_P = 0.01  # a difference is called real where every seed's p-value is below this
+
+
+def _seed_figures(parts: list[dict], keys: tuple[str, ...] = ("bleu", "nll", "len_ratio")) -> dict:
+    out: dict = {"ci_low": None, "ci_high": None, "nll_ci_low": None, "nll_ci_high": None}
+    for key in keys:
+        values = [p.get(key) for p in parts]
+        out[key] = _mean(values)
+        out[f"{key}_sd"] = None if out[key] is None else round(statistics.stdev(values), 3)
+    ps, deltas = [p.get("p_value") for p in parts], [p.get("bleu_delta") for p in parts]
+    if all(p is not None for p in ps):
+        same_way = all(d > 0 for d in deltas) or all(d < 0 for d in deltas)
+        out |= {"p_value": None, "p_values": ps, "bleu_delta": _mean(deltas),
+                "real": same_way and all(p < REAL_P for p in ps)}
+    return out
+
+
+def _seed_ratio(runs: list[dict], groups: list[dict | None]) -> dict | None:
+    ratios = [r["k_ratio"] for r in runs]
+    if any(r is None for r in ratios) or len({r["k"] for r in ratios}) != 1:
+        return None
+    k = ratios[0]["k"]
+    resamples = min(_bootstrap(r) for r in runs)
+    interval = ratio_interval([g["all"] for g in groups], [g[f"k={k}"] for g in groups], k, resamples) \
+        if all(groups) else None
+    low, high = interval or (None, None)
+    # the mean of the seeds' unrounded ratios
+    mean = statistics.mean(100 * _find(r["concat"], "k", k)["bleu"] / r["bleu"] for r in runs)
+    return {"k": k, "ratio": round(mean, 1), "ratio_sd": round(statistics.stdev(x["ratio"] for x in ratios), 1),
+            "ci_low": _finite(low), "ci_high": _finite(high)}
+
+
+def _bootstrap(row: dict) -> int:
+    return read_json_object(report_path(RunDir(row["run"]), "test", row["beam"])).get("bootstrap", DEFAULT_BOOTSTRAP)
+
+
+def _mean(values: list) -> float | None:
+    return None if any(v is None for v in values) else round(statistics.mean(values), 3)
+
+
+def _mean_lists(lists: list[list | None]) -> list | None:
+    """Elementwise mean of equally long lists (None where a run lacks a value)."""
+    if any(values is None for values in lists):
+        return None
+    return [_mean(list(column)) for column in zip(*lists)]
 
 
 def _sentences_file(run_dir: str | Path, beam: int) -> Path:
@@ -425,7 +584,9 @@ def _hypotheses(run_dir: str, beam: int, k: int, n: int) -> list[str]:
 
 
 def run_labels(rows: list[dict]) -> list[str]:
-    """The model name, and the run dir's name too where two runs train the same model."""
+    """A study's variant name; else the model name, and the run dir's name too where two runs
+    train the same model."""
     repeated = Counter(row["model"] for row in rows)
-    return [row["model"] if repeated[row["model"]] == 1 else f"{row['model']} ({Path(row['run']).name})"
+    return [row["variant"] if row.get("variant") and repeated[row["model"]] > 1 else
+            row["model"] if repeated[row["model"]] == 1 else f"{row['model']} ({Path(row['run']).name})"
             for row in rows]

@@ -35,6 +35,7 @@ class Variant:
     name: str
     model: str
     overrides: dict[str, object]  # section.key -> value, the shared ones included
+    steps: int  # its budget in updates
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,6 @@ class Study:
     path: Path
     variants: list[Variant]
     seeds: list[int]
-    steps: int
     concat: list[int] = field(default_factory=lambda: [1])
     beams: list[int] = field(default_factory=lambda: [1])
     baseline: str | None = None
@@ -62,18 +62,16 @@ def load_study(path: Path) -> Study:
     unknown = [key for key in raw if key not in STUDY_KEYS]
     if unknown:
         raise UserError(f"{where}: unknown key {unknown[0]!r} (a study has {', '.join(STUDY_KEYS)})")
-    for key in ("variants", "seeds", "steps"):
+    for key in ("variants", "seeds"):
         if key not in raw:
             raise UserError(f"{where}: no {key!r}")
     shared = _overrides(raw.get("set") or {}, f"{where}: set")
     data = _mapping(raw.get("data") or {}, f"{where}: data")
     shared |= {f"data.{key}": value for key, value in data.items()}
-    seeds, steps = raw["seeds"], raw["steps"]
+    seeds = raw["seeds"]
     if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds) \
             or len(set(seeds)) != len(seeds):
         raise UserError(f"{where}: seeds must be a list of different non-negative integers, got {seeds!r}")
-    if not _is_int(steps) or steps < 1:
-        raise UserError(f"{where}: steps must be a positive integer (updates per run), got {steps!r}")
     evaluation = _mapping(raw.get("eval") or {}, f"{where}: eval")
     concat, beams = evaluation.pop("concat", [1]), evaluation.pop("beam", [1])
     if evaluation:
@@ -85,20 +83,25 @@ def load_study(path: Path) -> Study:
     variants = []
     for name, spec in _mapping(raw["variants"], f"{where}: variants").items():
         spec = _mapping(spec or {}, f"{where}: variants.{name}")
-        if set(spec) - {"model", "set"}:
-            raise UserError(f"{where}: variants.{name} has model and set, not {sorted(set(spec) - {'model', 'set'})[0]!r}")
+        if set(spec) - {"model", "set", "steps"}:
+            raise UserError(f"{where}: variants.{name} has model, set and steps, not "
+                            f"{sorted(set(spec) - {'model', 'set', 'steps'})[0]!r}")
         if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
             raise UserError(f"{where}: variant name {name!r} must be a plain folder name")
         model = spec.get("model", raw.get("model", "bahdanau"))
         overrides = shared | _overrides(spec.get("set") or {}, f"{where}: variants.{name}.set")
         load_config(None, {"model.name": model, **overrides}, model=model)  # checks every key and value
-        variants.append(Variant(name, model, overrides))
+        steps = spec.get("steps", raw.get("steps"))
+        if not _is_int(steps) or steps < 1:
+            raise UserError(f"{where}: variants.{name}: steps must be a positive integer (updates per run, at the "
+                            f"top or in the variant), got {steps!r}")
+        variants.append(Variant(name, model, overrides, steps))
     if not variants:
         raise UserError(f"{where}: no variants")
     baseline = raw.get("baseline")
     if baseline is not None and baseline not in [v.name for v in variants]:
         raise UserError(f"{where}: baseline {baseline!r} is not one of the variants")
-    return Study(Path(path), variants, seeds, steps, sorted(set(concat)), sorted(set(beams)), baseline)
+    return Study(Path(path), variants, seeds, sorted(set(concat)), sorted(set(beams)), baseline)
 
 
 def _mapping(raw: object, where: str) -> dict:
@@ -133,7 +136,9 @@ def run_study(path: Path, out: Path | None, jobs: int, dataset: str | None, devi
     runs = study.runs(out)
     threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // jobs))
     env = os.environ | {"OMP_NUM_THREADS": threads}
-    print(f"study {path}: {len(study.variants)} variants x {len(study.seeds)} seeds, {study.steps:,} updates each, "
+    steps = sorted({v.steps for v in study.variants})
+    budget = f"{steps[0]:,}" if len(steps) == 1 else f"{steps[0]:,}-{steps[-1]:,}"
+    print(f"study {path}: {len(study.variants)} variants x {len(study.seeds)} seeds, {budget} updates each, "
           f"{jobs} at a time on {threads} thread{'s' * (threads != '1')} each, into {out}", file=sys.stderr)
     started = time.monotonic()
     order = sorted(range(len(runs)), key=lambda i: runs[i][1] != study.seeds[0] and study.seeds.index(runs[i][1]))
@@ -160,12 +165,12 @@ def _run_one(study: Study, variant: Variant, seed: int, run_dir: Path, logs: Pat
     log = logs / f"{variant.name}-seed{seed}.out"
     seq2seq = [sys.executable, "-m", "seq2seq"]
     steps_done = run.read_info().get("steps", 0) if run.info.exists() else 0
-    if steps_done < study.steps:
+    if steps_done < variant.steps:
         if run.checkpoint("last").exists():
             command = [*seq2seq, "train", "--resume", str(run_dir)]
         else:
             command = [*seq2seq, "train", "--model", variant.model, "--run-dir", str(run_dir),
-                       "--seed", str(seed), "--max-steps", str(study.steps)]
+                       "--seed", str(seed), "--max-steps", str(variant.steps)]
             command += [part for key, value in variant.overrides.items() for part in ("--set", f"{key}={_yaml(value)}")]
             command += ["--dataset", dataset] if dataset else []
             command += ["--overwrite"] if run_dir.exists() else []  # a run stopped before its first checkpoint
@@ -207,25 +212,24 @@ def _clock(seconds: float) -> str:
 
 
 def compare_study(study: Study, out: Path) -> list[Path]:
-    """The table (markdown and JSON), the figures and the HTML report of the study's runs, of its
-    first beam; each written whole or not at all."""
+    """The table (markdown and JSON: one row per variant, its seeds grouped), the figures and the
+    HTML report of the study's runs, of its first beam; each written whole or not at all."""
     from seq2seq import plots
     from seq2seq.files import atomic_write_text
     from seq2seq.html_report import write_report
-    from seq2seq.report import add_p_values, load_comparison, render_comparison, sentence_groups
+    from seq2seq.report import compare_runs, render_comparison
 
     run_dirs = [run for _, _, run in study.runs(out)]
     beam = study.beams[0]
-    rows = load_comparison(run_dirs, beam)
-    if study.baseline is not None:
-        base = next(i for i, (v, _, _) in enumerate(study.runs(out)) if v.name == study.baseline)
-        add_p_values(rows, base, sentence_groups(rows, beam), beam)
-    written = [out / "table.md", out / "table.json", out / "length.png", out / "position.png",
+    baseline = next((run for v, _, run in study.runs(out) if v.name == study.baseline), None)
+    found = compare_runs(run_dirs, beam, baseline)
+    written = [out / "table.md", out / "table.json", out / "concat.png", out / "length.png", out / "position.png",
                out / "curves.png", out / "report.html"]
-    atomic_write_text(written[0], render_comparison(rows, "markdown") + "\n")
-    atomic_write_text(written[1], render_comparison(rows, "json") + "\n")
-    plots.save(plots.length_figure(rows), written[2])
-    plots.save(plots.position_figure(rows), written[3])
-    plots.save(plots.curves_figure(rows, [RunDir(r["run"]).read_metrics() for r in rows]), written[4])
-    write_report(run_dirs, written[5], beam)
+    atomic_write_text(written[0], render_comparison(found.rows, "markdown") + "\n")
+    atomic_write_text(written[1], render_comparison(found.rows, "json") + "\n")
+    plots.save(plots.concat_figure(found.rows), written[2])
+    plots.save(plots.length_figure(found.rows), written[3])
+    plots.save(plots.position_figure(found.rows), written[4])
+    plots.save(plots.curves_figure(found.runs, [RunDir(r["run"]).read_metrics() for r in found.runs]), written[5])
+    write_report(run_dirs, written[6], beam, baseline=baseline)
     return written

@@ -68,18 +68,46 @@ def test_nll_by_position_runs_from_the_first_token_to_the_last():
     assert position_nll([[1.0, 3.0], [2.0] * 11]) == [1.5] + [2.0] * 8 + [2.333]  # bin 9: 2.0, 2.0 and 3.0
 
 
-def test_the_ratio_interval_contains_the_ratio_and_narrows_with_more_sentences(refs):
-    short = sentence_stats(corrupt(refs, 0.2, seed=1), refs)  # as if k=1
-    long = sentence_stats(corrupt(refs, 0.4, seed=2), refs)  # as if the joined pairs of the largest k
-    widths = []
-    for n in (60, 300):
-        ratio = 100 * bleu_from_stats(long[:n // 2]) / bleu_from_stats(short[:n])
-        low, high = ratio_interval(short[:n], long[:n // 2], 200)
-        assert low < ratio < high < 100
-        widths.append(high - low)
-    assert widths[1] < widths[0] / 1.5  # about 1/sqrt(5) as wide with 5 times the sentences
-    assert ratio_interval(short, long, 200) == ratio_interval(short, long, 200)  # seeded
-    assert ratio_interval(short, long, 0) is None and ratio_interval([], long, 200) is None
+def joined_probe(refs: list[str], k: int, seed: int) -> tuple[list[list[int]], list[list[int]]]:
+    """A system scored on the single sentences and on their joins of k, whose quality varies from
+    one group of k sentences to the next and is shared by the group's sentences and their join:
+    k=1 and k=K move together, as they do in a real test set (hard sentences are hard joined too)."""
+    rng = random.Random(seed)
+    shares = [rng.choice([0.05, 0.3, 0.6]) for _ in range(0, len(refs), k)]
+    hyps = [h for g, share in enumerate(shares) for h in corrupt(refs[g * k:(g + 1) * k], share, seed + g)]
+    joined_refs = [" ".join(refs[i:i + k]) for i in range(0, len(refs), k)]
+    joined_hyps = [" ".join(hyps[i:i + k]) for i in range(0, len(hyps), k)]
+    return sentence_stats(hyps, refs), sentence_stats(joined_hyps, joined_refs)
+
+
+def independent_interval(short: list[list[int]], long: list[list[int]], resamples: int) -> tuple[float, float]:
+    """The interval resampling the single sentences and the joined pairs each on their own."""
+    rng = random.Random(1)
+    ratios = sorted(100 * bleu_from_stats(rng.choices(long, k=len(long))) / bleu_from_stats(rng.choices(short, k=len(short)))
+                    for _ in range(resamples))
+    return ratios[int(0.025 * resamples)], ratios[resamples - 1 - int(0.025 * resamples)]
+
+
+def test_the_ratio_interval_resamples_groups_and_is_narrower_than_independent_resampling(refs):
+    short, long = joined_probe(refs, 6, seed=3)
+    ratio = 100 * bleu_from_stats(long) / bleu_from_stats(short)
+    low, high = ratio_interval([short], [long], 6, 400)
+    independent = independent_interval(short, long, 400)
+    assert low < ratio < high
+    assert high - low < 0.7 * (independent[1] - independent[0])
+    assert ratio_interval([short], [long], 6, 400) == (low, high)  # seeded
+    assert ratio_interval([short], [long], 6, 0) is None and ratio_interval([[]], [long], 6, 400) is None
+    with pytest.raises(ValueError):
+        ratio_interval([short], [long[:-1]], 6, 400)
+
+
+def test_the_ratio_interval_of_several_seeds_is_that_of_their_mean_ratio(refs):
+    runs = [joined_probe(refs, 6, seed=s) for s in (3, 4, 5)]
+    ratios = [100 * bleu_from_stats(long) / bleu_from_stats(short) for short, long in runs]
+    low, high = ratio_interval([s for s, _ in runs], [j for _, j in runs], 6, 400)
+    assert low < statistics.mean(ratios) < high
+    one = ratio_interval([runs[0][0]], [runs[0][1]], 6, 400)
+    assert high - low < one[1] - one[0]  # three seeds average out some of one seed's sampling
 
 
 def test_a_bucket_edge_is_the_last_word_count_of_its_bucket():

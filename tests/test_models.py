@@ -36,8 +36,11 @@ def random_batch(B=3, S=7, T=6, seed=0):
     return src, mask, tgt_in
 
 
+ATTENTIONS = [("bahdanau", {"attention": form}) for form in ("none", "mean", "dot", "general", "multihead")]
 CASES = [("rnn", {}), ("rnn", {"layers": 2}), ("lstm", {"layers": 2}), ("lstm", {"reverse_source": True}),
-         ("bahdanau", {}), ("transformer", {}), ("transformer", {"pre_norm": False, "tie_embeddings": False})]
+         ("bahdanau", {}), *ATTENTIONS, ("transformer", {}),
+         ("transformer", {"pre_norm": False, "tie_embeddings": False})]
+EVERY_MODEL = [(name, {}) for name in MODELS] + ATTENTIONS
 
 
 @pytest.mark.parametrize("name,overrides", CASES)
@@ -56,9 +59,9 @@ def test_step_by_step_decoding_reproduces_teacher_forced_logits(name, overrides)
     torch.testing.assert_close(torch.stack(steps, 1), forced, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_source_padding_does_not_change_the_output(name):
-    model = tiny_model(name)
+@pytest.mark.parametrize("name,overrides", EVERY_MODEL)
+def test_source_padding_does_not_change_the_output(name, overrides):
+    model = tiny_model(name, **overrides)
     src, mask, tgt_in = random_batch()
     padded = torch.cat([src, torch.full((3, 4), PAD)], dim=1)
     padded_mask = torch.cat([mask, torch.zeros(3, 4, dtype=torch.bool)], dim=1)
@@ -67,9 +70,9 @@ def test_source_padding_does_not_change_the_output(name):
                                    atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_greedy_equals_beam_of_one(name):
-    model = tiny_model(name)
+@pytest.mark.parametrize("name,overrides", EVERY_MODEL)
+def test_greedy_equals_beam_of_one(name, overrides):
+    model = tiny_model(name, **overrides)
     src, mask, _ = random_batch(seed=1)
     max_len = torch.full((3,), 8)
     g, _ = greedy(model, src, mask, max_len)
@@ -425,3 +428,78 @@ def test_the_length_penalty_decides_between_a_short_and_a_long_hypothesis():
     [found] = beam_hypotheses(model, src, mask, max_len, beam=2, length_penalty=0.6)
     assert [tokens for _, tokens in found] == [[A, B, B], [A]]
     assert [score for score, _ in found] == pytest.approx([long / 4 ** 0.6, short / 2 ** 0.6], rel=1e-4)
+
+
+@pytest.mark.parametrize("form", ["none", "mean"])
+def test_a_fixed_context_is_the_same_at_every_decoder_step(form):
+    model = tiny_model("bahdanau", attention=form)
+    src, mask, _ = random_batch()
+    with torch.no_grad():
+        memory = model.encode(src, mask)
+        c1, _ = model.context(memory, torch.zeros(3, 32))
+        c2, _ = model.context(memory, torch.randn(3, 32))
+    torch.testing.assert_close(c1, c2)
+    attending = tiny_model("bahdanau", attention="dot")
+    with torch.no_grad():
+        memory = attending.encode(src, mask)
+        assert not torch.allclose(attending.context(memory, torch.zeros(3, 32))[0],
+                                  attending.context(memory, torch.randn(3, 32))[0])
+
+
+@pytest.mark.parametrize("form", ["mean", "dot", "general", "multihead", "additive"])
+def test_attention_weights_are_a_distribution_over_the_real_source_tokens(form):
+    model = tiny_model("bahdanau", attention=form)
+    src, mask, tgt_in = random_batch()
+    with torch.no_grad():
+        memory = model.encode(src, mask)
+        _, _, alpha = model.decode_step(memory, model.init_state(memory), tgt_in[:, 0], need_weights=True)
+    assert alpha.shape == mask.shape
+    assert (alpha[~mask] == 0).all()
+    torch.testing.assert_close(alpha.sum(-1), torch.ones(3))
+    if form == "mean":
+        torch.testing.assert_close(alpha[mask], (1 / mask.sum(1, keepdim=True).expand_as(mask))[mask])
+
+
+def test_without_attention_there_are_no_weights_and_dot_adds_no_parameters():
+    none, dot = tiny_model("bahdanau", attention="none"), tiny_model("bahdanau", attention="dot")
+    src, mask, tgt_in = random_batch()
+    with torch.no_grad():
+        memory = none.encode(src, mask)
+        assert none.decode_step(memory, none.init_state(memory), tgt_in[:, 0], need_weights=True)[2] is None
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(none) == count(dot) == count(tiny_model("bahdanau", attention="mean"))
+    assert count(tiny_model("bahdanau", attention="general")) == count(tiny_model("bahdanau", attention="multihead"))
+
+
+@pytest.mark.parametrize("study", ["ladder-laptop", "ladder"])
+def test_the_ladders_variants_are_within_five_percent_of_each_others_size(study):
+    from pathlib import Path
+
+    from seq2seq.study import load_study
+
+    counts = {}
+    for variant in load_study(Path(__file__).parents[1] / "configs" / "studies" / f"{study}.yaml").variants:
+        cfg = load_config(None, {"model.name": variant.model, **variant.overrides}, model=variant.model)
+        counts[variant.name] = sum(p.numel() for p in build_model(cfg.model, cfg.data.vocab_size).parameters())
+    assert set(counts) == {"none", "mean", "dot", "general", "multihead", "additive"}
+    assert max(counts.values()) <= 1.05 * min(counts.values()), counts
+
+
+def test_multihead_needs_heads_that_divide_its_size():
+    from seq2seq.errors import UserError
+
+    with pytest.raises(UserError, match="model.attn_dim .30. must be a multiple of model.heads .4."):
+        load_config(tiny("bahdanau"), {"model.attention": "multihead", "model.attn_dim": 30})
+    with pytest.raises(UserError, match="model.attention"):
+        load_config(tiny("bahdanau"), {"model.attention": "sparse"})
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_the_causal_mask_hides_later_target_tokens_from_earlier_positions(causal):
+    model = tiny_model("transformer", causal=causal)
+    src, mask, tgt_in = random_batch()
+    changed = tgt_in.clone()
+    changed[:, -1] = (tgt_in[:, -1] + 1 - 4) % (V - 4) + 4  # another real token at the last position only
+    with torch.no_grad():
+        before, after = model(src, mask, tgt_in)[:, :-1], model(src, mask, changed)[:, :-1]
+    assert torch.equal(before, after) == causal

@@ -1,5 +1,5 @@
 """The length study's tools: `compare` (table, csv, json, markdown and figures), `translate`
-(stdin to stdout, and the attention plot), and scripts/study.sh that chains them.
+(stdin to stdout, and the attention plot).
 
 Three tiny runs are trained once for the module: bahdanau and transformer are evaluated, rnn is
 not (it is the run without an eval report, and the model without attention). The CLI runs in
@@ -32,7 +32,7 @@ from seq2seq.metrics import bleu_from_stats, sentence_bleu, sentence_stats
 from seq2seq.plots import attention_map, curves_figure, length_figure, position_figure
 from seq2seq.report import load_comparison, render_comparison, run_labels
 from seq2seq.rundir import RunDir
-from tests.conftest import ROOT, tiny, write_jsonl
+from tests.conftest import tiny, write_jsonl
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EVALUATED = ("bahdanau", "transformer")
@@ -482,63 +482,3 @@ def test_translate_mistakes_are_one_line(runs, run_cli, tmp_path, monkeypatch, m
     _, out, err = run_cli("translate", runs[model], *args, stdin=stdin, in_process=True, expect=2)
     assert out == "" and message in err and err.count("\n") == 1
     assert not list(tmp_path.iterdir())
-
-
-# -- the study script ------------------------------------------------------------------------------
-
-FAKE_SEQ2SEQ = """#!/usr/bin/env bash
-echo "$*" >> "$CALLS"
-if [[ $1 == train && $3 == "$FAIL_MODEL" ]]; then exit 1; fi
-if [[ $1 == eval && $* == *"--beam 5"* ]]; then mkdir -p "$2/eval" && touch "$2/eval/test.beam5.json"; fi
-if [[ $1 == compare ]]; then echo "the comparison"; fi
-"""
-
-
-def study(tmp_path: Path, **env) -> tuple[subprocess.CompletedProcess, list[str]]:
-    """scripts/study.sh against a seq2seq that only records its arguments: what the script asks
-    for, in what order, without training anything."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "seq2seq").write_text(FAKE_SEQ2SEQ)
-    (bin_dir / "seq2seq").chmod(0o755)
-    calls = tmp_path / "calls.txt"
-    inherited = {k: v for k, v in os.environ.items() if k not in ("OUT", "BUDGET", "K", "DATASET")}
-    env = {**inherited, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls),
-           "OUT": str(tmp_path / "out"), "FAIL_MODEL": "", **env}
-    result = subprocess.run(["bash", ROOT / "scripts" / "study.sh", "--seed", "7"], capture_output=True, text=True,
-                            env=env)
-    return result, calls.read_text().splitlines() if calls.exists() else []
-
-
-def test_study_script_trains_evaluates_and_compares_the_four_models(tmp_path):
-    result, calls = study(tmp_path, BUDGET="30", K="2", DATASET="some/data")
-    assert result.returncode == 0, result.stderr
-    out = tmp_path / "out"
-    expected = []
-    for m in ["bahdanau", "transformer", "lstm", "rnn"]:  # the baseline first
-        expected += [f"train --model {m} --time-budget 30 --run-dir {out}/{m} --set data.concat_k=2 "
-                     "--set train.schedule=cosine --dataset some/data --seed 7",
-                     f"eval {out}/{m} --concat 1,2,4,6",
-                     f"eval {out}/{m} --concat 1,2,4,6 --beam 5"]
-    runs = " ".join(f"{out}/{m}" for m in ["rnn", "lstm", "bahdanau", "transformer"])
-    expected += [f"compare {runs} --baseline {out}/bahdanau --format markdown --plot {out}/study.png "
-                 f"--curves {out}/curves.png --plot-position {out}/position.png",
-                 f"compare {runs} --baseline {out}/bahdanau"]
-    assert calls == expected
-    assert (out / "study.md").read_text() == "the comparison\n"
-    assert "study: training bahdanau took" in (out / "bahdanau.out").read_text()
-
-
-def test_study_script_resumes_skips_what_is_done_and_compares_only_when_all_finished(tmp_path):
-    out = tmp_path / "out"
-    (out / "transformer" / "checkpoints").mkdir(parents=True)
-    (out / "transformer" / "checkpoints" / "last.pt").touch()  # interrupted
-    (out / "rnn" / "eval").mkdir(parents=True)
-    (out / "rnn" / "eval" / "test.beam5.json").touch()  # finished
-    result, calls = study(tmp_path, FAIL_MODEL="lstm")
-    assert result.returncode != 0 and "lstm did not finish" in result.stderr
-    assert calls[0] == (f"train --model bahdanau --time-budget 330 --run-dir {out}/bahdanau "
-                        "--set data.concat_k=4 --set train.schedule=cosine --seed 7")
-    assert f"train --resume {out}/transformer --time-budget 330 --seed 7" in calls
-    assert not [c for c in calls if f"{out}/rnn" in c or c.startswith("compare")]
-    assert calls[-1].startswith("train --model lstm") and not (out / "study.md").exists()

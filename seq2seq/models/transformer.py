@@ -36,6 +36,7 @@ class TransformerConfig(ModelConfig):
     pre_norm: bool = True  # LayerNorm before (True) or after (False, the paper) each sublayer
     tie_embeddings: bool = True  # share source, target and output embeddings (3.4)
     max_positions: int = 1024  # the longest sequence the positional encodings cover
+    causal: bool = True  # mask future target positions in training (rung 3); false only to show what it is for
 
     def check(self) -> None:
         super().check()
@@ -125,7 +126,7 @@ class Transformer(Seq2Seq):
     def __init__(self, cfg: TransformerConfig, vocab_size: int):
         super().__init__()
         d = cfg.d_model
-        self.d_model, self.heads = d, cfg.heads
+        self.d_model, self.heads, self.causal = d, cfg.heads, cfg.causal
         self.src_emb = nn.Embedding(vocab_size, d, padding_idx=PAD)
         self.tgt_emb = self.src_emb if cfg.tie_embeddings else nn.Embedding(vocab_size, d, padding_idx=PAD)
         self.register_buffer("pe", sinusoids(cfg.max_positions, d), persistent=False)
@@ -192,5 +193,7 @@ class Transformer(Seq2Seq):
         memory = self.encode(src, src_mask)
         T = tgt_in.size(1)
         x = self._embed(self.tgt_emb, tgt_in, torch.arange(T, device=tgt_in.device))  # (B, T, d)
-        h, _, _ = self._decode(memory, x, causal_mask(T, tgt_in.device))  # all positions at once: no past
+        # all positions at once, no past; without the causal mask each position also sees the
+        # later target tokens, the answer it is trained to predict, which decoding never has
+        h, _, _ = self._decode(memory, x, causal_mask(T, tgt_in.device) if self.causal else None)
         return h  # (B, T, d)
