@@ -21,7 +21,7 @@ from seq2seq.models import build_model
 from seq2seq.resume import check_same_data, last_checkpoint
 from seq2seq.rundir import RunDir
 from seq2seq.scalars import TensorBoard, require as require_tensorboard
-from seq2seq.signals import stop_requests
+from seq2seq.signals import interrupts
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.trainer import Progress, Trainer
 
@@ -34,34 +34,50 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = Fa
     device = pick_device(cfg.train.device)
     if cfg.train.compile:
         require_compiler(device)
-    world, device = init_world(device)
-    try:
-        ckpt, tok = None, None
-        if resume:
-            world.run_on_main(run.lock)  # before the checkpoint is read: a second trainer never starts from it
-            ckpt, tok = last_checkpoint(cfg, run)
-        trainer = _trainer(cfg, run, ckpt, tok, world, device, overwrite)
-        with stop_requests(trainer.request_stop, requested=lambda: trainer.stop_signal is not None):
+    with interrupts() as signals:
+        world, device = init_world(device)
+        try:
+            ckpt, tok = None, None
+            if resume:
+                world.run_on_main(run.lock)  # before the checkpoint is read: a second trainer never starts from it
+                ckpt, tok = last_checkpoint(cfg, run)
+            trainer = _trainer(cfg, run, ckpt, tok, world, device, overwrite)
+            signals.request = trainer.request_stop  # from now on, the first signal stops the loop at a checkpoint
             try:
                 reason = trainer.fit()
             finally:
+                signals.closing = True
                 trainer.board.close()
-        p = trainer.progress
-        if world.main:
-            run.update_info(steps=p.step, epochs=p.epoch, train_seconds=round(trainer.elapsed(), 1),
-                            best_val_bleu=p.best_bleu, stopped=reason)
-        trainer.log(f"stopped: {reason}; best validation BLEU {p.best_bleu:.2f}; run dir {run.path}")
-        if trainer.stop_signal:
-            raise UserError(f"training interrupted ({trainer.stop_signal}); resume with: "
-                            f"seq2seq train --resume {run.path}", exit_code=130)
-        return run
-    except BaseException:
-        if world.main:
-            run.abandon()  # a new run that failed before its first checkpoint leaves what was there before
-        raise
-    finally:
-        run.unlock()
-        close_world(world)
+            p = trainer.progress
+            best = p.best_bleu if p.best_bleu >= 0 else None  # -1: no validation yet
+            if world.main:
+                run.update_info(steps=p.step, epochs=p.epoch, train_seconds=round(trainer.elapsed(), 1),
+                                best_val_bleu=best, stopped=reason)
+            trainer.log(f"stopped: {reason}; " + ("no validation yet" if best is None else
+                                                  f"best validation BLEU {best:.2f}") + f"; run dir {run.path}")
+            if trainer.stop_signal:
+                raise UserError(f"training interrupted ({trainer.stop_signal}); resume with: "
+                                f"seq2seq train --resume {run.path}", exit_code=130)
+            return run
+        except BaseException as e:
+            signals.closing = True
+            # a new run that failed before its first checkpoint leaves what was there before
+            undone = run.abandon() if world.main else None
+            if isinstance(e, KeyboardInterrupt) and signals.name:
+                raise UserError(f"training interrupted ({signals.name}); {_left(run, undone)}", exit_code=130) from None
+            raise
+        finally:
+            run.unlock()
+            close_world(world)
+
+
+def _left(run: RunDir, undone: str | None) -> str:
+    """What an interrupted training leaves: `undone`, what abandon() left of a new run, if it did."""
+    if undone:
+        return f"it had no checkpoint yet: {undone}"
+    if run.checkpoint("last").exists():
+        return f"its last checkpoint is kept; resume with: seq2seq train --resume {run.path}"
+    return "nothing was written"
 
 
 def _trainer(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, world: World,

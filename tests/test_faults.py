@@ -766,8 +766,8 @@ def test_a_kill_between_a_validation_record_and_its_checkpoint_leaves_no_duplica
 
 def test_a_run_killed_while_being_set_up_is_replaced_by_overwrite(toy_dataset, tmp_path, run_cli):
     run = tmp_path / "run"
-    killed = killed_at("SIGTERM", 'rundir.RunDir, "write_config"', train_args(toy_dataset, run, "--max-steps", 1))
-    assert killed.returncode == -signal.SIGTERM
+    killed = killed_at("SIGKILL", 'rundir.RunDir, "write_config"', train_args(toy_dataset, run, "--max-steps", 1))
+    assert killed.returncode == -signal.SIGKILL
     assert (run / "run.json").exists() and (run / "checkpoints").is_dir() and not (run / "config.yaml").exists()
     for args, says in ((train_args(toy_dataset, run, "--max-steps", 1), "use --resume to continue it or --overwrite"),
                        (["train", "--resume", run], "stopped while it was being set up (no config.yaml): train it "
@@ -776,6 +776,92 @@ def test_a_run_killed_while_being_set_up_is_replaced_by_overwrite(toy_dataset, t
         assert says in refused.err and refused.err.count("\n") == 1
     run_cli(*train_args(toy_dataset, run, "--max-steps", 1, "--overwrite"))
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]["step"] == 1
+
+
+def one_trainer_line(run: Path, pid: int) -> str:
+    return (f"error: run {run} is being trained by process {pid} on {socket.gethostname()}: one trainer per run; "
+            "wait for it to end or stop it\n")
+
+
+def test_a_second_trainer_refused_by_the_lock_touches_nothing(trained, tmp_path, run_cli):
+    """A run being trained, before its first save and after it, meets a second `train --overwrite`,
+    a plain `train` into its dir and a `--resume`: each is refused with the one-trainer line and
+    leaves every file as the trainer wrote it; the trainer's run stays whole."""
+    data, run = trained.parent / "data", shutil.copytree(trained, tmp_path / "run")
+    quiet = ["--epochs", 1000, "--set", "train.eval_every=100000", "--set", "train.checkpoint_seconds=0"]
+    seconds = [train_args(data, run, "--overwrite", "--set", "model.hidden_dim=48", "--max-steps", 1),
+               train_args(data, run, "--max-steps", 1), ["train", "--resume", run, "--max-steps", 1]]
+
+    def meet(first_args: list) -> str:
+        first = subprocess.Popen([sys.executable, "-m", "seq2seq", *map(str, first_args)], stderr=subprocess.PIPE,
+                                 text=True)
+        next(line for line in first.stderr if ": loss " in line)  # the first log line: it trains
+        for args in seconds:
+            before = {name: data for name, data in files(run).items() if name != "train.log"}
+            refused = run_cli(*args, expect=2)
+            assert refused.err == one_trainer_line(run, first.pid)
+            assert {name: data for name, data in files(run).items() if name != "train.log"} == before
+        first.send_signal(signal.SIGINT)
+        err = first.communicate(timeout=120)[1]
+        assert first.returncode == 130, err
+        return err
+
+    # before its first save: the replacement of a run, with the replaced one in .replaced/
+    err = meet(train_args(data, run, "--overwrite", "--set", "model.hidden_dim=48", *quiet))
+    info = json.loads((run / "run.json").read_text())
+    assert len(info["commands"]) == 1 and "model.hidden_dim=48" in info["command"] and not (run / ".replaced").exists()
+    assert info["best_val_bleu"] is None and "no validation yet; run dir" in err  # stopped before it validated
+    # after it: the same run resumed
+    meet(["train", "--resume", run])
+    assert len(json.loads((run / "run.json").read_text())["commands"]) == 2
+    assert "hidden_dim: 48" in (run / "config.yaml").read_text()
+    run_cli("eval", run, "--checkpoint", "last", "--bootstrap", 0)
+    run_cli("train", "--resume", run, "--max-steps", json.loads((run / "run.json").read_text())["steps"] + 1)
+
+
+def test_a_signal_while_an_overwrite_is_set_up_puts_the_old_run_back(trained, tmp_path):
+    """SIGTERM after the old run is set aside and before the new one saves: exit 130, one line that
+    says so, the old run back as it was and no temporary file; a second SIGTERM while that is
+    undone changes nothing."""
+    run = shutil.copytree(trained, tmp_path / "run")
+    before = files(run)
+    args = train_args(trained.parent / "data", run, "--overwrite")
+    for where in ('rundir.RunDir, "write_config"', 'rundir.RunDir, "write_config")\ndying(rundir.RunDir, "abandon"'):
+        killed = killed_at("SIGTERM", where, args)
+        assert killed.returncode == 130, killed.stderr
+        assert killed.stderr.splitlines()[-1] == ("error: training interrupted (SIGTERM); it had no checkpoint yet: "
+                                                  f"the run it replaced is back in {run}")
+        assert files(run) == before and not (run / ".replaced").exists()
+
+
+def test_a_signal_while_a_new_run_is_set_up_leaves_nothing(toy_dataset, tmp_path):
+    """SIGTERM in the middle of the first file a new run writes: exit 130, no run dir, no .tmp file."""
+    run = tmp_path / "run"
+    killed = killed_at("SIGTERM", 'os, "fsync"', train_args(toy_dataset, run, "--max-steps", 1))
+    assert killed.returncode == 130, killed.stderr
+    assert killed.stderr.splitlines()[-1] == ("error: training interrupted (SIGTERM); it had no checkpoint yet: "
+                                              "nothing of it was kept")
+    assert not run.exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_an_overwrite_killed_outright_during_its_setup_leaves_the_old_run_to_the_next_command(trained, tmp_path,
+                                                                                                 run_cli):
+    """SIGKILL, which no process can handle, strands the old run in .replaced/: the next command
+    that meets the run dir puts it back (a plain train, then refused as the run exists; eval)."""
+    run = shutil.copytree(trained, tmp_path / "run")
+    before = files(run)
+    args = train_args(trained.parent / "data", run, "--overwrite")
+    note = f"note: {run} holds again the run that an --overwrite stopped during its setup had set aside in {run}/.replaced"
+    assert killed_at("SIGKILL", 'rundir.RunDir, "write_config"', args).returncode == -signal.SIGKILL
+    assert (run / ".replaced").is_dir() and not (run / "config.yaml").exists()
+    refused = run_cli(*train_args(trained.parent / "data", run, "--max-steps", 1), expect=2)
+    assert refused.err.splitlines() == [note, f"error: run dir {run} already exists: use --resume to continue it "
+                                              "or --overwrite to replace it"]
+    assert files(run) == before
+    assert killed_at("SIGKILL", 'rundir.RunDir, "write_config"', args).returncode == -signal.SIGKILL
+    evaluated = run_cli("eval", run, "--bootstrap", 0)
+    assert evaluated.err.splitlines()[0] == note
+    assert {name: data for name, data in files(run).items() if not name.startswith("eval")} == before
 
 
 def test_a_run_resumes_on_a_moved_copy_of_its_data_and_keeps_every_command(trained, tmp_path, run_cli):
