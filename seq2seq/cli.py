@@ -170,18 +170,20 @@ def compare(
     """One table of runs: size, training, test BLEU, chrF and NLL, by length and by concatenation."""
     from seq2seq.report import add_p_values, baseline_index, examples as pick_examples, load_comparison, \
         render_comparison, sentence_groups
-    from seq2seq.rundir import RunDir
+    from seq2seq.rundir import RunDir, check_output
 
     if examples < 0:
         raise UserError(f"--examples must be 0 or more, got {examples}")
     if examples and format_ in ("csv", "json"):
         raise UserError("--examples prints text after the table: use it with --format table or markdown")
-    figures = [path for path in (plot, plot_position, curves) if path is not None]
+    figures = {option: path for option, path in (("--plot", plot), ("--plot-position", plot_position),
+                                                 ("--curves", curves)) if path is not None}
     if figures:
         from seq2seq import plots
 
-        for path in figures:
+        for option, path in figures.items():
             plots.figure_format(path)
+            check_output(path, option)
     base = baseline_index(runs, baseline) if baseline is not None else None
     rows = load_comparison(runs, beam)
     groups = sentence_groups(rows, beam) if base is not None or examples else []
@@ -209,7 +211,9 @@ def report(
 ) -> None:
     """One self-contained HTML file of runs: table, figures, attention, long examples, signatures, setups."""
     from seq2seq.html_report import ATTENTION_SENTENCE, write_report
+    from seq2seq.rundir import check_output
 
+    check_output(output, "--output")
     write_report(runs, output, beam, sentence or ATTENTION_SENTENCE)
     print(f"wrote {output}")
 
@@ -270,8 +274,10 @@ def translate(
         raise UserError(f"--nbest must be at least 1, got {nbest}")
     if attention_plot is not None:
         from seq2seq.plots import figure_format
+        from seq2seq.rundir import check_output
 
         figure_format(attention_plot)
+        check_output(attention_plot, "--attention-plot")
         if beam not in (None, 1):
             raise UserError("--attention-plot draws greedy decoding: drop --beam")
         if nbest is not None:

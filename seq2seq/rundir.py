@@ -258,6 +258,17 @@ class RunDir:
         return len(records) - len(kept)
 
 
+def check_output(path: Path, option: str) -> None:
+    """A file a command is asked to write (a report, a figure) is never inside a run dir: there it
+    could replace one of the run's own files (a checkpoint, run.json), which training and eval alone
+    write."""
+    target = Path(path).resolve()
+    for place in (target, *target.parents):
+        if RunDir(place).is_run():
+            raise UserError(f"refusing to write {path} ({option}): it is inside run dir {place}, whose files "
+                            "are the run's own; write it elsewhere")
+
+
 def _check_replaceable(path: Path) -> None:
     """--overwrite never replaces a symbolic link, the current or home directory, a directory
     holding either, or one holding this tool's checkout."""

@@ -458,6 +458,18 @@ def case_report_of_a_run_not_evaluated(tmp, trained):
     return ["report", trained, "-o", tmp / "run" / "report.html"]
 
 
+def case_report_onto_a_checkpoint(tmp, trained):
+    return ["report", trained, "-o", trained / "checkpoints" / "best.pt"]
+
+
+def case_curves_into_a_run_dir(tmp, trained):
+    return ["compare", trained, "--curves", trained / "curves.png"]
+
+
+def case_attention_plot_into_a_run_dir(tmp, trained):
+    return ["translate", trained, "--attention-plot", trained / "eval" / "attention.png"]
+
+
 CASES = {  # id: (what the user did, the command's arguments[, and environment variables])
     "missing_split": ("a dataset without a validation split", case_missing_split),
     "missing_language_column": ("a dataset without the source language's column", case_missing_language_column),
@@ -535,6 +547,10 @@ CASES = {  # id: (what the user did, the command's arguments[, and environment v
     "eval_avg_before_average": ("`eval --checkpoint avg` before `average`", case_eval_avg_before_average),
     "nbest_beyond_the_beam": ("`translate --beam 4 --nbest 5`", case_nbest_beyond_the_beam),
     "report_of_a_run_not_evaluated": ("`report` on a run not evaluated", case_report_of_a_run_not_evaluated),
+    "report_onto_a_checkpoint": ("`report RUN -o RUN/checkpoints/best.pt`", case_report_onto_a_checkpoint),
+    "curves_into_a_run_dir": ("`compare RUN --curves RUN/curves.png`", case_curves_into_a_run_dir),
+    "attention_plot_into_a_run_dir": ("`translate RUN --attention-plot RUN/eval/attention.png`",
+                                      case_attention_plot_into_a_run_dir),
 }
 
 
