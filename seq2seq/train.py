@@ -18,7 +18,7 @@ from seq2seq.distributed import World, close_world, init_world
 from seq2seq.errors import UserError
 from seq2seq.files import append_line
 from seq2seq.models import build_model
-from seq2seq.resume import check_same_data, last_checkpoint
+from seq2seq.resume import check_same_data, check_world_size, last_checkpoint
 from seq2seq.rundir import RunDir
 from seq2seq.scalars import TensorBoard, require as require_tensorboard
 from seq2seq.signals import interrupts
@@ -41,6 +41,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = Fa
             if resume:
                 world.run_on_main(run.lock)  # before the checkpoint is read: a second trainer never starts from it
                 ckpt, tok = last_checkpoint(cfg, run)
+                check_world_size(ckpt, world, run)
             trainer = _trainer(cfg, run, ckpt, tok, world, device, overwrite)
             signals.request = trainer.request_stop  # from now on, the first signal stops the loop at a checkpoint
             try:
@@ -104,8 +105,9 @@ def _trainer(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None,
         if dropped := world.run_on_main(lambda: run.drop_metrics_after(step)):
             log(f"{dropped} metrics.jsonl records past step {step} dropped: they were written "
                 "after the checkpoint, by a process stopped before it saved the next")
-    if world.size > 1:  # the same weights everywhere (DDP checks), different dropout on each rank;
-        # only rank 0's RNG is checkpointed, so exact resumption holds for one process only
+    if world.size > 1 and (ckpt is None or "rank_rng" not in ckpt):
+        # the same weights everywhere (DDP checks), different dropout on each rank; from here on each
+        # rank's random state is checkpointed (a checkpoint from before that resumes with a new one)
         torch.manual_seed(hash((cfg.train.seed, world.rank, trainer.progress.step)) % 2**63)
     log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}, "
         f"{precision_label(model, trainer.precision, device)}")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY, cli, tiny, write_jsonl
+from tests.conftest import ROOT, TINY, cli, tiny, wait_for_step, write_jsonl
 
 DOCS = ROOT / "docs" / "errors.md"
 
@@ -36,19 +36,6 @@ def train_args(dataset, run, *extra):
 # -- exact resume ----------------------------------------------------------------------------------
 
 RESUME_ARGS = ["--max-steps", 60, "--epochs", 100, "--set", "train.checkpoint_every=1", "--set", "train.eval_every=20"]
-
-
-def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    last, deadline = run / "checkpoints" / "last.pt", time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if last.exists():
-            try:
-                if torch.load(last, weights_only=True)["progress"]["step"] >= step:
-                    return
-            except Exception:  # replaced while we read it: read again
-                pass
-        time.sleep(0.02)
-    raise AssertionError(f"run never reached step {step} (exit {proc.poll()})")
 
 
 def final_weights(run: Path) -> dict:
@@ -74,6 +61,20 @@ def test_sigkill_mid_run_then_resume_gives_the_same_weights(toy_dataset, tmp_pat
     lines_after = (killed / "metrics.jsonl").read_text().splitlines()
     assert lines_after[:len(lines_before)] == lines_before  # appended, never truncated
     assert json.loads(lines_after[-1])["step"] == 60
+
+
+def test_a_run_resumed_where_it_stopped_at_the_end_of_an_epoch_validates_once_per_step(toy_dataset, tmp_path,
+                                                                                         run_cli):
+    """Stopped by max_steps on an epoch's last batch (validated there), then resumed: the epoch's
+    end is not validated a second time with nothing trained (an empty window: loss 0, 0 tok/s)."""
+    run_cli(*train_args(toy_dataset, tmp_path / "epoch", "--epochs", 1))
+    per_epoch = json.loads((tmp_path / "epoch" / "run.json").read_text())["steps"]
+    run = tmp_path / "run"
+    run_cli(*train_args(toy_dataset, run, "--epochs", 3, "--max-steps", per_epoch))
+    run_cli("train", "--resume", run, "--max-steps", 3 * per_epoch)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [per_epoch, 2 * per_epoch, 3 * per_epoch]
+    assert all(r["train_loss"] > 0 and r["tgt_tok_per_s"] > 0 for r in records)
 
 
 def test_ctrl_c_saves_last_and_exits_cleanly(toy_dataset, tmp_path, run_cli):
