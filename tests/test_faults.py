@@ -362,6 +362,27 @@ def case_row_is_an_array(tmp, trained):
                       tmp / "run")
 
 
+def case_validation_split_twice(tmp, trained):
+    splits = {f"{s}.jsonl": _good_jsonl() for s in ("train", "val", "validation", "test")}
+    return train_args(_dataset(tmp, splits), tmp / "run")
+
+
+def case_train_text_beside_jsonl(tmp, trained):
+    splits = {f"{s}.jsonl": _good_jsonl() for s in ("train", "val", "test")}
+    return train_args(_dataset(tmp, splits | {"train.de": "wort\n", "train.en": "word\n"}), tmp / "run")
+
+
+def case_validation_text_beside_jsonl(tmp, trained):
+    splits = {f"{s}.jsonl": _good_jsonl() for s in ("train", "val", "test")}
+    return train_args(_dataset(tmp, splits | {"val.de": "wort\n", "val.en": "word\n"}), tmp / "run")
+
+
+def case_test_row_of_a_number_and_a_list(tmp, trained):
+    rows = _good_jsonl() + _jsonl([{"de": 12, "en": [1]}])
+    return ["eval", trained, "--dataset", _dataset(tmp, {"train.jsonl": _good_jsonl(), "val.jsonl": _good_jsonl(),
+                                                         "test.jsonl": rows})]
+
+
 def _evaluated(tmp, trained, **report) -> Path:
     """A copy of the trained run with an eval report of its best checkpoint, changed by `report`."""
     run = shutil.copytree(trained, tmp / "evaluated")
@@ -523,6 +544,11 @@ CASES = {  # id: (what the user did, the command's arguments[, and environment v
     "sentence_is_a_number": ('a JSONL row `{"en": 12345, "de": 67890}`', case_sentence_is_a_number),
     "line_not_json": ("a JSONL line that is not JSON", case_line_not_json),
     "row_is_an_array": ("a JSONL row that is an array", case_row_is_an_array),
+    "validation_split_twice": ("val.jsonl beside validation.jsonl", case_validation_split_twice),
+    "train_text_beside_jsonl": ("train.de and train.en beside train.jsonl", case_train_text_beside_jsonl),
+    "validation_text_beside_jsonl": ("val.de and val.en beside val.jsonl", case_validation_text_beside_jsonl),
+    "test_row_of_a_number_and_a_list": ('`eval --dataset D`, a test.jsonl row `{"de": 12, "en": [1]}` in D',
+                                        case_test_row_of_a_number_and_a_list),
     "compare_report_with_null_buckets": ('`compare` on an eval report with `"buckets": null`',
                                          case_compare_report_with_null_buckets),
     "compare_report_with_text_for_bleu": ('`compare` on an eval report with `"bleu": "high"`',
