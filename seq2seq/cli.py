@@ -145,6 +145,7 @@ def score(
     from seq2seq.data import concatenate
     from seq2seq.evaluate import load_run, split_pairs
     from seq2seq.likelihood import reference_nll
+    from seq2seq.search import count_cut, cut_warning
 
     if concat < 1:
         raise UserError(f"--concat must be a positive integer, got {concat}")
@@ -152,6 +153,9 @@ def score(
     pairs = concatenate(split_pairs(loaded.cfg.data, split), concat)
     for nlls in reference_nll(loaded.model, loaded.tok, pairs, loaded.device, loaded.cfg.eval.batch_tokens):
         print(f"{sum(nlls):.4f}\t{len(nlls)}")
+    for side, i, cost in (("source", 0, "reference's NLL is conditioned on"), ("reference", 1, "NLL covers")):
+        if n := count_cut(loaded.model, loaded.tok, [pair[i] for pair in pairs]):
+            print(cut_warning(n, loaded.model, side, cost), file=sys.stderr)
 
 
 @app.command()
