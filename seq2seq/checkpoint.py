@@ -86,6 +86,9 @@ def average(paths: list[Path]) -> dict:
         if last is not None and ckpt["model"].keys() != total.keys():
             raise UserError(f"cannot average {path} with {paths[0]}: their weights differ in names")
         for name, value in ckpt["model"].items():
+            if last is not None and value.shape != last["model"][name].shape:
+                raise UserError(f"cannot average {path} with {paths[0]}: its {name} is of shape "
+                                f"{tuple(value.shape)}, not {tuple(last['model'][name].shape)}")
             if value.is_floating_point():
                 total[name] = total.get(name, 0) + value.double()
             else:

@@ -44,6 +44,7 @@ MARK = {"tool": "seq2seq", "run_format": 1}
 LEGACY_INFO = {"model", "params", "torch", "command"}  # what run.json held before the mark
 PARTS = ("run.json", "config.yaml", "spm.model", "metrics.jsonl", "train.log", "checkpoints", "tensorboard", "eval")
 CHECKOUT = Path(__file__).resolve().parents[1]
+METRIC_REQUIRED = ("step", "elapsed")  # in every metrics.jsonl record; the curves are drawn against them
 METRIC_TYPES = {"step": int, "epoch": int, "train_loss": float, "val_loss": float, "val_bleu": (float, None),
                 "tgt_tok_per_s": float, "lr": float, "elapsed": float}
 
@@ -245,6 +246,8 @@ class RunDir:
                 continue
             if isinstance(record, dict):
                 check_fields(record, METRIC_TYPES, f"{self.metrics} line {number}")
+                if missing := [key for key in METRIC_REQUIRED if key not in record]:
+                    raise UserError(f"{self.metrics} line {number}: no {' and no '.join(missing)}")
                 records.append(record)
         return records
 

@@ -30,7 +30,7 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = Fa
     """Train a run (as one process, or as one rank of a torchrun job); returns its run dir."""
     run = RunDir(run_dir)
     if cfg.train.tensorboard:
-        require_tensorboard()
+        require_tensorboard(run.tensorboard if resume else None)
     device = pick_device(cfg.train.device)
     if cfg.train.compile:
         require_compiler(device)

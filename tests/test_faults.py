@@ -492,6 +492,65 @@ def case_attention_plot_into_a_run_dir(tmp, trained):
     return ["translate", trained, "--attention-plot", trained / "eval" / "attention.png"]
 
 
+def case_min_lr_above_lr(tmp, trained):
+    return train_args(trained.parent / "data", tmp / "run", "--set", "train.schedule=cosine", "--set", "train.min_lr=1")
+
+
+def case_dropout_next_to_one(tmp, trained):
+    return train_args(trained.parent / "data", tmp / "run", "--set", "model.dropout=0.999999")
+
+
+def case_dropout_below_the_masks_step(tmp, trained):
+    return train_args(trained.parent / "data", tmp / "run", "--set", "model.dropout=0.000001")
+
+
+def _with_sentences(tmp, trained, bleu_stats) -> Path:
+    """An evaluated copy of the trained run whose test.sentences.jsonl holds `bleu_stats`."""
+    run = _evaluated(tmp, trained)
+    (run / "eval" / "test.sentences.jsonl").write_text(json.dumps({"k": 1, "range": "1-10", "bleu_stats": bleu_stats}))
+    return run
+
+
+def case_compare_sentences_with_empty_bleu_stats(tmp, trained):
+    run = _with_sentences(tmp, trained, [])
+    return ["compare", run, run, "--baseline", run]
+
+
+def case_compare_sentences_with_a_number_for_bleu_stats(tmp, trained):
+    run = _with_sentences(tmp, trained, 5)
+    return ["compare", run, run, "--baseline", run]
+
+
+def case_compare_curves_of_a_metrics_line_without_step(tmp, trained):
+    run = _evaluated(tmp, trained)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"val_bleu": 1.0, "elapsed": 3.0}) + "\n")
+    return ["compare", run, "--curves", tmp / "curves.png"]
+
+
+def case_resume_with_tensorboard_a_file(tmp, trained):
+    shutil.copytree(trained, tmp / "run")
+    (tmp / "run" / "tensorboard").write_text("notes\n")
+    return ["train", "--resume", tmp / "run", "--tensorboard"]
+
+
+def _kept(tmp, trained, n: int) -> Path:
+    """A copy of the trained run with its best checkpoint kept n times as train.keep_best keeps them."""
+    run = shutil.copytree(trained, tmp / "kept")
+    for step in range(1, n + 1):
+        shutil.copy(run / "checkpoints" / "best.pt", run / "checkpoints" / f"best-{step}.pt")
+    return run
+
+
+def case_average_a_tensor_of_another_shape(tmp, trained):
+    run = _kept(tmp, trained, 2)
+    ckpt = torch.load(run / "checkpoints" / "best-2.pt", weights_only=True)
+    name = next(iter(ckpt["model"]))
+    ckpt["model"][name] = ckpt["model"][name][:1]
+    torch.save(ckpt, run / "checkpoints" / "best-2.pt")
+    return ["average", run]
+
+
 CASES = {  # id: (what the user did, the command's arguments[, and environment variables])
     "missing_split": ("a dataset without a validation split", case_missing_split),
     "missing_language_column": ("a dataset without the source language's column", case_missing_language_column),
@@ -578,6 +637,20 @@ CASES = {  # id: (what the user did, the command's arguments[, and environment v
     "curves_into_a_run_dir": ("`compare RUN --curves RUN/curves.png`", case_curves_into_a_run_dir),
     "attention_plot_into_a_run_dir": ("`translate RUN --attention-plot RUN/eval/attention.png`",
                                       case_attention_plot_into_a_run_dir),
+    "min_lr_above_lr": ("`--set train.schedule=cosine --set train.min_lr=1`, above train.lr", case_min_lr_above_lr),
+    "dropout_next_to_one": ("`--set model.dropout=0.999999`", case_dropout_next_to_one),
+    "dropout_below_the_masks_step": ("`--set model.dropout=0.000001`, below 2^-16", case_dropout_below_the_masks_step),
+    "compare_sentences_with_empty_bleu_stats": ('`compare --baseline` on a test.sentences.jsonl row with '
+                                                '`"bleu_stats": []`', case_compare_sentences_with_empty_bleu_stats),
+    "compare_sentences_with_a_number_for_bleu_stats": ('`compare --baseline` on a test.sentences.jsonl row with '
+                                                       '`"bleu_stats": 5`',
+                                                       case_compare_sentences_with_a_number_for_bleu_stats),
+    "compare_curves_of_a_metrics_line_without_step": ("`compare --curves` on a metrics.jsonl line without `step`",
+                                                      case_compare_curves_of_a_metrics_line_without_step),
+    "resume_with_tensorboard_a_file": ("`--resume RUN --tensorboard` where RUN/tensorboard is a file",
+                                       case_resume_with_tensorboard_a_file),
+    "average_a_tensor_of_another_shape": ("`average` where one kept checkpoint has a tensor of another shape",
+                                          case_average_a_tensor_of_another_shape),
 }
 
 
@@ -959,12 +1032,12 @@ def test_a_metrics_line_cut_short_is_skipped_and_the_next_starts_anew(tmp_path):
     from seq2seq.rundir import RunDir
 
     run = RunDir(tmp_path)
-    append_line(run.metrics, json.dumps({"step": 1}))
+    append_line(run.metrics, json.dumps({"step": 1, "elapsed": 1.0}))
     with open(run.metrics, "a") as f:
         f.write('{"step": 2, "ep')  # the process was killed here
-    append_line(run.metrics, json.dumps({"step": 3}))
-    assert run.metrics.read_text().splitlines()[-1] == '{"step": 3}'
-    assert run.read_metrics() == [{"step": 1}, {"step": 3}]
+    append_line(run.metrics, json.dumps({"step": 3, "elapsed": 3.0}))
+    assert run.metrics.read_text().splitlines()[-1] == '{"step": 3, "elapsed": 3.0}'
+    assert run.read_metrics() == [{"step": 1, "elapsed": 1.0}, {"step": 3, "elapsed": 3.0}]
 
 
 def test_unreadable_or_malformed_run_files_get_one_clear_error(tmp_path):
@@ -989,6 +1062,37 @@ def test_a_10000_word_line_is_dropped_and_counted(tmp_path, run_cli):
         f.write(json.dumps({"de": "wort " * 10_000, "en": "word"}) + "\n")
     result = run_cli(*train_args(data, tmp_path / "run", "--max-steps", 1))
     assert "1 longer than 100 words" in result.err
+
+
+def test_a_checkpoint_cut_short_by_the_disk_is_one_line_and_the_old_ones_stay(trained, tmp_path):
+    """The kernel refuses a checkpoint's bytes part way (here a file size limit, EFBIG, as a full disk
+    refuses them with ENOSPC): torch's writer raises a RuntimeError from the OSError; it is one line,
+    exit 2, and the checkpoints there before are unchanged, with no temporary file beside them."""
+    import resource
+
+    run = shutil.copytree(trained, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    limit = min(len(data) for data in before.values()) // 2
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    result = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume", str(run), "--max-steps", "3"],
+                            capture_output=True, text=True, preexec_fn=small_files)
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: cannot write {run}/checkpoints/") and line.endswith(".pt: File too large")
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before
+
+
+def test_a_sentence_of_one_word_of_a_megabyte_is_dropped_by_its_tokens(tmp_path, run_cli):
+    """max_words counts it as one word; data.max_tokens counts its pieces, and training goes on."""
+    data = write_jsonl(tmp_path / "data")
+    with open(data / "train.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"de": "eins" * 250_000, "en": "one" * 333_333}) + "\n")
+    result = run_cli(*train_args(data, tmp_path / "run", "--max-steps", 1))
+    assert "train: 1 pairs dropped as longer than data.max_tokens=400 tokens" in result.err
 
 
 @pytest.mark.parametrize("failure", [errno.ENOSPC, errno.EROFS])
