@@ -250,6 +250,10 @@ def average(run_dir: Path = typer.Argument(..., help="a run trained with --set t
     run.require()
     kept = run.kept_checkpoints()
     if len(kept) < 2:
+        n = run.read_config().train.keep_best
+        if n > 1:
+            raise UserError(f"run {run.path} has kept {len(kept)} of the {n} best checkpoints (train.keep_best={n}) "
+                            "so far, one per validation: average it once it has kept 2")
         raise UserError(f"run {run.path} kept {len(kept)} checkpoint{'s' * (len(kept) != 1)} to average: "
                         "train it with --set train.keep_best=N (N > 1)")
     checkpoint.save(run.checkpoint("avg"), checkpoint.average(kept))

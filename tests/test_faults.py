@@ -551,6 +551,17 @@ def case_average_a_tensor_of_another_shape(tmp, trained):
     return ["average", run]
 
 
+def case_average_before_two_are_kept(tmp, trained):
+    run = _kept(tmp, trained, 1)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("keep_best: 1", "keep_best: 3"))
+    return ["average", run]
+
+
+def case_malloc_unknown(tmp, trained):
+    return ["--version"], {"SEQ2SEQ_MALLOC": "garbage"}
+
+
 CASES = {  # id: (what the user did, the command's arguments[, and environment variables])
     "missing_split": ("a dataset without a validation split", case_missing_split),
     "missing_language_column": ("a dataset without the source language's column", case_missing_language_column),
@@ -651,6 +662,9 @@ CASES = {  # id: (what the user did, the command's arguments[, and environment v
                                        case_resume_with_tensorboard_a_file),
     "average_a_tensor_of_another_shape": ("`average` where one kept checkpoint has a tensor of another shape",
                                           case_average_a_tensor_of_another_shape),
+    "average_before_two_are_kept": ("`average` of a `train.keep_best=3` run that has kept one so far",
+                                    case_average_before_two_are_kept),
+    "malloc_unknown": ("`SEQ2SEQ_MALLOC=garbage seq2seq ...`", case_malloc_unknown),
 }
 
 
