@@ -552,3 +552,17 @@ def test_study_script_resumes_skips_what_is_done_and_compares_only_when_all_fini
     assert f"train --resume {out}/transformer --time-budget 330 --seed 7" in calls
     assert not [c for c in calls if f"{out}/rnn" in c or c.startswith("compare")]
     assert calls[-1].startswith("train --model lstm") and not (out / "study.md").exists()
+
+
+def test_the_report_of_the_runs_the_readme_cites_has_their_table_and_figures(tmp_path, run_cli):
+    """docs/runs keep no checkpoints (and their test set lives where they were trained): the page
+    still has the table, in a box that scrolls, and the figures, and says what it leaves out."""
+    runs = sorted((ROOT / "docs" / "runs" / "study-k4").iterdir())
+    out = tmp_path / "r.html"
+    run_cli("report", *runs, "-o", out)
+    page = out.read_text(encoding="utf-8")
+    assert page.count('<div class="wide"><table>') == 1 and ".wide { overflow-x: auto; }" in page
+    assert all(f"<td>{run}</td>" in page for run in runs)
+    assert page.count('<img alt="BLEU by source length and by concatenation"') == 1
+    assert page.count('<img alt="validation BLEU by step and by time"') == 1
+    assert "<p>No map of bahdanau, lstm, rnn, transformer: the run dir holds no checkpoint to draw it with.</p>" in page
