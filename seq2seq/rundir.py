@@ -2,7 +2,8 @@
 
     run.json           this tool's mark (written first), model, parameter count, device, every
                        command that trained the run, and when training ends its summary
-    config.yaml        the resolved config
+    config.yaml        the resolved config; its data.dataset says where the run's data is now
+                       (`train --resume --dataset` moves it), for eval and compare
     spm.model          the sentencepiece model
     metrics.jsonl      one line per validation
     train.log          the log

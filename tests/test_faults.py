@@ -1018,6 +1018,30 @@ def test_a_run_resumes_on_a_moved_copy_of_its_data_and_keeps_every_command(train
     assert info["tool"] == "seq2seq" and info["steps"] == 4
 
 
+def test_a_run_whose_data_moved_is_evaluated_and_compared_where_resume_was_told_it_is(trained, tmp_path, run_cli):
+    """`train --resume R --dataset NEW` (here with nothing left to train) is where the run's data
+    lives from then on: `eval R` reads it there (its best checkpoint still names the old place) and
+    writes the run's own report, which `compare` reads."""
+    run = shutil.copytree(trained, tmp_path / "run")
+    old = shutil.copytree(trained.parent / "data", tmp_path / "old")
+    config = run / "config.yaml"  # the run as trained on `old`
+    config.write_text(config.read_text().replace(str(trained.parent / "data"), str(old)))
+    for name in ("best", "last"):
+        ckpt = torch.load(run / "checkpoints" / f"{name}.pt", weights_only=True)
+        ckpt["config"]["data"]["dataset"] = str(old)
+        torch.save(ckpt, run / "checkpoints" / f"{name}.pt")
+    new = tmp_path / "new"
+    old.rename(new)
+    assert "dataset directory not found" in run_cli("eval", run, expect=2).err
+    run_cli("train", "--resume", run, "--dataset", new, "--max-steps", 2)
+    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["config"]["data"]["dataset"] == str(old)
+    for extra in ([], ["--dataset", new]):
+        run_cli("eval", run, "--bootstrap", 0, *extra)
+        assert json.loads((run / "eval" / "test.json").read_text())["dataset"] == str(new)
+        assert sorted(p.name for p in (run / "eval").iterdir() if p.is_dir()) == []
+    run_cli("compare", run)
+
+
 def test_no_arguments_print_the_help_and_the_version_is_known(run_cli):
     from seq2seq import __version__
 
