@@ -141,8 +141,7 @@ class RunDir:
             return f"the run it replaced is back in {self.path}"
         for part in self._parts():
             _remove(part)
-        self.unlock()
-        self.lock_file.unlink(missing_ok=True)
+        self.lock_file.unlink(missing_ok=True)  # still held: no other process took it meanwhile
         if self.created:
             with contextlib.suppress(OSError):  # something else was put in it meanwhile: it stays
                 self.path.rmdir()
