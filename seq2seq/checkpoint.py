@@ -8,6 +8,7 @@ values only, never arbitrary pickled objects.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -47,11 +48,15 @@ def load(path: Path, remedy: str = "use the other checkpoint or train again", mm
 def load_of_run(run: RunDir, which: str, remedy: str = "use the other checkpoint or train again"
                 ) -> tuple[dict, Config, Tokenizer]:
     """Checkpoint `which` of a run, its config and the run's tokenizer, once it is shown to belong
-    to the run: of the model in the run's config.yaml, made with the run's vocabulary (spm.model)."""
+    to the run: of the model in the run's config.yaml, made with the run's vocabulary (spm.model).
+    The config's data.dataset is config.yaml's, the one home of where the run's data is now
+    (`train --resume --dataset` moves it; a checkpoint saved before says where it was)."""
     path = run.checkpoint(which)
     ckpt = load(path, remedy)
     cfg = Config.from_dict(ckpt["config"], where=str(path), saved=True)
-    own = run.read_config().model
+    run_cfg = run.read_config()
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dataset=run_cfg.data.dataset))
+    own = run_cfg.model
     if cfg.model != own:
         differs = (f"it is of model {cfg.model.name}, run {run.path} trains model {own.name}"
                    if cfg.model.name != own.name else f"its model's settings differ from {run.config}")
@@ -86,6 +91,9 @@ def average(paths: list[Path]) -> dict:
         if last is not None and ckpt["model"].keys() != total.keys():
             raise UserError(f"cannot average {path} with {paths[0]}: their weights differ in names")
         for name, value in ckpt["model"].items():
+            if last is not None and value.shape != last["model"][name].shape:
+                raise UserError(f"cannot average {path} with {paths[0]}: its {name} is of shape "
+                                f"{tuple(value.shape)}, not {tuple(last['model'][name].shape)}")
             if value.is_floating_point():
                 total[name] = total.get(name, 0) + value.double()
             else:

@@ -10,6 +10,8 @@ import typing
 
 from seq2seq.errors import UserError
 
+DROPOUT_LEVELS = 2**16  # seq2seq.dropout's mask draws one 16-bit uniform per element
+
 
 def build(cls: type, raw: object, where: str):
     """A config section of class `cls` from a mapping: every key known, every value of its field's type."""
@@ -78,10 +80,19 @@ def one_of(section: object, name: str, choices: tuple[str, ...]) -> None:
 
 
 def probability(section: object, name: str) -> None:
-    """A rate in [0, 1): dropout, label smoothing."""
+    """A rate in [0, 1): label smoothing."""
     value = getattr(section, name)
     if not 0.0 <= value < 1.0:
         raise UserError(f"{_where(section, name)} must be in [0, 1), got {value}")
+
+
+def dropout_rate(section: object, name: str) -> None:
+    """0, or a rate the 16-bit mask of seq2seq.dropout draws: p * 2^16 rounds to a whole number of
+    the 2^16 values, at least one and short of all of them."""
+    value = getattr(section, name)
+    if value != 0.0 and not 1 / DROPOUT_LEVELS <= value <= 1 - 1 / DROPOUT_LEVELS:
+        raise UserError(f"{_where(section, name)} must be 0 or in [2^-16, 1 - 2^-16] (dropout draws 16-bit "
+                        f"uniforms), got {value}")
 
 
 def _where(section: object, name: str) -> str:

@@ -145,6 +145,7 @@ def score(
     from seq2seq.data import concatenate
     from seq2seq.evaluate import load_run, split_pairs
     from seq2seq.likelihood import reference_nll
+    from seq2seq.search import count_cut, cut_warning
 
     if concat < 1:
         raise UserError(f"--concat must be a positive integer, got {concat}")
@@ -152,6 +153,9 @@ def score(
     pairs = concatenate(split_pairs(loaded.cfg.data, split), concat)
     for nlls in reference_nll(loaded.model, loaded.tok, pairs, loaded.device, loaded.cfg.eval.batch_tokens):
         print(f"{sum(nlls):.4f}\t{len(nlls)}")
+    for side, i, cost in (("source", 0, "reference's NLL is conditioned on"), ("reference", 1, "NLL covers")):
+        if n := count_cut(loaded.model, loaded.tok, [pair[i] for pair in pairs]):
+            print(cut_warning(n, loaded.model, side, cost), file=sys.stderr)
 
 
 @app.command()
@@ -173,18 +177,21 @@ def compare(
 ) -> None:
     """One table of runs (the runs of one setup trained with several seeds make one row): size, training, test BLEU, chrF and NLL, by length and by concatenation."""
     from seq2seq.report import compare_runs, examples as pick_examples, render_comparison
-    from seq2seq.rundir import RunDir
+    from seq2seq.rundir import RunDir, check_output
 
     if examples < 0:
         raise UserError(f"--examples must be 0 or more, got {examples}")
     if examples and format_ in ("csv", "json"):
         raise UserError("--examples prints text after the table: use it with --format table or markdown")
-    figures = [path for path in (plot, plot_position, plot_concat, curves) if path is not None]
+    figures = {option: path for option, path in (("--plot", plot), ("--plot-position", plot_position),
+                                                 ("--plot-concat", plot_concat), ("--curves", curves))
+               if path is not None}
     if figures:
         from seq2seq import plots
 
-        for path in figures:
+        for option, path in figures.items():
             plots.figure_format(path)
+            check_output(path, option)
     found = compare_runs(runs, beam, baseline)
     table = render_comparison(found.rows, format_, [c.strip() for c in columns.split(",")] if columns else None)
     shown = pick_examples(found.runs, examples, found.groups, beam) if examples else None
@@ -212,7 +219,9 @@ def report(
 ) -> None:
     """One self-contained HTML file of runs: table, figures, attention, long examples, signatures, setups."""
     from seq2seq.html_report import ATTENTION_SENTENCE, write_report
+    from seq2seq.rundir import check_output
 
+    check_output(output, "--output")
     write_report(runs, output, beam, sentence or ATTENTION_SENTENCE, baseline)
     print(f"wrote {output}")
 
@@ -245,6 +254,10 @@ def average(run_dir: Path = typer.Argument(..., help="a run trained with --set t
     run.require()
     kept = run.kept_checkpoints()
     if len(kept) < 2:
+        n = run.read_config().train.keep_best
+        if n > 1:
+            raise UserError(f"run {run.path} has kept {len(kept)} of the {n} best checkpoints (train.keep_best={n}) "
+                            "so far, one per validation: average it once it has kept 2")
         raise UserError(f"run {run.path} kept {len(kept)} checkpoint{'s' * (len(kept) != 1)} to average: "
                         "train it with --set train.keep_best=N (N > 1)")
     checkpoint.save(run.checkpoint("avg"), checkpoint.average(kept))
@@ -273,8 +286,10 @@ def translate(
         raise UserError(f"--nbest must be at least 1, got {nbest}")
     if attention_plot is not None:
         from seq2seq.plots import figure_format
+        from seq2seq.rundir import check_output
 
         figure_format(attention_plot)
+        check_output(attention_plot, "--attention-plot")
         if beam not in (None, 1):
             raise UserError("--attention-plot draws greedy decoding: drop --beam")
         if nbest is not None:

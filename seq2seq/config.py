@@ -36,13 +36,14 @@ class DataConfig:
     src_lang: str = "de"
     tgt_lang: str = "en"
     max_words: int = 100  # cleaning: pairs with a longer side (in words) are dropped
+    max_tokens: int = 400  # and training pairs with a longer side in sentencepiece pieces (one long word is many)
     max_train_pairs: int | None = None  # keep only the first N training pairs
     concat_k: int = 1  # augment training with pairs made of up to k consecutive pairs
     vocab_size: int = 8000  # joint de+en sentencepiece vocabulary
     spm_model_type: str = "unigram"  # unigram | bpe
 
     def check(self) -> None:
-        positive(self, "max_words", "concat_k", "vocab_size")
+        positive(self, "max_words", "max_tokens", "concat_k", "vocab_size")
         at_most(self, "concat_k", MAX_CONCAT_K, "each k adds another copy of the training text")
         if self.max_train_pairs is not None:
             positive(self, "max_train_pairs")
@@ -90,6 +91,9 @@ class TrainConfig:
             raise UserError(f"train.betas must be two numbers in [0, 1), got {self.betas}")
         if not 0 <= self.seed < 2**63:
             raise UserError(f"train.seed must be in [0, 2**63), got {self.seed}")
+        if self.min_lr > self.lr:
+            raise UserError(f"train.min_lr must be at most train.lr ({self.lr:g}): the rate anneals down to it, "
+                            f"got {self.min_lr:g}")
         one_of(self, "schedule", ("inverse_sqrt", "cosine", "constant"))
         one_of(self, "device", ("auto", "cpu", "cuda"))
         one_of(self, "precision", PRECISIONS)

@@ -62,6 +62,11 @@ def prepare(cfg: Config, log, tok: Tokenizer | None = None, world: World = World
         if tok.vocab_size < cfg.data.vocab_size:
             log(f"vocabulary: {tok.vocab_size} pieces, fewer than data.vocab_size={cfg.data.vocab_size}: "
                 "the training text holds no more")
+    within = tok.within(train, cfg.data.max_tokens)  # one 1 MB word is a few words but a batch no memory holds
+    if len(within) < len(train):
+        log(f"train: {len(train) - len(within)} pairs dropped as longer than data.max_tokens={cfg.data.max_tokens} "
+            "tokens")
+        train = within
     encoded = tok.encode_table(augment_table(train, cfg.data.concat_k))
     limit = cfg.model.max_positions
     kept = encoded.filter(lambda src, tgt: [fits(limit, a, b) for a, b in zip(src, tgt)], batched=True,

@@ -24,7 +24,10 @@ from seq2seq.config import DataConfig
 from seq2seq.errors import UserError, first_line
 
 SPLITS = ("train", "validation", "test")
-_SPLIT_ALIASES = {"validation": ("validation", "val", "valid", "dev"), "train": ("train",), "test": ("test",)}
+# The names that make a file one split's, as datasets reads a local directory (its SPLIT_KEYWORDS)
+_SPLIT_ALIASES = {"train": ("train", "training"), "validation": ("validation", "val", "valid", "dev"),
+                  "test": ("test", "testing", "eval", "evaluation")}
+_SEPARATORS = "-._ 0-9"  # what may stand beside such a name in a file name (datasets' NON_WORDS_CHARS)
 Pair = tuple[str, str]  # (source, target)
 
 
@@ -51,7 +54,7 @@ def load_table(cfg: DataConfig, split: str):
     path = _local_path(cfg.dataset)
     if path is not None and not path.is_dir():
         raise UserError(f"dataset directory not found: {cfg.dataset}")
-    text_files = _text_files(path, split, cfg) if path is not None else None
+    text_files = _split_sources(path, split, cfg) if path is not None else None
     if text_files:
         pairs = _read_parallel_text(*text_files)
         return datasets.Dataset.from_dict({"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]})
@@ -120,15 +123,46 @@ def _normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _text_files(root: Path, split: str, cfg: DataConfig) -> tuple[Path, Path] | None:
+def _split_sources(root: Path, split: str, cfg: DataConfig) -> tuple[Path, Path] | None:
+    """The parallel text files of a split in a local dataset dir, or None where datasets reads its
+    data files (each row of their JSON Lines checked as a sentence pair first: datasets would make
+    text of a number in a split after the first). Two sources for one split (val.jsonl beside
+    validation.jsonl, train.de/train.en beside train.jsonl) are a mistake in the input: refused."""
+    texts = []
     for name in _SPLIT_ALIASES[split]:
         src, tgt = root / f"{name}.{cfg.src_lang}", root / f"{name}.{cfg.tgt_lang}"
         if src.exists() or tgt.exists():
             if not (src.exists() and tgt.exists()):
                 missing = tgt if src.exists() else src
                 raise UserError(f"{missing} is missing: parallel text needs both {src.name} and {tgt.name}")
-            return src, tgt
-    return None
+            texts.append((src, tgt))
+    files = _data_files(root, split, cfg)
+    sources = [f"{src.name} with {tgt.name}" for src, tgt in texts] + [", ".join(p.name for p in group)
+                                                                         for group in files.values()]
+    if len(sources) > 1:
+        raise UserError(f"dataset {cfg.dataset} has two sources for its {split} split ({sources[0]}, and "
+                        f"{sources[1]}): keep one")
+    for path in (p for group in files.values() for p in group if p.suffix == ".jsonl"):
+        if bad := _bad_row_of(path, cfg):
+            raise UserError(bad)
+    return texts[0] if texts else None
+
+
+def _data_files(root: Path, split: str, cfg: DataConfig) -> dict[str, list[Path]]:
+    """The files under root that datasets takes for the split, by the name in theirs that makes
+    them so ("val" for val.jsonl, "train" for data/train-00000-of-00002.parquet); hidden files,
+    README.md and parallel text aside."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(root.rglob("*")):
+        parts = path.relative_to(root).parts
+        if not path.is_file() or any(part.startswith(".") for part in parts) or path.name == "README.md" \
+                or path.suffix in (f".{cfg.src_lang}", f".{cfg.tgt_lang}"):
+            continue
+        name = next((name for name in _SPLIT_ALIASES[split] for part in parts
+                     if re.search(rf"(^|[{_SEPARATORS}]){name}([{_SEPARATORS}]|$)", part)), None)
+        if name is not None:
+            found.setdefault(name, []).append(path)
+    return found
 
 
 def dataset_location(name: str | None) -> str | None:
@@ -212,11 +246,17 @@ def _bad_row(local: Path, cfg: DataConfig, split: str) -> str | None:
     JSON, not an object, or holds something other than a sentence (or null) for a language. The
     split's own files are read first."""
     for path in sorted(local.glob("*.jsonl"), key=lambda p: (not p.name.startswith(_SPLIT_ALIASES[split]), p.name)):
-        with open(path, "rb") as f:
-            for number, raw in enumerate(f, 1):  # lines end at \n only, as in the JSON Lines format
-                problem = _row_problem(raw, cfg)
-                if problem:
-                    return f"{path} line {number}: {problem}"
+        if bad := _bad_row_of(path, cfg):
+            return bad
+    return None
+
+
+def _bad_row_of(path: Path, cfg: DataConfig) -> str | None:
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):  # lines end at \n only, as in the JSON Lines format
+            problem = _row_problem(raw, cfg)
+            if problem:
+                return f"{path} line {number}: {problem}"
     return None
 
 

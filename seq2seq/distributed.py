@@ -55,6 +55,14 @@ class World:
         dist.broadcast_object_list(box, src=0, group=self.control)
         return box[0]
 
+    def gather(self, obj) -> list | None:
+        """obj of every rank, in rank order, on rank 0; None on the others."""
+        if self.size == 1:
+            return [obj]
+        out = [None] * self.size if self.main else None
+        dist.gather_object(obj, out, dst=0, group=self.control)
+        return out
+
     def run_on_main(self, fn):
         """fn() on rank 0 only; its result on every rank, or its UserError raised on every rank
         (rather than rank 0 failing alone while the others wait for it)."""

@@ -5,7 +5,7 @@ Inverted dropout: each element is zeroed with probability p and the rest are sca
 per element, serially; in a bf16 training step of the Transformer on the CPU that was the largest
 cost that is not a matrix product (`scripts/profile_step.py`: aten::bernoulli_, about a quarter
 of the step). Here one 64-bit draw gives the uniforms of four elements, 16 bits each, and p is
-rounded to a multiple of 2^-16. On a GPU, and inside torch.compile, torch's own dropout runs.
+rounded to a multiple of 2^-16 (model.dropout is 0 or in [2^-16, 1 - 2^-16]). On a GPU, and inside torch.compile, torch's own dropout runs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-LEVELS = 2**16  # one 16-bit uniform per element
+from seq2seq.checks import DROPOUT_LEVELS as LEVELS  # one 16-bit uniform per element; the rates it allows
 
 
 def drop(x: Tensor, p: float, training: bool = True) -> Tensor:

@@ -110,15 +110,17 @@ def evaluate(loaded: LoadedRun, split: str = "test", beam: int | None = None, co
     _write(out, files, report)
     if scorer.cut:
         print(cut_warning(scorer.cut, loaded.model), file=sys.stderr)
+    if scorer.cut_references:
+        print(cut_warning(scorer.cut_references, loaded.model, "reference", "NLL covers"), file=sys.stderr)
     return report
 
 
 class Scorer:
     """Decodes sources with a run's model and scores the references by forced decoding, counting
-    the sources cut to fit the model's positions."""
+    the sources and the references cut to fit the model's positions."""
 
     def __init__(self, loaded: LoadedRun, settings: EvalConfig, split: str):
-        self.loaded, self.settings, self.split, self.cut = loaded, settings, split, 0
+        self.loaded, self.settings, self.split, self.cut, self.cut_references = loaded, settings, split, 0, 0
 
     def decode(self, sources: list[str], k: int = 1) -> list[str]:
         model, tok = self.loaded.model, self.loaded.tok
@@ -128,6 +130,7 @@ class Scorer:
 
     def score(self, pairs: list[Pair], hyps: list[str]) -> tuple[list[Sentence], list[list[float]]]:
         """Each pair's BLEU statistics and reference NLL, and the NLL of each reference token."""
+        self.cut_references += count_cut(self.loaded.model, self.loaded.tok, [t for _, t in pairs])
         token_nlls = reference_nll(self.loaded.model, self.loaded.tok, pairs, self.loaded.device,
                                    self.settings.batch_tokens)
         stats = sentence_stats(hyps, [t for _, t in pairs])

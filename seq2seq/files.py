@@ -20,21 +20,31 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise UserError(f"cannot write in {path.parent}: {e.strerror}") from None
-    umask = os.umask(0)
-    os.umask(umask)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # as open() would make it, not mkstemp's owner-only 0600
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:
         os.unlink(tmp)
-        raise UserError(f"cannot write {path}: {e.strerror}") from None
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        failure = _os_error(e)
+        if failure is None:
+            raise
+        raise UserError(f"cannot write {path}: {failure.strerror}") from None
+
+
+def _os_error(e: BaseException) -> OSError | None:
+    """The OSError behind a failed write: the error itself, or one that a library's error came from
+    (torch's writer reports a full disk as a RuntimeError raised while handling the OSError)."""
+    while isinstance(e, Exception):
+        if isinstance(e, OSError):
+            return e
+        e = e.__cause__ or e.__context__
+    return None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -37,6 +37,7 @@ img { max-width: 100%; height: auto; display: block; margin: 1em 0; }
 pre, code { font: 0.85em/1.35 ui-monospace, monospace; background: #f6f6f6; }
 pre { padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
 .ref { color: #555; font-style: italic; }
+.wide { overflow-x: auto; }
 """
 
 
@@ -88,7 +89,7 @@ def comparison_table(rows: list[dict]) -> str:
         header = [*header, "p (test BLEU)"]
         body = [[*cells, _p_cell(row)] for cells, row in zip(body, rows)]
     seeds = any(row["seeds"] > 1 for row in rows)
-    return table(header, body, text_columns=2) + (
+    return f'<div class="wide">{table(header, body, text_columns=2)}</div>' + (
         "<p>Test BLEU with its bootstrap 95% interval; over several seeds, their mean &plusmn; their standard "
         "deviation, and each seed's p-value against the baseline's run of the same seed.</p>" if seeds else
         "<p>Test BLEU with its bootstrap 95% interval.</p>")
@@ -108,9 +109,13 @@ def image(fig, alt: str) -> str:
 
 
 def attention_maps(rows: list[dict], sentence: str) -> str:
-    """Each attention model's map of the sentence, from the checkpoint its row was evaluated with."""
-    maps = []
+    """Each attention model's map of the sentence, from the checkpoint its row was evaluated with
+    (where the run dir still holds it: the runs in docs/runs keep none)."""
+    maps, without = [], []
     for label, row in zip(plots.run_labels(rows), rows):
+        if not RunDir(row["run"]).checkpoint(row["checkpoint"]).exists():
+            without.append(label)
+            continue
         loaded = load_run(row["run"], row["checkpoint"], "cpu")
         try:
             amap = plots.attention_map(loaded, sentence)
@@ -119,16 +124,21 @@ def attention_maps(rows: list[dict], sentence: str) -> str:
         amap.title = label + amap.title.removeprefix(row["model"])  # the run, where two train one model
         maps.append(f"<figure>{image(plots.attention_figure(amap), amap.title)}"
                     f"<figcaption>{escape(amap.translation)}</figcaption></figure>")
+    missing = f"<p>No map of {escape(', '.join(without))}: the run dir holds no checkpoint to draw it with.</p>" \
+        if without else ""
     if not maps:
-        return "<p>None of these runs has attention (rnn and lstm do not).</p>"
-    return f'<div class="maps">\n{"".join(maps)}\n</div>'
+        return missing or "<p>None of these runs has attention (rnn and lstm do not).</p>"
+    return f'<div class="maps">\n{"".join(maps)}\n</div>{missing}'
 
 
 def examples(rows: list[dict], beam: int) -> str:
     """The longest test inputs (in words), their references and every run's translation side by
     side, from the hypotheses eval wrote; runs on another test set than the first run's
     (report.mismatched_test_set) are left out."""
-    pairs = clean(load_split(RunDir(rows[0]["run"]).read_config().data, "test"), NO_LIMIT).pairs
+    try:
+        pairs = clean(load_split(RunDir(rows[0]["run"]).read_config().data, "test"), NO_LIMIT).pairs
+    except UserError as e:  # the runs' test set is not at hand here (their dataset moved, or another machine's)
+        return f"<p>No examples: {escape(str(e))}.</p>"
     groups = sentence_groups(rows, beam)
     labels, hyps = [], []
     for label, row, found in zip(plots.run_labels(rows), rows, groups):

@@ -506,6 +506,9 @@ def _sentence_groups(run_dir: str | Path, beam: int) -> dict[str, list[list[int]
             keys = [f"k={record['k']}"] + (["all", record["range"]] if record["k"] == 1 else [])
             for key in keys:
                 groups.setdefault(key, []).append(record["bleu_stats"])
+            if not (isinstance(record["bleu_stats"], list) and len(record["bleu_stats"]) == 10 and
+                    all(type(x) is int for x in record["bleu_stats"])):  # sacreBLEU's 4-gram statistics
+                raise TypeError
         except (json.JSONDecodeError, KeyError, TypeError):
             raise UserError(f"{path} line {number} is malformed: run `seq2seq eval {run_dir}` again") from None
     return groups

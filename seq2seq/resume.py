@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from seq2seq import checkpoint
 from seq2seq.config import Config
+from seq2seq.distributed import World
 from seq2seq.errors import UserError
 from seq2seq.rundir import RunDir
 from seq2seq.tokenizer import Tokenizer
@@ -49,3 +50,15 @@ def check_same_data(ckpt: dict, data_fingerprint: str, cfg: Config, run: RunDir,
     elif saved != data_fingerprint:
         raise UserError(f"the data in {cfg.data.dataset} is not the data run {run.path} was trained on "
                         f"(fingerprint {data_fingerprint}, the run's {saved}): resume it on its own data")
+
+
+def check_world_size(ckpt: dict, world: World, run: RunDir) -> None:
+    """A run resumes with as many processes as it was trained with: each trains on a batch of its
+    own, so another number would change the target tokens of every update, and each process's
+    random state is its own. (A checkpoint from before it said its number is not checked.)"""
+    saved = ckpt.get("world_size")
+    if saved is not None and saved != world.size:
+        how = f"torchrun --nproc_per_node {saved} -m seq2seq train --resume {run.path}" if saved > 1 else \
+            f"seq2seq train --resume {run.path}, without torchrun"
+        raise UserError(f"run {run.path} was trained by {saved} process{'es' * (saved > 1)}, not {world.size}: "
+                        f"another number would change its tokens per update; resume it with {how}")

@@ -2,7 +2,8 @@
 
     run.json           this tool's mark (written first), model, parameter count, device, every
                        command that trained the run, and when training ends its summary
-    config.yaml        the resolved config
+    config.yaml        the resolved config; its data.dataset says where the run's data is now
+                       (`train --resume --dataset` moves it), for eval and compare
     spm.model          the sentencepiece model
     metrics.jsonl      one line per validation
     train.log          the log
@@ -15,7 +16,8 @@
                        (another dataset's in eval/<its name>-<hash>/)
     train.lock         locked by the one process that trains the run, for as long as it lives
     .replaced/         with --overwrite, the run being replaced, until the new one saves its
-                       first checkpoint
+                       first checkpoint; put back where the new one stops before that (a process
+                       killed outright leaves it to the next one that locks the run)
 
 A directory is a run dir when its run.json holds the mark; --overwrite replaces only the
 entries above, never anything else a user keeps beside them.
@@ -29,6 +31,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -42,6 +45,7 @@ MARK = {"tool": "seq2seq", "run_format": 1}
 LEGACY_INFO = {"model", "params", "torch", "command"}  # what run.json held before the mark
 PARTS = ("run.json", "config.yaml", "spm.model", "metrics.jsonl", "train.log", "checkpoints", "tensorboard", "eval")
 CHECKOUT = Path(__file__).resolve().parents[1]
+METRIC_REQUIRED = ("step", "elapsed")  # in every metrics.jsonl record; the curves are drawn against them
 METRIC_TYPES = {"step": int, "epoch": int, "train_loss": float, "val_loss": float, "val_bleu": (float, None),
                 "tgt_tok_per_s": float, "lr": float, "elapsed": float}
 
@@ -90,65 +94,83 @@ class RunDir:
 
     def create(self, overwrite: bool) -> None:
         """Make a fresh run dir and lock it; with overwrite, replace the run in it. The replaced
-        run's files are kept in .replaced/ until the new run saves its first checkpoint."""
+        run's files are kept in .replaced/ until the new run saves its first checkpoint. An existing
+        run is locked before anything else: while another process trains it, nothing is touched."""
         if overwrite:
             _check_replaceable(self.path)
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"run dir {self.path} exists and is not a directory")
-        existing = self.path.exists() and any(self.path.iterdir())
+        if self.is_run() or self._stranded():
+            self.lock()  # puts back a run that an --overwrite stopped during its setup had set aside
+        existing = self.path.exists() and any(p.name != self.lock_file.name for p in self.path.iterdir())
         if existing and not overwrite:
             raise UserError(f"run dir {self.path} already exists: use --resume to continue it "
                             "or --overwrite to replace it")
         if existing and not self.is_run():
             raise UserError(f"{self.path} is not empty and not a run dir (no run.json with this tool's mark): "
                             "--overwrite replaces run dirs only")
-        self.created = not self.path.exists()
+        created = not self.path.exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UserError(f"cannot create run dir {self.path}: {e.strerror}") from None
-        self.lock()
+        if self._lock is None:
+            self.lock()
+        self.created = created  # from here on, abandon() undoes what this process did
         if existing:
-            self._set_aside()
+            self.replaced.mkdir()
+            for part in self._parts():
+                part.rename(self.replaced / part.name)
         self.update_info()  # the mark first: a run cut short from here on is one --overwrite replaces
         self.checkpoints.mkdir()
-
-    def _set_aside(self) -> None:
-        """Move the run's entries into .replaced/; where that holds a run already (its replacement
-        was killed before its first checkpoint), the entries are that replacement's: dropped."""
-        if self.checkpoint("last").exists():
-            self.drop_replaced()  # the run here got its checkpoint: the one it replaced is stale
-        keep = not self.replaced.exists()
-        if keep:
-            self.replaced.mkdir()
-        for part in self._parts():
-            if keep:
-                part.rename(self.replaced / part.name)
-            else:
-                _remove(part)
 
     def drop_replaced(self) -> None:
         """The new run has a checkpoint: the run it replaced goes."""
         if self.replaced.exists():
             shutil.rmtree(self.replaced, ignore_errors=True)
 
-    def abandon(self) -> None:
+    def abandon(self) -> str | None:
         """Undo create() for a run that failed before its first checkpoint: remove what it wrote
         and put back the run it replaced (or, where it replaced none, its lock and the directory
-        if create() made it)."""
-        if self.created is None or self.checkpoint("last").exists():
-            return
+        if create() made it). Only the process that holds the lock and made the run does this;
+        returns what is left, or None where there was nothing to undo."""
+        if self._lock is None or self.created is None or self.checkpoint("last").exists():
+            return None
+        if self.replaced.exists():
+            self._put_back()
+            return f"the run it replaced is back in {self.path}"
         for part in self._parts():
             _remove(part)
-        if self.replaced.exists():
-            for part in self.replaced.iterdir():
-                part.rename(self.path / part.name)
-            self.replaced.rmdir()
-            return
-        self.lock_file.unlink(missing_ok=True)
+        self.lock_file.unlink(missing_ok=True)  # still held: no other process took it meanwhile
         if self.created:
             with contextlib.suppress(OSError):  # something else was put in it meanwhile: it stays
                 self.path.rmdir()
+        return "nothing of it was kept"
+
+    def _stranded(self) -> bool:
+        """Whether .replaced/ holds a run set aside by an --overwrite (whose process may be gone)."""
+        return RunDir(self.replaced).is_run()
+
+    def _recover(self) -> None:
+        """Called with the lock held: a run set aside by an --overwrite whose process died before the
+        new run's first checkpoint (a SIGKILL, a power cut) is put back; once the new run has its
+        checkpoint, the old one is stale and goes."""
+        if not self._stranded():
+            return
+        if self.checkpoint("last").exists():
+            self.drop_replaced()
+            return
+        self._put_back()
+        print(f"note: {self.path} holds again the run that an --overwrite stopped during its setup had set "
+              f"aside in {self.replaced}", file=sys.stderr)
+
+    def _put_back(self) -> None:
+        """Replace the run's entries by those kept in .replaced/."""
+        for part in self._parts():
+            _remove(part)
+        for part in self.replaced.iterdir():
+            part.rename(self.path / part.name)
+        self.replaced.rmdir()
 
     def _parts(self) -> list[Path]:
         return [p for p in (self.path / name for name in PARTS) if p.exists() or p.is_symlink()]
@@ -174,6 +196,7 @@ class RunDir:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode())
         self._lock = fd
+        self._recover()
 
     def unlock(self) -> None:
         if self._lock is not None:
@@ -183,6 +206,9 @@ class RunDir:
     # -- reading and writing -------------------------------------------------------------------
 
     def require(self) -> None:
+        if self._stranded() and self._lock is None:  # nobody trains it: put the run set aside back
+            self.lock()
+            self.unlock()
         if not self.config.exists():
             if self.is_run():
                 raise UserError(f"run {self.path} was stopped while it was being set up (no config.yaml): "
@@ -220,6 +246,8 @@ class RunDir:
                 continue
             if isinstance(record, dict):
                 check_fields(record, METRIC_TYPES, f"{self.metrics} line {number}")
+                if missing := [key for key in METRIC_REQUIRED if key not in record]:
+                    raise UserError(f"{self.metrics} line {number}: no {' and no '.join(missing)}")
                 records.append(record)
         return records
 
@@ -231,6 +259,17 @@ class RunDir:
         if len(kept) < len(records):
             atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in kept))
         return len(records) - len(kept)
+
+
+def check_output(path: Path, option: str) -> None:
+    """A file a command is asked to write (a report, a figure) is never inside a run dir: there it
+    could replace one of the run's own files (a checkpoint, run.json), which training and eval alone
+    write."""
+    target = Path(path).resolve()
+    for place in (target, *target.parents):
+        if RunDir(place).is_run():
+            raise UserError(f"refusing to write {path} ({option}): it is inside run dir {place}, whose files "
+                            "are the run's own; write it elsewhere")
 
 
 def _check_replaceable(path: Path) -> None:

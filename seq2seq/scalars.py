@@ -14,12 +14,15 @@ from pathlib import Path
 from seq2seq.errors import UserError
 
 
-def require() -> None:
-    """Fail, before anything is written, where the tensorboard package is missing."""
+def require(log_dir: Path | None = None) -> None:
+    """Fail, before anything is written, where the tensorboard package is missing or `log_dir`
+    (a resumed run's) is there but no directory."""
     try:
         import torch.utils.tensorboard  # noqa: F401 (it imports tensorboard)
     except ImportError:
         raise UserError('train.tensorboard needs the tensorboard package: pip install -e ".[tensorboard]"') from None
+    if log_dir is not None and (log_dir.exists() or log_dir.is_symlink()) and not log_dir.is_dir():
+        raise UserError(f"{log_dir} is there but not a directory: move it away to write TensorBoard curves there")
 
 
 class TensorBoard:

@@ -186,10 +186,11 @@ def count_cut(model: Seq2Seq, tok: Tokenizer, sources: list[str]) -> int:
     return sum(len(ids) > max_ids(limit) for ids in tok.encode(sources)) if limit else 0
 
 
-def cut_warning(n: int, model: Seq2Seq) -> str:
-    return (f"warning: {n} source{'s' * (n != 1)} longer than the model's {max_ids(model.max_positions)} tokens "
-            f"{'were' if n != 1 else 'was'} cut to fit; {'their' if n != 1 else 'its'} translation covers the "
-            "beginning only")
+def cut_warning(n: int, model: Seq2Seq, side: str = "source", cost: str = "translation covers") -> str:
+    """What cutting n sources (or references) to the model's positions costs: their translation
+    (their NLL, ...) covers their beginning only."""
+    return (f"warning: {n} {side}{'s' * (n != 1)} longer than the model's {max_ids(model.max_positions)} tokens "
+            f"{'were' if n != 1 else 'was'} cut to fit; {'their' if n != 1 else 'its'} {cost} the beginning only")
 
 
 def output_limit(src_mask: Tensor, a: float, b: int, max_positions: int | None = None) -> Tensor:

@@ -71,6 +71,10 @@ class Tokenizer:
         return table.map(_encode_batch, batched=True, fn_kwargs={"proto": self.proto},
                          remove_columns=["src", "tgt"])
 
+    def within(self, table, max_tokens: int):
+        """The rows of an Arrow table of `src`/`tgt` strings whose sides are at most max_tokens pieces."""
+        return table.filter(_within_batch, batched=True, fn_kwargs={"proto": self.proto, "max_tokens": max_tokens})
+
     def pieces(self, ids: list[int]) -> list[str]:
         return self.sp.id_to_piece(ids)
 
@@ -78,7 +82,16 @@ class Tokenizer:
 _processors: dict[bytes, spm.SentencePieceProcessor] = {}
 
 
+def _processor(proto: bytes) -> spm.SentencePieceProcessor:
+    return _processors.get(proto) or _processors.setdefault(proto, spm.SentencePieceProcessor(model_proto=proto))
+
+
+def _within_batch(batch: dict, proto: bytes, max_tokens: int) -> list[bool]:
+    sp = _processor(proto)
+    return [len(s) <= max_tokens and len(t) <= max_tokens for s, t in zip(sp.encode(batch["src"]), sp.encode(batch["tgt"]))]
+
+
 def _encode_batch(batch: dict, proto: bytes) -> dict:
-    sp = _processors.get(proto) or _processors.setdefault(proto, spm.SentencePieceProcessor(model_proto=proto))
+    sp = _processor(proto)
     src, tgt = sp.encode(batch["src"]), sp.encode(batch["tgt"])
     return {"src_ids": src, "tgt_ids": tgt, "src_len": [len(x) for x in src], "tgt_len": [len(x) for x in tgt]}

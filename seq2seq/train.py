@@ -18,10 +18,10 @@ from seq2seq.distributed import World, close_world, init_world
 from seq2seq.errors import UserError
 from seq2seq.files import append_line
 from seq2seq.models import build_model
-from seq2seq.resume import check_same_data, last_checkpoint
+from seq2seq.resume import check_same_data, check_world_size, last_checkpoint
 from seq2seq.rundir import RunDir
 from seq2seq.scalars import TensorBoard, require as require_tensorboard
-from seq2seq.signals import stop_requests
+from seq2seq.signals import interrupts
 from seq2seq.tokenizer import Tokenizer
 from seq2seq.trainer import Progress, Trainer
 
@@ -30,38 +30,55 @@ def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = Fa
     """Train a run (as one process, or as one rank of a torchrun job); returns its run dir."""
     run = RunDir(run_dir)
     if cfg.train.tensorboard:
-        require_tensorboard()
+        require_tensorboard(run.tensorboard if resume else None)
     device = pick_device(cfg.train.device)
     if cfg.train.compile:
         require_compiler(device)
-    world, device = init_world(device)
-    try:
-        ckpt, tok = None, None
-        if resume:
-            world.run_on_main(run.lock)  # before the checkpoint is read: a second trainer never starts from it
-            ckpt, tok = last_checkpoint(cfg, run)
-        trainer = _trainer(cfg, run, ckpt, tok, world, device, overwrite)
-        with stop_requests(trainer.request_stop, requested=lambda: trainer.stop_signal is not None):
+    with interrupts() as signals:
+        world, device = init_world(device)
+        try:
+            ckpt, tok = None, None
+            if resume:
+                world.run_on_main(run.lock)  # before the checkpoint is read: a second trainer never starts from it
+                ckpt, tok = last_checkpoint(cfg, run)
+                check_world_size(ckpt, world, run)
+            trainer = _trainer(cfg, run, ckpt, tok, world, device, overwrite)
+            signals.request = trainer.request_stop  # from now on, the first signal stops the loop at a checkpoint
             try:
                 reason = trainer.fit()
             finally:
+                signals.closing = True
                 trainer.board.close()
-        p = trainer.progress
-        if world.main:
-            run.update_info(steps=p.step, epochs=p.epoch, train_seconds=round(trainer.elapsed(), 1),
-                            best_val_bleu=p.best_bleu, stopped=reason)
-        trainer.log(f"stopped: {reason}; best validation BLEU {p.best_bleu:.2f}; run dir {run.path}")
-        if trainer.stop_signal:
-            raise UserError(f"training interrupted ({trainer.stop_signal}); resume with: "
-                            f"seq2seq train --resume {run.path}", exit_code=130)
-        return run
-    except BaseException:
-        if world.main:
-            run.abandon()  # a new run that failed before its first checkpoint leaves what was there before
-        raise
-    finally:
-        run.unlock()
-        close_world(world)
+            p = trainer.progress
+            best = p.best_bleu if p.best_bleu >= 0 else None  # -1: no validation yet
+            if world.main:
+                run.update_info(steps=p.step, epochs=p.epoch, train_seconds=round(trainer.elapsed(), 1),
+                                best_val_bleu=best, stopped=reason)
+            trainer.log(f"stopped: {reason}; " + ("no validation yet" if best is None else
+                                                  f"best validation BLEU {best:.2f}") + f"; run dir {run.path}")
+            if trainer.stop_signal:
+                raise UserError(f"training interrupted ({trainer.stop_signal}); resume with: "
+                                f"seq2seq train --resume {run.path}", exit_code=130)
+            return run
+        except BaseException as e:
+            signals.closing = True
+            # a new run that failed before its first checkpoint leaves what was there before
+            undone = run.abandon() if world.main else None
+            if isinstance(e, KeyboardInterrupt) and signals.name:
+                raise UserError(f"training interrupted ({signals.name}); {_left(run, undone)}", exit_code=130) from None
+            raise
+        finally:
+            run.unlock()
+            close_world(world)
+
+
+def _left(run: RunDir, undone: str | None) -> str:
+    """What an interrupted training leaves: `undone`, what abandon() left of a new run, if it did."""
+    if undone:
+        return f"it had no checkpoint yet: {undone}"
+    if run.checkpoint("last").exists():
+        return f"its last checkpoint is kept; resume with: seq2seq train --resume {run.path}"
+    return "nothing was written"
 
 
 def _trainer(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None, world: World,
@@ -88,8 +105,9 @@ def _trainer(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None,
         if dropped := world.run_on_main(lambda: run.drop_metrics_after(step)):
             log(f"{dropped} metrics.jsonl records past step {step} dropped: they were written "
                 "after the checkpoint, by a process stopped before it saved the next")
-    if world.size > 1:  # the same weights everywhere (DDP checks), different dropout on each rank;
-        # only rank 0's RNG is checkpointed, so exact resumption holds for one process only
+    if world.size > 1 and (ckpt is None or "rank_rng" not in ckpt):
+        # the same weights everywhere (DDP checks), different dropout on each rank; from here on each
+        # rank's random state is checkpointed (a checkpoint from before that resumes with a new one)
         torch.manual_seed(hash((cfg.train.seed, world.rank, trainer.progress.step)) % 2**63)
     log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}, "
         f"{precision_label(model, trainer.precision, device)}")

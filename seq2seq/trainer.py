@@ -44,6 +44,7 @@ class Progress:
     best_bleu: float = -1.0
     bad_validations: int = 0  # validations since the best one (early stopping)
     elapsed: float = 0.0  # wall seconds of training in earlier processes
+    warmup_elapsed: float = 0.0  # wall seconds of training when warmup ended (the time budget's cosine starts there)
     nonfinite: int = 0  # batches skipped for a NaN/inf loss or gradient
     kept: list = field(default_factory=list)  # [val BLEU, step] of the checkpoints train.keep_best keeps, best first
 
@@ -70,6 +71,7 @@ class Trainer:
         self.precision = resolve_precision(t.precision, device)
         self.autocast = autocast(device, self.precision)
         self.started, self.elapsed_before = time.monotonic(), progress.elapsed  # fit() restarts the clock
+        self.clock = progress.elapsed  # rank 0's elapsed(), as of the last update: every rank's rate follows it
         self.stop_signal: str | None = None
         self.params = count_parameters(model)
         self.board = TensorBoard()  # none unless train() opens one
@@ -77,23 +79,33 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------------
 
-    def state(self, resumable: bool) -> dict:
+    def state(self, rng: list[dict] | None = None) -> dict:
+        """The checkpoint: weights, config, vocabulary, data and progress; given every rank's random
+        state (`rng`, by rank), resumable: with the optimizer, those states and the world size."""
         state = {"model": self.model.state_dict(), "config": self.cfg.to_dict(),
                  "vocab": checkpoint.vocab_fingerprint(self.tok.proto), "data": self.corpus.fingerprint,
                  "progress": asdict(self.progress)}
-        if resumable:
-            state["optimizer"] = self.optimizer.state_dict()
-            state["rng"] = {"torch": torch.get_rng_state()}
-            if self.device.type == "cuda":
-                state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
+        if rng is not None:
+            state |= {"optimizer": self.optimizer.state_dict(), "rng": rng[0], "world_size": self.world.size}
+            if self.world.size > 1:
+                state["rank_rng"] = rng
+        return state
+
+    def rng_state(self) -> dict:
+        """This rank's random state (dropout's masks come from it)."""
+        state = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
     def save_last(self) -> None:
+        """last.pt, written by rank 0 with every rank's random state: called on every rank."""
         self.read_window()  # the skipped batches are counted in the progress saved
+        rng = self.world.gather(self.rng_state())
         if not self.world.main:
             return
         self.progress.elapsed = self.elapsed()
-        checkpoint.save(self.run.checkpoint("last"), self.state(resumable=True))
+        checkpoint.save(self.run.checkpoint("last"), self.state(rng))
         self.run.drop_replaced()
         self.last_save = time.monotonic()
 
@@ -105,9 +117,11 @@ class Trainer:
         groups = [group | {"fused": True, "foreach": None} for group in saved["param_groups"]]
         self.optimizer.load_state_dict({**saved, "param_groups": groups})
         self.progress = Progress(**ckpt["progress"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+        self.clock = self.progress.elapsed
+        rng = ckpt["rank_rng"][self.world.rank] if "rank_rng" in ckpt else ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
 
     def keep(self, bleu: float, weights: dict | None = None) -> None:
         """Keep the train.keep_best checkpoints of highest validation BLEU, for `seq2seq average`;
@@ -118,7 +132,7 @@ class Trainer:
         ranked = sorted([*p.kept, [bleu, p.step]], key=lambda kept: -kept[0])  # a tie keeps the earlier
         p.kept = ranked[:n]
         if any(step == p.step for _, step in p.kept):
-            checkpoint.save(self.run.kept(p.step), weights or self.state(resumable=False))
+            checkpoint.save(self.run.kept(p.step), weights or self.state())
         for _, step in ranked[n:]:
             self.run.kept(step).unlink(missing_ok=True)
 
@@ -129,7 +143,9 @@ class Trainer:
         return self.elapsed_before + time.monotonic() - self.started
 
     def lr(self) -> float:
-        return lr_at(self.progress.step, self.cfg.train, self.total_steps, self.elapsed())
+        """The rate of the next update, by rank 0's clock."""
+        p = self.progress
+        return lr_at(p.step, self.cfg.train, self.total_steps, self.clock, p.warmup_elapsed)
 
     def fit(self) -> str:
         """Epochs of shuffled batches, one update each (update()), until the epochs, max_steps, the
@@ -141,7 +157,7 @@ class Trainer:
         self.window, self.recent = StepTotals(), StepTotals()  # since the last validation, the last log line
         self.validated_at = p.step if p.step else -1
         self.bar = ProgressBar(self.total_steps, "train", p.step, active=self.world.main)
-        stop = self.world.from_main(self.stop_reason())  # a resumed run may have nothing left to do
+        stop, self.clock = self.world.from_main((self.stop_reason(), self.elapsed()))  # a resumed run may be done
         while stop is None and p.epoch < t.epochs:
             batches = token_batches(self.src_lens, self.tgt_lens, t.batch_tokens, t.seed, p.epoch)
             for idx in self.world.shard(batches[p.batch_in_epoch:]):
@@ -149,7 +165,7 @@ class Trainer:
                     break
             else:
                 p.epoch, p.batch_in_epoch = p.epoch + 1, 0
-                if not t.eval_every:
+                if not t.eval_every and self.validated_at != p.step:  # resumed at the epoch's end: validated
                     stop = self.validate_everywhere()
         self.bar.close()
         self.stop_signal = self.world.from_main(self.stop_signal)  # every rank ends the same way
@@ -171,7 +187,9 @@ class Trainer:
         if p.step % t.log_every == 0:
             self.log_progress()
         self.bar.update(p.step, f"loss {self.window.loss:.3f}  {self.window.tok_per_s:,.0f} tok/s")
-        stop, save = self.world.from_main((self.stop_reason(), self.checkpoint_due()))
+        stop, save, self.clock = self.world.from_main((self.stop_reason(), self.checkpoint_due(), self.elapsed()))
+        if p.step == t.warmup_steps:
+            p.warmup_elapsed = self.clock
         if stop is None and t.eval_every and p.step % t.eval_every == 0:
             return self.validate_everywhere()
         if stop is None and save:
@@ -228,16 +246,18 @@ class Trainer:
         self.log(f"step {p.step}: {skipped} batches with a non-finite loss or gradient skipped ({p.nonfinite}/{most})")
 
     def validate_everywhere(self) -> str | None:
-        """Rank 0 validates while the others wait; all learn whether to stop (patience)."""
+        """Rank 0 validates while the others wait, then last.pt is saved; all learn whether to stop
+        (patience)."""
         self.read_window()
         if self.world.main:
             self.validate()
         self.window, self.validated_at = StepTotals(), self.progress.step
+        self.save_last()
         return self.world.from_main(self.stop_reason())
 
     def validate(self) -> None:
         """Validation loss and greedy BLEU, logged to metrics.jsonl with the training loss and
-        throughput since the last validation; saves best (and the kept checkpoints) and last."""
+        throughput since the last validation; saves best (and the kept checkpoints)."""
         p, window = self.progress, self.window
         val_loss, bleu = validation.validate(self.model, self.tok, self.corpus, self.valid_ids, self.cfg.eval,
                                              self.device, self.autocast)
@@ -250,11 +270,10 @@ class Trainer:
         self.board.add(p.step, {"valid/loss": record["val_loss"], "valid/bleu": bleu})
         self.log(f"validation at step {p.step}: val_loss {val_loss:.3f}, val BLEU {bleu:.2f}"
                  f"{' (best)' if improved else ''}, {record['tgt_tok_per_s']} tok/s")
-        weights = self.state(resumable=False) if improved or self.cfg.train.keep_best > 1 else None
+        weights = self.state() if improved or self.cfg.train.keep_best > 1 else None
         if improved:
             checkpoint.save(self.run.checkpoint("best"), weights)
         self.keep(bleu, weights)
-        self.save_last()
 
     def checkpoint_due(self) -> bool:
         t = self.cfg.train

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -62,6 +63,22 @@ def write_jsonl(root: Path, shape: str = "flat", sizes=(300, 40, 40)) -> Path:
                 row = {"de": de, "en": en} if shape == "flat" else {"translation": {"de": de, "en": en}}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return root
+
+
+def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until the run's last.pt is of `step` or later (while proc, which trains it, lives)."""
+    import torch
+
+    last, deadline = run / "checkpoints" / "last.pt", time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if last.exists():
+            try:
+                if torch.load(last, weights_only=True)["progress"]["step"] >= step:
+                    return
+            except Exception:  # replaced while we read it: read again
+                pass
+        time.sleep(0.02)
+    raise AssertionError(f"run never reached step {step} (exit {proc.poll()})")
 
 
 def tiny_trainer(run_dir, world=None, device="cpu", precision="fp32"):

@@ -12,9 +12,12 @@ from seq2seq.allocator import TCMALLOC
 pytestmark = pytest.mark.skipif(ctypes.util.find_library(TCMALLOC) is None or not sys.platform.startswith("linux"),
                                 reason="tcmalloc is not installed (apt install libtcmalloc-minimal4)")
 
-# What the process runs with after the restart, and the arguments it got.
-PROBE = ("import sys; from seq2seq.allocator import restart_with_tcmalloc, tcmalloc_loaded; "
-         "restart_with_tcmalloc(); print(tcmalloc_loaded(), sys.argv[1:])")
+# What the process runs with after the restart, the arguments it got and the LD_PRELOAD that the
+# processes it starts inherit (a child's own view of it).
+PROBE = ("import subprocess, sys; from seq2seq.allocator import restart_with_tcmalloc, tcmalloc_loaded; "
+         "restart_with_tcmalloc(); child = subprocess.run([sys.executable, '-c', "
+         "'import os; print(os.environ.get(\"LD_PRELOAD\"))'], capture_output=True, text=True).stdout.strip(); "
+         "print(tcmalloc_loaded(), sys.argv[1:], child)")
 
 
 def environment(**env) -> dict[str, str]:
@@ -28,16 +31,23 @@ def probe(**env) -> str:
     return out.stdout.strip()
 
 
-def test_restarts_with_tcmalloc_and_the_same_arguments():
-    assert probe() == "True ['a', '--b']"
+def test_restarts_with_tcmalloc_and_the_same_arguments_and_its_children_do_not_inherit_it():
+    assert probe() == "True ['a', '--b'] None"
+
+
+def test_the_users_own_preload_stays_and_is_what_children_inherit():
+    library = ctypes.util.find_library("m")  # a library that is no allocator
+    assert probe(LD_PRELOAD=library) == f"True ['a', '--b'] {library}"
 
 
 def test_system_malloc_on_request():
-    assert probe(SEQ2SEQ_MALLOC="system") == "False ['a', '--b']"
+    assert probe(SEQ2SEQ_MALLOC="system") == "False ['a', '--b'] None"
 
 
-def test_a_preload_the_loader_refused_does_not_restart_again():
-    assert probe(LD_PRELOAD=f"lib{TCMALLOC}.so.999") == "False ['a', '--b']"
+@pytest.mark.parametrize("preload", [f"lib{TCMALLOC}.so.999", "libjemalloc.so.2"])
+def test_an_allocator_preloaded_already_is_left_alone(preload):
+    """The user's own allocator, or tcmalloc that the loader refused (no restart loop)."""
+    assert probe(LD_PRELOAD=preload) == f"False ['a', '--b'] {preload}"
 
 
 def test_the_command_line_runs_under_tcmalloc(tmp_path):

@@ -81,7 +81,7 @@ def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes_fused_on_the_gpu(
     unfused.step()
     saved = unfused.state_dict()
     assert {state["step"].device.type for state in saved["state"].values()} == {"cpu"}
-    trainer.restore(trainer.state(resumable=True) | {"optimizer": saved})
+    trainer.restore(trainer.state([trainer.rng_state()]) | {"optimizer": saved})
     for p in trainer.model.parameters():
         step = trainer.optimizer.state[p]["step"]
         assert (step.device, step.dtype) == (p.device, torch.float32)

@@ -3,6 +3,7 @@ together, and only rank 0 writes the run dir."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import torch.multiprocessing as mp
 
 from seq2seq.distributed import TIMEOUT, World, close_world, init_world, torchrun_world
 from seq2seq.errors import UserError
-from tests.conftest import TINY, batch_of, tiny_trainer, toy_pairs, write_jsonl
+from tests.conftest import TINY, batch_of, tiny_trainer, toy_pairs, wait_for_step, write_jsonl
 
 STEPS, B = 4, 6  # updates, pairs per rank and step
 
@@ -94,10 +95,7 @@ def decide_stop(rank: int, size: int, port: int, out: str) -> None:
 
 
 def test_ranks_agree_on_stopping_through_a_cpu_group_while_rank_0_is_slow(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(decide_stop, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(decide_stop, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(2)]
     for result in results:
         assert result["stop"] == "time budget 60 s reached"
@@ -122,11 +120,58 @@ def test_torchrun_two_cpu_processes_write_one_run_dir(tmp_path):
     log = (run / "train.log").read_text()
     assert log.count("model bahdanau:") == 1 and "2 processes" in log  # rank 0 alone logs
     assert json.loads((run / "run.json").read_text())["steps"] == 4
-    # resumed by one process: the position in the epoch is counted in batches of all ranks
+    # resumed by one process, each update would train on half the tokens: refused
     resumed = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume", str(run), "--max-steps", "6"],
                              capture_output=True, text=True, env=env)
+    assert resumed.returncode == 2 and resumed.stderr == (
+        f"error: run {run} was trained by 2 processes, not 1: another number would change its tokens per update; "
+        f"resume it with torchrun --nproc_per_node 2 -m seq2seq train --resume {run}\n")
+    assert json.loads((run / "run.json").read_text())["steps"] == 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args) -> list[str]:
+    """`torchrun --nproc_per_node 2 -m seq2seq ARGS` on the CPU."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+            "-m", "seq2seq", *map(str, args)]
+
+
+def test_a_torchrun_run_killed_and_resumed_with_two_processes_ends_as_one_never_stopped(tmp_path):
+    """SIGKILL to the whole job (agent and ranks) past its checkpoint of step 13, then resumed by two
+    processes: weights, optimizer state, each rank's random state (dropout) and progress equal an
+    uninterrupted run's."""
+    data = write_jsonl(tmp_path / "data")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    args = ["train", "--config", TINY, "--dataset", data, "--device", "cpu", "--max-steps", 40, "--epochs", 100,
+            "--set", "train.checkpoint_every=1", "--set", "train.eval_every=15"]
+    straight = subprocess.run(torchrun(*args, "--run-dir", tmp_path / "straight"), capture_output=True, text=True,
+                              env=env)
+    assert straight.returncode == 0, straight.stderr
+    killed = tmp_path / "killed"
+    job = subprocess.Popen(torchrun(*args, "--run-dir", killed), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    wait_for_step(killed, 13, job)
+    os.killpg(job.pid, signal.SIGKILL)  # the job's own process group: torchrun and both ranks
+    job.wait()
+    stopped_at = torch.load(killed / "checkpoints" / "last.pt", weights_only=True)["progress"]["step"]
+    assert 13 <= stopped_at < 40
+    resumed = subprocess.run(torchrun("train", "--resume", killed), capture_output=True, text=True, env=env)
     assert resumed.returncode == 0, resumed.stderr
-    assert json.loads((run / "run.json").read_text())["steps"] == 6
+    a, b = (torch.load(run / "checkpoints" / "last.pt", weights_only=True) for run in (tmp_path / "straight", killed))
+    assert a["progress"]["step"] == b["progress"]["step"] == 40 and a["world_size"] == b["world_size"] == 2
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    moments_a, moments_b = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert all(torch.equal(moments_a[p][k], moments_b[p][k]) for p in moments_a for k in moments_a[p])
+    assert len(a["rank_rng"]) == 2 and not torch.equal(a["rank_rng"][0]["torch"], a["rank_rng"][1]["torch"])
+    assert all(torch.equal(x["torch"], y["torch"]) for x, y in zip(a["rank_rng"], b["rank_rng"]))
+    timeless = ("elapsed", "warmup_elapsed")
+    assert {k: v for k, v in a["progress"].items() if k not in timeless} == \
+        {k: v for k, v in b["progress"].items() if k not in timeless}
 
 
 @pytest.mark.parametrize("env", [{"WORLD_SIZE": "2"}, {"WORLD_SIZE": "two", "RANK": "0"},

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY, cli, tiny, write_jsonl
+from tests.conftest import ROOT, TINY, cli, tiny, wait_for_step, write_jsonl
 
 DOCS = ROOT / "docs" / "errors.md"
 
@@ -36,19 +36,6 @@ def train_args(dataset, run, *extra):
 # -- exact resume ----------------------------------------------------------------------------------
 
 RESUME_ARGS = ["--max-steps", 60, "--epochs", 100, "--set", "train.checkpoint_every=1", "--set", "train.eval_every=20"]
-
-
-def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    last, deadline = run / "checkpoints" / "last.pt", time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if last.exists():
-            try:
-                if torch.load(last, weights_only=True)["progress"]["step"] >= step:
-                    return
-            except Exception:  # replaced while we read it: read again
-                pass
-        time.sleep(0.02)
-    raise AssertionError(f"run never reached step {step} (exit {proc.poll()})")
 
 
 def final_weights(run: Path) -> dict:
@@ -74,6 +61,20 @@ def test_sigkill_mid_run_then_resume_gives_the_same_weights(toy_dataset, tmp_pat
     lines_after = (killed / "metrics.jsonl").read_text().splitlines()
     assert lines_after[:len(lines_before)] == lines_before  # appended, never truncated
     assert json.loads(lines_after[-1])["step"] == 60
+
+
+def test_a_run_resumed_where_it_stopped_at_the_end_of_an_epoch_validates_once_per_step(toy_dataset, tmp_path,
+                                                                                         run_cli):
+    """Stopped by max_steps on an epoch's last batch (validated there), then resumed: the epoch's
+    end is not validated a second time with nothing trained (an empty window: loss 0, 0 tok/s)."""
+    run_cli(*train_args(toy_dataset, tmp_path / "epoch", "--epochs", 1))
+    per_epoch = json.loads((tmp_path / "epoch" / "run.json").read_text())["steps"]
+    run = tmp_path / "run"
+    run_cli(*train_args(toy_dataset, run, "--epochs", 3, "--max-steps", per_epoch))
+    run_cli("train", "--resume", run, "--max-steps", 3 * per_epoch)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [per_epoch, 2 * per_epoch, 3 * per_epoch]
+    assert all(r["train_loss"] > 0 and r["tgt_tok_per_s"] > 0 for r in records)
 
 
 def test_ctrl_c_saves_last_and_exits_cleanly(toy_dataset, tmp_path, run_cli):
@@ -361,6 +362,27 @@ def case_row_is_an_array(tmp, trained):
                       tmp / "run")
 
 
+def case_validation_split_twice(tmp, trained):
+    splits = {f"{s}.jsonl": _good_jsonl() for s in ("train", "val", "validation", "test")}
+    return train_args(_dataset(tmp, splits), tmp / "run")
+
+
+def case_train_text_beside_jsonl(tmp, trained):
+    splits = {f"{s}.jsonl": _good_jsonl() for s in ("train", "val", "test")}
+    return train_args(_dataset(tmp, splits | {"train.de": "wort\n", "train.en": "word\n"}), tmp / "run")
+
+
+def case_validation_text_beside_jsonl(tmp, trained):
+    splits = {f"{s}.jsonl": _good_jsonl() for s in ("train", "val", "test")}
+    return train_args(_dataset(tmp, splits | {"val.de": "wort\n", "val.en": "word\n"}), tmp / "run")
+
+
+def case_test_row_of_a_number_and_a_list(tmp, trained):
+    rows = _good_jsonl() + _jsonl([{"de": 12, "en": [1]}])
+    return ["eval", trained, "--dataset", _dataset(tmp, {"train.jsonl": _good_jsonl(), "val.jsonl": _good_jsonl(),
+                                                         "test.jsonl": rows})]
+
+
 def _evaluated(tmp, trained, **report) -> Path:
     """A copy of the trained run with an eval report of its best checkpoint, changed by `report`."""
     run = shutil.copytree(trained, tmp / "evaluated")
@@ -458,6 +480,88 @@ def case_report_of_a_run_not_evaluated(tmp, trained):
     return ["report", trained, "-o", tmp / "run" / "report.html"]
 
 
+def case_report_onto_a_checkpoint(tmp, trained):
+    return ["report", trained, "-o", trained / "checkpoints" / "best.pt"]
+
+
+def case_curves_into_a_run_dir(tmp, trained):
+    return ["compare", trained, "--curves", trained / "curves.png"]
+
+
+def case_attention_plot_into_a_run_dir(tmp, trained):
+    return ["translate", trained, "--attention-plot", trained / "eval" / "attention.png"]
+
+
+def case_min_lr_above_lr(tmp, trained):
+    return train_args(trained.parent / "data", tmp / "run", "--set", "train.schedule=cosine", "--set", "train.min_lr=1")
+
+
+def case_dropout_next_to_one(tmp, trained):
+    return train_args(trained.parent / "data", tmp / "run", "--set", "model.dropout=0.999999")
+
+
+def case_dropout_below_the_masks_step(tmp, trained):
+    return train_args(trained.parent / "data", tmp / "run", "--set", "model.dropout=0.000001")
+
+
+def _with_sentences(tmp, trained, bleu_stats) -> Path:
+    """An evaluated copy of the trained run whose test.sentences.jsonl holds `bleu_stats`."""
+    run = _evaluated(tmp, trained)
+    (run / "eval" / "test.sentences.jsonl").write_text(json.dumps({"k": 1, "range": "1-10", "bleu_stats": bleu_stats}))
+    return run
+
+
+def case_compare_sentences_with_empty_bleu_stats(tmp, trained):
+    run = _with_sentences(tmp, trained, [])
+    return ["compare", run, run, "--baseline", run]
+
+
+def case_compare_sentences_with_a_number_for_bleu_stats(tmp, trained):
+    run = _with_sentences(tmp, trained, 5)
+    return ["compare", run, run, "--baseline", run]
+
+
+def case_compare_curves_of_a_metrics_line_without_step(tmp, trained):
+    run = _evaluated(tmp, trained)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"val_bleu": 1.0, "elapsed": 3.0}) + "\n")
+    return ["compare", run, "--curves", tmp / "curves.png"]
+
+
+def case_resume_with_tensorboard_a_file(tmp, trained):
+    shutil.copytree(trained, tmp / "run")
+    (tmp / "run" / "tensorboard").write_text("notes\n")
+    return ["train", "--resume", tmp / "run", "--tensorboard"]
+
+
+def _kept(tmp, trained, n: int) -> Path:
+    """A copy of the trained run with its best checkpoint kept n times as train.keep_best keeps them."""
+    run = shutil.copytree(trained, tmp / "kept")
+    for step in range(1, n + 1):
+        shutil.copy(run / "checkpoints" / "best.pt", run / "checkpoints" / f"best-{step}.pt")
+    return run
+
+
+def case_average_a_tensor_of_another_shape(tmp, trained):
+    run = _kept(tmp, trained, 2)
+    ckpt = torch.load(run / "checkpoints" / "best-2.pt", weights_only=True)
+    name = next(iter(ckpt["model"]))
+    ckpt["model"][name] = ckpt["model"][name][:1]
+    torch.save(ckpt, run / "checkpoints" / "best-2.pt")
+    return ["average", run]
+
+
+def case_average_before_two_are_kept(tmp, trained):
+    run = _kept(tmp, trained, 1)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("keep_best: 1", "keep_best: 3"))
+    return ["average", run]
+
+
+def case_malloc_unknown(tmp, trained):
+    return ["--version"], {"SEQ2SEQ_MALLOC": "garbage"}
+
+
 CASES = {  # id: (what the user did, the command's arguments[, and environment variables])
     "missing_split": ("a dataset without a validation split", case_missing_split),
     "missing_language_column": ("a dataset without the source language's column", case_missing_language_column),
@@ -510,6 +614,11 @@ CASES = {  # id: (what the user did, the command's arguments[, and environment v
     "sentence_is_a_number": ('a JSONL row `{"en": 12345, "de": 67890}`', case_sentence_is_a_number),
     "line_not_json": ("a JSONL line that is not JSON", case_line_not_json),
     "row_is_an_array": ("a JSONL row that is an array", case_row_is_an_array),
+    "validation_split_twice": ("val.jsonl beside validation.jsonl", case_validation_split_twice),
+    "train_text_beside_jsonl": ("train.de and train.en beside train.jsonl", case_train_text_beside_jsonl),
+    "validation_text_beside_jsonl": ("val.de and val.en beside val.jsonl", case_validation_text_beside_jsonl),
+    "test_row_of_a_number_and_a_list": ('`eval --dataset D`, a test.jsonl row `{"de": 12, "en": [1]}` in D',
+                                        case_test_row_of_a_number_and_a_list),
     "compare_report_with_null_buckets": ('`compare` on an eval report with `"buckets": null`',
                                          case_compare_report_with_null_buckets),
     "compare_report_with_text_for_bleu": ('`compare` on an eval report with `"bleu": "high"`',
@@ -535,6 +644,27 @@ CASES = {  # id: (what the user did, the command's arguments[, and environment v
     "eval_avg_before_average": ("`eval --checkpoint avg` before `average`", case_eval_avg_before_average),
     "nbest_beyond_the_beam": ("`translate --beam 4 --nbest 5`", case_nbest_beyond_the_beam),
     "report_of_a_run_not_evaluated": ("`report` on a run not evaluated", case_report_of_a_run_not_evaluated),
+    "report_onto_a_checkpoint": ("`report RUN -o RUN/checkpoints/best.pt`", case_report_onto_a_checkpoint),
+    "curves_into_a_run_dir": ("`compare RUN --curves RUN/curves.png`", case_curves_into_a_run_dir),
+    "attention_plot_into_a_run_dir": ("`translate RUN --attention-plot RUN/eval/attention.png`",
+                                      case_attention_plot_into_a_run_dir),
+    "min_lr_above_lr": ("`--set train.schedule=cosine --set train.min_lr=1`, above train.lr", case_min_lr_above_lr),
+    "dropout_next_to_one": ("`--set model.dropout=0.999999`", case_dropout_next_to_one),
+    "dropout_below_the_masks_step": ("`--set model.dropout=0.000001`, below 2^-16", case_dropout_below_the_masks_step),
+    "compare_sentences_with_empty_bleu_stats": ('`compare --baseline` on a test.sentences.jsonl row with '
+                                                '`"bleu_stats": []`', case_compare_sentences_with_empty_bleu_stats),
+    "compare_sentences_with_a_number_for_bleu_stats": ('`compare --baseline` on a test.sentences.jsonl row with '
+                                                       '`"bleu_stats": 5`',
+                                                       case_compare_sentences_with_a_number_for_bleu_stats),
+    "compare_curves_of_a_metrics_line_without_step": ("`compare --curves` on a metrics.jsonl line without `step`",
+                                                      case_compare_curves_of_a_metrics_line_without_step),
+    "resume_with_tensorboard_a_file": ("`--resume RUN --tensorboard` where RUN/tensorboard is a file",
+                                       case_resume_with_tensorboard_a_file),
+    "average_a_tensor_of_another_shape": ("`average` where one kept checkpoint has a tensor of another shape",
+                                          case_average_a_tensor_of_another_shape),
+    "average_before_two_are_kept": ("`average` of a `train.keep_best=3` run that has kept one so far",
+                                    case_average_before_two_are_kept),
+    "malloc_unknown": ("`SEQ2SEQ_MALLOC=garbage seq2seq ...`", case_malloc_unknown),
 }
 
 
@@ -766,8 +896,8 @@ def test_a_kill_between_a_validation_record_and_its_checkpoint_leaves_no_duplica
 
 def test_a_run_killed_while_being_set_up_is_replaced_by_overwrite(toy_dataset, tmp_path, run_cli):
     run = tmp_path / "run"
-    killed = killed_at("SIGTERM", 'rundir.RunDir, "write_config"', train_args(toy_dataset, run, "--max-steps", 1))
-    assert killed.returncode == -signal.SIGTERM
+    killed = killed_at("SIGKILL", 'rundir.RunDir, "write_config"', train_args(toy_dataset, run, "--max-steps", 1))
+    assert killed.returncode == -signal.SIGKILL
     assert (run / "run.json").exists() and (run / "checkpoints").is_dir() and not (run / "config.yaml").exists()
     for args, says in ((train_args(toy_dataset, run, "--max-steps", 1), "use --resume to continue it or --overwrite"),
                        (["train", "--resume", run], "stopped while it was being set up (no config.yaml): train it "
@@ -776,6 +906,92 @@ def test_a_run_killed_while_being_set_up_is_replaced_by_overwrite(toy_dataset, t
         assert says in refused.err and refused.err.count("\n") == 1
     run_cli(*train_args(toy_dataset, run, "--max-steps", 1, "--overwrite"))
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]["step"] == 1
+
+
+def one_trainer_line(run: Path, pid: int) -> str:
+    return (f"error: run {run} is being trained by process {pid} on {socket.gethostname()}: one trainer per run; "
+            "wait for it to end or stop it\n")
+
+
+def test_a_second_trainer_refused_by_the_lock_touches_nothing(trained, tmp_path, run_cli):
+    """A run being trained, before its first save and after it, meets a second `train --overwrite`,
+    a plain `train` into its dir and a `--resume`: each is refused with the one-trainer line and
+    leaves every file as the trainer wrote it; the trainer's run stays whole."""
+    data, run = trained.parent / "data", shutil.copytree(trained, tmp_path / "run")
+    quiet = ["--epochs", 1000, "--set", "train.eval_every=100000", "--set", "train.checkpoint_seconds=0"]
+    seconds = [train_args(data, run, "--overwrite", "--set", "model.hidden_dim=48", "--max-steps", 1),
+               train_args(data, run, "--max-steps", 1), ["train", "--resume", run, "--max-steps", 1]]
+
+    def meet(first_args: list) -> str:
+        first = subprocess.Popen([sys.executable, "-m", "seq2seq", *map(str, first_args)], stderr=subprocess.PIPE,
+                                 text=True)
+        next(line for line in first.stderr if ": loss " in line)  # the first log line: it trains
+        for args in seconds:
+            before = {name: data for name, data in files(run).items() if name != "train.log"}
+            refused = run_cli(*args, expect=2)
+            assert refused.err == one_trainer_line(run, first.pid)
+            assert {name: data for name, data in files(run).items() if name != "train.log"} == before
+        first.send_signal(signal.SIGINT)
+        err = first.communicate(timeout=120)[1]
+        assert first.returncode == 130, err
+        return err
+
+    # before its first save: the replacement of a run, with the replaced one in .replaced/
+    err = meet(train_args(data, run, "--overwrite", "--set", "model.hidden_dim=48", *quiet))
+    info = json.loads((run / "run.json").read_text())
+    assert len(info["commands"]) == 1 and "model.hidden_dim=48" in info["command"] and not (run / ".replaced").exists()
+    assert info["best_val_bleu"] is None and "no validation yet; run dir" in err  # stopped before it validated
+    # after it: the same run resumed
+    meet(["train", "--resume", run])
+    assert len(json.loads((run / "run.json").read_text())["commands"]) == 2
+    assert "hidden_dim: 48" in (run / "config.yaml").read_text()
+    run_cli("eval", run, "--checkpoint", "last", "--bootstrap", 0)
+    run_cli("train", "--resume", run, "--max-steps", json.loads((run / "run.json").read_text())["steps"] + 1)
+
+
+def test_a_signal_while_an_overwrite_is_set_up_puts_the_old_run_back(trained, tmp_path):
+    """SIGTERM after the old run is set aside and before the new one saves: exit 130, one line that
+    says so, the old run back as it was and no temporary file; a second SIGTERM while that is
+    undone changes nothing."""
+    run = shutil.copytree(trained, tmp_path / "run")
+    before = files(run)
+    args = train_args(trained.parent / "data", run, "--overwrite")
+    for where in ('rundir.RunDir, "write_config"', 'rundir.RunDir, "write_config")\ndying(rundir.RunDir, "abandon"'):
+        killed = killed_at("SIGTERM", where, args)
+        assert killed.returncode == 130, killed.stderr
+        assert killed.stderr.splitlines()[-1] == ("error: training interrupted (SIGTERM); it had no checkpoint yet: "
+                                                  f"the run it replaced is back in {run}")
+        assert files(run) == before and not (run / ".replaced").exists()
+
+
+def test_a_signal_while_a_new_run_is_set_up_leaves_nothing(toy_dataset, tmp_path):
+    """SIGTERM in the middle of the first file a new run writes: exit 130, no run dir, no .tmp file."""
+    run = tmp_path / "run"
+    killed = killed_at("SIGTERM", 'os, "fsync"', train_args(toy_dataset, run, "--max-steps", 1))
+    assert killed.returncode == 130, killed.stderr
+    assert killed.stderr.splitlines()[-1] == ("error: training interrupted (SIGTERM); it had no checkpoint yet: "
+                                              "nothing of it was kept")
+    assert not run.exists() and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_an_overwrite_killed_outright_during_its_setup_leaves_the_old_run_to_the_next_command(trained, tmp_path,
+                                                                                                 run_cli):
+    """SIGKILL, which no process can handle, strands the old run in .replaced/: the next command
+    that meets the run dir puts it back (a plain train, then refused as the run exists; eval)."""
+    run = shutil.copytree(trained, tmp_path / "run")
+    before = files(run)
+    args = train_args(trained.parent / "data", run, "--overwrite")
+    note = f"note: {run} holds again the run that an --overwrite stopped during its setup had set aside in {run}/.replaced"
+    assert killed_at("SIGKILL", 'rundir.RunDir, "write_config"', args).returncode == -signal.SIGKILL
+    assert (run / ".replaced").is_dir() and not (run / "config.yaml").exists()
+    refused = run_cli(*train_args(trained.parent / "data", run, "--max-steps", 1), expect=2)
+    assert refused.err.splitlines() == [note, f"error: run dir {run} already exists: use --resume to continue it "
+                                              "or --overwrite to replace it"]
+    assert files(run) == before
+    assert killed_at("SIGKILL", 'rundir.RunDir, "write_config"', args).returncode == -signal.SIGKILL
+    evaluated = run_cli("eval", run, "--bootstrap", 0)
+    assert evaluated.err.splitlines()[0] == note
+    assert {name: data for name, data in files(run).items() if not name.startswith("eval")} == before
 
 
 def test_a_run_resumes_on_a_moved_copy_of_its_data_and_keeps_every_command(trained, tmp_path, run_cli):
@@ -800,6 +1016,30 @@ def test_a_run_resumes_on_a_moved_copy_of_its_data_and_keeps_every_command(train
     info = json.loads((run / "run.json").read_text())
     assert info["commands"][0] == "seq2seq train --model bahdanau" and len(info["commands"]) == 2
     assert info["tool"] == "seq2seq" and info["steps"] == 4
+
+
+def test_a_run_whose_data_moved_is_evaluated_and_compared_where_resume_was_told_it_is(trained, tmp_path, run_cli):
+    """`train --resume R --dataset NEW` (here with nothing left to train) is where the run's data
+    lives from then on: `eval R` reads it there (its best checkpoint still names the old place) and
+    writes the run's own report, which `compare` reads."""
+    run = shutil.copytree(trained, tmp_path / "run")
+    old = shutil.copytree(trained.parent / "data", tmp_path / "old")
+    config = run / "config.yaml"  # the run as trained on `old`
+    config.write_text(config.read_text().replace(str(trained.parent / "data"), str(old)))
+    for name in ("best", "last"):
+        ckpt = torch.load(run / "checkpoints" / f"{name}.pt", weights_only=True)
+        ckpt["config"]["data"]["dataset"] = str(old)
+        torch.save(ckpt, run / "checkpoints" / f"{name}.pt")
+    new = tmp_path / "new"
+    old.rename(new)
+    assert "dataset directory not found" in run_cli("eval", run, expect=2).err
+    run_cli("train", "--resume", run, "--dataset", new, "--max-steps", 2)
+    assert torch.load(run / "checkpoints" / "best.pt", weights_only=True)["config"]["data"]["dataset"] == str(old)
+    for extra in ([], ["--dataset", new]):
+        run_cli("eval", run, "--bootstrap", 0, *extra)
+        assert json.loads((run / "eval" / "test.json").read_text())["dataset"] == str(new)
+        assert sorted(p.name for p in (run / "eval").iterdir() if p.is_dir()) == []
+    run_cli("compare", run)
 
 
 def test_no_arguments_print_the_help_and_the_version_is_known(run_cli):
@@ -830,12 +1070,12 @@ def test_a_metrics_line_cut_short_is_skipped_and_the_next_starts_anew(tmp_path):
     from seq2seq.rundir import RunDir
 
     run = RunDir(tmp_path)
-    append_line(run.metrics, json.dumps({"step": 1}))
+    append_line(run.metrics, json.dumps({"step": 1, "elapsed": 1.0}))
     with open(run.metrics, "a") as f:
         f.write('{"step": 2, "ep')  # the process was killed here
-    append_line(run.metrics, json.dumps({"step": 3}))
-    assert run.metrics.read_text().splitlines()[-1] == '{"step": 3}'
-    assert run.read_metrics() == [{"step": 1}, {"step": 3}]
+    append_line(run.metrics, json.dumps({"step": 3, "elapsed": 3.0}))
+    assert run.metrics.read_text().splitlines()[-1] == '{"step": 3, "elapsed": 3.0}'
+    assert run.read_metrics() == [{"step": 1, "elapsed": 1.0}, {"step": 3, "elapsed": 3.0}]
 
 
 def test_unreadable_or_malformed_run_files_get_one_clear_error(tmp_path):
@@ -860,6 +1100,37 @@ def test_a_10000_word_line_is_dropped_and_counted(tmp_path, run_cli):
         f.write(json.dumps({"de": "wort " * 10_000, "en": "word"}) + "\n")
     result = run_cli(*train_args(data, tmp_path / "run", "--max-steps", 1))
     assert "1 longer than 100 words" in result.err
+
+
+def test_a_checkpoint_cut_short_by_the_disk_is_one_line_and_the_old_ones_stay(trained, tmp_path):
+    """The kernel refuses a checkpoint's bytes part way (here a file size limit, EFBIG, as a full disk
+    refuses them with ENOSPC): torch's writer raises a RuntimeError from the OSError; it is one line,
+    exit 2, and the checkpoints there before are unchanged, with no temporary file beside them."""
+    import resource
+
+    run = shutil.copytree(trained, tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()}
+    limit = min(len(data) for data in before.values()) // 2
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    result = subprocess.run([sys.executable, "-m", "seq2seq", "train", "--resume", str(run), "--max-steps", "3"],
+                            capture_output=True, text=True, preexec_fn=small_files)
+    assert result.returncode == 2, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: cannot write {run}/checkpoints/") and line.endswith(".pt: File too large")
+    assert {p.name: p.read_bytes() for p in (run / "checkpoints").iterdir()} == before
+
+
+def test_a_sentence_of_one_word_of_a_megabyte_is_dropped_by_its_tokens(tmp_path, run_cli):
+    """max_words counts it as one word; data.max_tokens counts its pieces, and training goes on."""
+    data = write_jsonl(tmp_path / "data")
+    with open(data / "train.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps({"de": "eins" * 250_000, "en": "one" * 333_333}) + "\n")
+    result = run_cli(*train_args(data, tmp_path / "run", "--max-steps", 1))
+    assert "train: 1 pairs dropped as longer than data.max_tokens=400 tokens" in result.err
 
 
 @pytest.mark.parametrize("failure", [errno.ENOSPC, errno.EROFS])

@@ -436,8 +436,18 @@ def test_sources_longer_than_the_positions_are_cut_and_said_so(runs, run_cli, tm
     assert len(out.splitlines()) == 3
     assert err == ("warning: 2 sources longer than the model's 5 tokens were cut to fit; their translation covers "
                    "the beginning only\n")
-    err = run_cli("eval", run, "--bootstrap", 0, "--concat", "1,2", in_process=True).err
-    assert err.count("\n") == 1 and "tokens were cut to fit" in err
+    err = run_cli("eval", run, "--bootstrap", 0, "--concat", "1,2", in_process=True).err.splitlines()
+    assert len(err) == 2 and "sources longer than the model's 5 tokens were cut" in err[0]
+    assert err[1].startswith("warning: ") and err[1].endswith("references longer than the model's 5 tokens were cut "
+                                                             "to fit; their NLL covers the beginning only")
+    # score --concat 7: every joined reference is longer than 5 tokens, and each joined source
+    scored = run_cli("score", run, "--concat", 7, in_process=True)
+    n = len(scored.out.splitlines())
+    assert all(int(line.split("\t")[1]) == 6 for line in scored.out.splitlines())  # 5 tokens and EOS
+    assert scored.err.splitlines() == [f"warning: {n} sources longer than the model's 5 tokens were cut to fit; "
+                                       "their reference's NLL is conditioned on the beginning only",
+                                       f"warning: {n} references longer than the model's 5 tokens were cut to fit; "
+                                       "their NLL covers the beginning only"]
 
 
 def test_translate_of_nothing_is_nothing(runs, run_cli):

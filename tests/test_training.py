@@ -123,7 +123,7 @@ def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes_with_steps_where_
     assert saved["param_groups"][0]["fused"] is None
     for state in saved["state"].values():
         state["step"] = state["step"].double()
-    trainer.restore(trainer.state(resumable=True) | {"optimizer": saved})
+    trainer.restore(trainer.state([trainer.rng_state()]) | {"optimizer": saved})
     optimizer = trainer.optimizer
     assert all(group["fused"] for group in optimizer.param_groups)
     for p in trainer.model.parameters():
@@ -202,6 +202,20 @@ def test_cosine_schedule_anneals_by_whichever_of_steps_and_time_budget_ends_the_
     assert lr_at(total, cfg.train, total, elapsed=1.0) == pytest.approx(1e-5)  # the steps are done: the floor
     no_budget = cfg.replace({"train.time_budget": None})
     assert lr_at(20, no_budget.train, total, elapsed=1e6) > 9e-4  # without a budget time does not count
+    # warmup took half the budget: both fractions count from its end, so the rate goes on from its
+    # peak (1e-3, where counting the warmup's time in would drop it to 5.05e-4 in one step)
+    assert lr_at(9, cfg.train, total, elapsed=49.9) == pytest.approx(1e-3)
+    assert lr_at(10, cfg.train, total, elapsed=50.0, warmup_elapsed=50.0) == pytest.approx(1e-3)
+    assert lr_at(20, cfg.train, total, elapsed=75.0, warmup_elapsed=50.0) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert lr_at(20, cfg.train, total, elapsed=120.0, warmup_elapsed=120.0) == pytest.approx(1e-5)  # warmup ate it
+
+
+def test_a_time_budgeted_run_keeps_when_its_warmup_ended(toy_dataset, tmp_path, run_cli):
+    run = tmp_path / "run"
+    run_cli("train", "--config", TINY, "--dataset", toy_dataset, "--run-dir", run, "--time-budget", 1000,
+            "--max-steps", 12, "--set", "train.schedule=cosine", "--set", "train.warmup_steps=5")
+    progress = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["progress"]
+    assert 0 < progress["warmup_elapsed"] < progress["elapsed"]
 
 
 def test_a_time_budgeted_cosine_run_ends_at_the_schedules_floor(toy_dataset, tmp_path, run_cli):

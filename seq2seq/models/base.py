@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from seq2seq.checks import probability
+from seq2seq.checks import dropout_rate
 from seq2seq.loss import output_loss
 
 Memory = dict[str, Any]
@@ -38,7 +38,7 @@ class ModelConfig:
         return None
 
     def check(self) -> None:
-        probability(self, "dropout")
+        dropout_rate(self, "dropout")
 
 
 class Seq2Seq(nn.Module, ABC):
