@@ -94,13 +94,13 @@ class RunDir:
 
     def create(self, overwrite: bool) -> None:
         """Make a fresh run dir and lock it; with overwrite, replace the run in it. The replaced
-        run's files are kept in .replaced/ until the new run saves its first checkpoint. An existing
-        run is locked before anything else: while another process trains it, nothing is touched."""
+        run's files are kept in .replaced/ until the new run saves its first checkpoint. A run to be
+        replaced is locked before anything else: while another process trains it, nothing is touched."""
         if overwrite:
             _check_replaceable(self.path)
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"run dir {self.path} exists and is not a directory")
-        if self.is_run() or self._stranded():
+        if overwrite and self.is_run() or self._stranded():
             self.lock()  # puts back a run that an --overwrite stopped during its setup had set aside
         existing = self.path.exists() and any(p.name != self.lock_file.name for p in self.path.iterdir())
         if existing and not overwrite:

@@ -65,7 +65,7 @@ def write_jsonl(root: Path, shape: str = "flat", sizes=(300, 40, 40)) -> Path:
     return root
 
 
-def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 600) -> None:
     """Wait until the run's last.pt is of `step` or later (while proc, which trains it, lives)."""
     import torch
 

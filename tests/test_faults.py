@@ -915,21 +915,24 @@ def one_trainer_line(run: Path, pid: int) -> str:
 
 def test_a_second_trainer_refused_by_the_lock_touches_nothing(trained, tmp_path, run_cli):
     """A run being trained, before its first save and after it, meets a second `train --overwrite`,
-    a plain `train` into its dir and a `--resume`: each is refused with the one-trainer line and
-    leaves every file as the trainer wrote it; the trainer's run stays whole."""
+    a plain `train` into its dir and a `--resume`: each is refused in one line (the one-trainer line,
+    or for a plain train after the first save, that the run exists) and leaves every file as the
+    trainer wrote it; the trainer's run stays whole."""
     data, run = trained.parent / "data", shutil.copytree(trained, tmp_path / "run")
     quiet = ["--epochs", 1000, "--set", "train.eval_every=100000", "--set", "train.checkpoint_seconds=0"]
     seconds = [train_args(data, run, "--overwrite", "--set", "model.hidden_dim=48", "--max-steps", 1),
                train_args(data, run, "--max-steps", 1), ["train", "--resume", run, "--max-steps", 1]]
+    exists = f"error: run dir {run} already exists: use --resume to continue it or --overwrite to replace it\n"
 
-    def meet(first_args: list) -> str:
+    def meet(first_args: list, saved: bool) -> str:
         first = subprocess.Popen([sys.executable, "-m", "seq2seq", *map(str, first_args)], stderr=subprocess.PIPE,
                                  text=True)
         next(line for line in first.stderr if ": loss " in line)  # the first log line: it trains
         for args in seconds:
             before = {name: data for name, data in files(run).items() if name != "train.log"}
             refused = run_cli(*args, expect=2)
-            assert refused.err == one_trainer_line(run, first.pid)
+            plain = "--overwrite" not in args and "--resume" not in args
+            assert refused.err == (exists if plain and saved else one_trainer_line(run, first.pid))
             assert {name: data for name, data in files(run).items() if name != "train.log"} == before
         first.send_signal(signal.SIGINT)
         err = first.communicate(timeout=120)[1]
@@ -937,12 +940,12 @@ def test_a_second_trainer_refused_by_the_lock_touches_nothing(trained, tmp_path,
         return err
 
     # before its first save: the replacement of a run, with the replaced one in .replaced/
-    err = meet(train_args(data, run, "--overwrite", "--set", "model.hidden_dim=48", *quiet))
+    err = meet(train_args(data, run, "--overwrite", "--set", "model.hidden_dim=48", *quiet), saved=False)
     info = json.loads((run / "run.json").read_text())
     assert len(info["commands"]) == 1 and "model.hidden_dim=48" in info["command"] and not (run / ".replaced").exists()
     assert info["best_val_bleu"] is None and "no validation yet; run dir" in err  # stopped before it validated
     # after it: the same run resumed
-    meet(["train", "--resume", run])
+    meet(["train", "--resume", run], saved=True)
     assert len(json.loads((run / "run.json").read_text())["commands"]) == 2
     assert "hidden_dim: 48" in (run / "config.yaml").read_text()
     run_cli("eval", run, "--checkpoint", "last", "--bootstrap", 0)
