@@ -159,10 +159,12 @@ class Config:
         first and keeps the settings the two models share (the other model's own ones go)."""
         raw = self.to_dict()
         if "model.name" in overrides and overrides["model.name"] != raw["model"]["name"]:
-            from seq2seq.models import model_config
+            from seq2seq.models import MODELS, model_config
 
-            renamed = raw["model"] | {"name": overrides["model.name"]}
-            raw["model"] = dataclasses.asdict(model_config(renamed, "model", saved=True))
+            name = overrides["model.name"]
+            own = {f.name for f in dataclasses.fields(MODELS[name].config)} if name in MODELS else set()
+            renamed = {key: value for key, value in raw["model"].items() if key in own} | {"name": name}
+            raw["model"] = dataclasses.asdict(model_config(renamed, "model"))
         for dotted, value in overrides.items():
             section, _, key = dotted.partition(".")
             if section not in raw or not key:
