@@ -23,7 +23,8 @@ class Hypothesis(NamedTuple):
     score: float  # log p(tokens, EOS) / (len(tokens) + 1)^length_penalty: what beam search ranks by
     tokens: list[int]  # EOS excluded
     logprobs: list[float]  # log p of each token given the source and the tokens before it, EOS's last
-    attention: Tensor | None = None  # (len(tokens) + 1, S): where each step looked, when asked and the model has it
+    attention: Tensor | None = None  # (len(tokens) + 1, S_b): where each step looked over the source's
+    # S_b real tokens (EOS included, padding not), when asked and the model has attention
 
 
 @torch.no_grad()
@@ -52,12 +53,13 @@ def greedy(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor, need_
             break
     out, logp = torch.stack(steps, 1).tolist(), torch.stack(logps, 1).tolist()  # (B, T_out) each
     attn_all = torch.stack(weights, 1) if weights else None  # (B, T_out, S)
+    src_lens = src_mask.sum(1).tolist()
     found = []
     for b, row in enumerate(out):
         tokens = _strip(row)
         n = len(tokens) + 1  # EOS included
         found.append(Hypothesis(sum(logp[b][:n]) / n ** length_penalty, tokens, logp[b][:n],
-                                None if attn_all is None else attn_all[b, :n]))
+                                None if attn_all is None else attn_all[b, :n, :src_lens[b]]))
     return found
 
 
@@ -89,6 +91,7 @@ def beam_hypotheses(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tens
     prev = torch.full((B * K,), BOS, dtype=torch.long, device=device)
     limit = max_len.repeat_interleave(K)  # (B*K,)
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    src_lens = src_mask.sum(1).tolist()
     for t in range(int(max_len.max()) + 1):
         logits, state, attn = model.decode_step(memory, state, prev, need_weights, layer)
         logp = torch.log_softmax(logits.float(), dim=-1)  # (B*K, V)
@@ -111,7 +114,7 @@ def beam_hypotheses(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tens
                 words = prefixes[row].tolist()
                 finished[b].append(Hypothesis(float(top[b, j]) / (len(words) + 1) ** length_penalty, words,
                                               prefix_logp[row].tolist() + [float(last[b, j])],
-                                              None if looked is None else looked[row]))
+                                              None if looked is None else looked[row, :, :src_lens[b]]))
         if all(len(f) >= K for f in finished):
             break
         keep = top.masked_fill(is_eos, float("-inf")).topk(K, dim=1).indices  # (B, K) of the 2K

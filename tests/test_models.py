@@ -121,7 +121,7 @@ SEARCH_CASES = [("rnn", {}), ("lstm", {}), ("bahdanau", {}), ("bahdanau", {"atte
 def test_each_hypothesis_carries_the_log_p_of_its_tokens_and_where_it_looked(name, overrides):
     """What greedy and beam search return besides the tokens (search.Hypothesis) is what decoding
     the tokens step by step computes: each token's log p, their sum over the length as the score,
-    and each step's attention over the source, EOS's included."""
+    and each step's attention over the source's real tokens, EOS's included."""
     model = tiny_model(name, **overrides)
     src, mask, _ = random_batch(seed=3)
     max_len = torch.full((3,), 6)
@@ -135,9 +135,10 @@ def test_each_hypothesis_carries_the_log_p_of_its_tokens_and_where_it_looked(nam
             assert h.score == pytest.approx(sum(logps) / (len(h.tokens) + 1), abs=1e-5)
             if attention is None:
                 assert h.attention is None
-            else:
-                torch.testing.assert_close(h.attention, attention, atol=1e-5, rtol=1e-4)
-                assert h.attention.shape == (len(h.tokens) + 1, 7)
+            else:  # over the source's real tokens: the padding's weights are 0
+                n = int(mask[b % 3].sum())
+                torch.testing.assert_close(h.attention, attention[:, :n], atol=1e-5, rtol=1e-4)
+                assert h.attention.shape == (len(h.tokens) + 1, n) and attention[:, n:].abs().sum() < 1e-6
 
 
 def test_the_plain_encoder_decoder_exposes_only_its_final_state():
