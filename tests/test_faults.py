@@ -458,6 +458,26 @@ def case_report_of_a_run_not_evaluated(tmp, trained):
     return ["report", trained, "-o", tmp / "run" / "report.html"]
 
 
+def case_serve_extra_missing(tmp, trained):
+    hidden = tmp / "hide" / "starlette"  # a starlette package that fails to import, found first
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('not installed')\n")
+    path = os.pathsep.join(filter(None, [str(tmp / "hide"), os.environ.get("PYTHONPATH")]))
+    return ["serve", trained], {"PYTHONPATH": path}
+
+
+def case_serve_port_out_of_range(tmp, trained):
+    return ["serve", trained, "--port", "70000"]
+
+
+def case_serve_max_batch_zero(tmp, trained):
+    return ["serve", trained, "--max-batch", "0"]
+
+
+def case_serve_a_run_twice(tmp, trained):
+    return ["serve", trained, trained]
+
+
 CASES = {  # id: (what the user did, the command's arguments[, and environment variables])
     "missing_split": ("a dataset without a validation split", case_missing_split),
     "missing_language_column": ("a dataset without the source language's column", case_missing_language_column),
@@ -535,6 +555,10 @@ CASES = {  # id: (what the user did, the command's arguments[, and environment v
     "eval_avg_before_average": ("`eval --checkpoint avg` before `average`", case_eval_avg_before_average),
     "nbest_beyond_the_beam": ("`translate --beam 4 --nbest 5`", case_nbest_beyond_the_beam),
     "report_of_a_run_not_evaluated": ("`report` on a run not evaluated", case_report_of_a_run_not_evaluated),
+    "serve_extra_missing": ("`serve` without the serve extra (starlette, uvicorn)", case_serve_extra_missing),
+    "serve_port_out_of_range": ("`serve --port 70000`", case_serve_port_out_of_range),
+    "serve_max_batch_zero": ("`serve --max-batch 0`", case_serve_max_batch_zero),
+    "serve_a_run_twice": ("`serve RUN RUN`", case_serve_a_run_twice),
 }
 
 
