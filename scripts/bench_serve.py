@@ -87,7 +87,7 @@ def measure(runs: list[Path], sentences: list[str], expected: dict[str, list[str
             "runs": list(expected), "seconds": round(seconds, 2), "sent_per_s": round(len(sentences) / seconds, 2),
             "p50_ms": round(1000 * latencies[len(latencies) // 2], 1),
             "p99_ms": round(1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 1),
-            "mismatches": mismatches}
+            "mismatches": mismatches, "load_average": round(os.getloadavg()[0], 1)}  # the machine's, at the end
 
 
 def main() -> None:
