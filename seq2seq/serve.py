@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from seq2seq.errors import UserError
+from seq2seq.errors import UserError, first_line
 from seq2seq.evaluate import LoadedRun, load_run, report_path
 from seq2seq.files import check_fields, read_json_object
 from seq2seq.search import best, source_ids
@@ -184,7 +184,7 @@ class Served:
                         "score": round(h.score, 4), "cut": len(full) > len(src)}
             if attention:
                 sentence["attention"] = None if h.attention is None else \
-                    [[round(w, 3) for w in row] for row in h.attention.float().tolist()]  # (T_out + 1, S)
+                    [[round(w, 3) for w in row] for row in h.attention.float().tolist()]  # (T_out + 1, S_b)
             out.append(sentence)
         return out
 
@@ -283,17 +283,12 @@ class Service:
         for model_id in ids:
             if not 0 <= model_id < len(self.runs):
                 raise RequestError(404, f"no model with id {model_id}: the ids are 0 to {len(self.runs) - 1}")
-        order = sorted(set(ids))
-        answers = await asyncio.gather(*(self.answer(self.runs[model_id], [x["src"] for x, i in zip(inputs, ids)
-                                                                           if i == model_id], None, False)
-                                         for model_id in order))
-        found = {model_id: iter(answer["sentences"]) for model_id, answer in zip(order, answers)}
-        out = []
-        for x, model_id in zip(inputs, ids):
-            sentence = next(found[model_id])
-            out.append({"src": x["src"], "tgt": sentence["translation"], "n_best": 1,
-                        "pred_score": sentence["score"]})
-        return JSONResponse([out])
+        by_run = {model_id: [x["src"] for x, i in zip(inputs, ids) if i == model_id] for model_id in dict.fromkeys(ids)}
+        answers = await asyncio.gather(*(self.answer(self.runs[i], srcs, None, False) for i, srcs in by_run.items()))
+        found = {model_id: iter(answer["sentences"]) for model_id, answer in zip(by_run, answers)}
+        sentences = [next(found[model_id]) for model_id in ids]
+        return JSONResponse([[{"src": x["src"], "tgt": s["translation"], "n_best": 1, "pred_score": s["score"]}
+                              for x, s in zip(inputs, sentences)]])
 
     async def opennmt_models(self, request: Request) -> Response:
         return JSONResponse([{"model_id": run.id, "models": [str(run.loaded.run.checkpoint(run.loaded.which))],
@@ -342,10 +337,6 @@ def split_lines(text: str) -> list[str]:
 def shown(value: object) -> str:
     said = json.dumps(value, ensure_ascii=False)
     return said if len(said) <= 40 else said[:37] + "..."
-
-
-def first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 async def error_response(request: Request, e: Exception) -> Response:
