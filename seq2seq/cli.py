@@ -307,6 +307,25 @@ def translate(
         _translate_lines(loaded, settings, _stdin_lines(), nbest)
 
 
+@app.command()
+def serve(
+    runs: list[Path] = typer.Argument(..., help="run dirs written by seq2seq train"),
+    host: str = typer.Option("127.0.0.1", help="the address to listen on (0.0.0.0: every network, with a warning)"),
+    port: int = typer.Option(8000, help="the port (0: any free one; the URL is printed)"),
+    checkpoint: str = typer.Option("best", help="best | last | avg (seq2seq average), for every run"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    max_batch: int = typer.Option(32, help="sentences one decode takes, per run"),
+    batch_wait_ms: float = typer.Option(5.0, help="how long a batch waits for more requests after its first"),
+    max_chars: int = typer.Option(5000, help="characters one request may hold"),
+    max_lines: int = typer.Option(50, help="lines (sentences) one request may hold"),
+) -> None:
+    """Serve the runs over HTTP: a page to type German into and see each run's translation and
+    attention, and a JSON API (POST /translate, OpenNMT-py's POST /translator/translate)."""
+    from seq2seq.serve import Settings, serve as run_server
+
+    run_server(runs, host, port, checkpoint, device, Settings(max_batch, batch_wait_ms / 1000, max_chars, max_lines))
+
+
 def _draw_attention(loaded, lines: Iterator[str], layer: int | None, path: Path) -> None:
     """Draw the attention of the one sentence on stdin, and print its translation."""
     from seq2seq.plots import attention_figure, attention_map, save

@@ -86,12 +86,13 @@ def read_json_object(path: Path) -> dict:
     return value
 
 
-TYPE_NAMES = {int: "an integer", float: "a number", str: "text", list: "a list", dict: "an object", None: "null"}
+TYPE_NAMES = {int: "an integer", float: "a number", str: "text", bool: "true or false", list: "a list",
+              dict: "an object", None: "null"}
 
 
 def check_fields(obj: dict, types: dict[str, object], where: str) -> None:
     """One clear error for the first field of a JSON object whose value has the wrong type. A type
-    is int, float (an int will do), str, list, dict, None, or a tuple of them; absent fields pass."""
+    is int, float (an int will do), str, bool, list, dict, None, or a tuple of them; absent fields pass."""
     for key, expected in types.items():
         kinds = expected if isinstance(expected, tuple) else (expected,)
         if key in obj and not any(_is(obj[key], kind) for kind in kinds):

@@ -3,7 +3,7 @@ translates a whole corpus in length-sorted batches."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
@@ -17,54 +17,68 @@ from seq2seq.progress import ProgressBar
 from seq2seq.tokenizer import BOS, EOS, PAD, Tokenizer
 
 
+class Hypothesis(NamedTuple):
+    """One translation as search found it."""
+
+    score: float  # log p(tokens, EOS) / (len(tokens) + 1)^length_penalty: what beam search ranks by
+    tokens: list[int]  # EOS excluded
+    logprobs: list[float]  # log p of each token given the source and the tokens before it, EOS's last
+    attention: Tensor | None = None  # (len(tokens) + 1, S_b): where each step looked over the source's
+    # S_b real tokens (EOS included, padding not), when asked and the model has attention
+
+
 @torch.no_grad()
 def greedy(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor, need_weights: bool = False,
-           layer: int = -1) -> tuple[list[list[int]], list[Tensor] | None]:
-    """Batched greedy search. max_len (B,) output tokens per sentence, EOS excluded.
-    Returns token lists and, when asked, each sentence's attention (T_out, S) (for a Transformer,
-    decoder layer `layer`'s)."""
+           layer: int = -1, length_penalty: float = 1.0) -> list[Hypothesis]:
+    """Batched greedy search. max_len (B,) output tokens per sentence, EOS excluded. Returns each
+    sentence's hypothesis, with, when asked, its attention (for a Transformer, decoder layer `layer`'s)."""
     B = src.size(0)
     memory = model.encode(src, src_mask)
     state = model.init_state(memory)
     prev = torch.full((B,), BOS, dtype=torch.long, device=src.device)
     finished = torch.zeros(B, dtype=torch.bool, device=src.device)
     never = torch.tensor([PAD, BOS], device=src.device)  # tokens no output may contain
-    steps, weights = [], []
+    steps, logps, weights = [], [], []
     for t in range(int(max_len.max()) + 1):
         logits, state, attn = model.decode_step(memory, state, prev, need_weights, layer)
         prev = logits.index_fill(1, never, float("-inf")).argmax(-1)  # (B,)
         prev = torch.where(t >= max_len, torch.full_like(prev, EOS), prev)
         prev = prev.masked_fill(finished, PAD)
         steps.append(prev)
+        logps.append(torch.log_softmax(logits.float(), dim=-1).gather(1, prev.unsqueeze(1)).squeeze(1))  # (B,)
         if need_weights and attn is not None:
             weights.append(attn)
         finished |= prev == EOS
         if bool(finished.all()):
             break
-    out = torch.stack(steps, 1).tolist()  # (B, T_out)
-    tokens = [_strip(row) for row in out]
-    if not need_weights or not weights:
-        return tokens, None
-    attn_all = torch.stack(weights, 1)  # (B, T_out, S)
-    return tokens, [attn_all[b, :len(tokens[b]) + 1] for b in range(B)]
+    out, logp = torch.stack(steps, 1).tolist(), torch.stack(logps, 1).tolist()  # (B, T_out) each
+    attn_all = torch.stack(weights, 1) if weights else None  # (B, T_out, S)
+    src_lens = src_mask.sum(1).tolist()
+    found = []
+    for b, row in enumerate(out):
+        tokens = _strip(row)
+        n = len(tokens) + 1  # EOS included
+        found.append(Hypothesis(sum(logp[b][:n]) / n ** length_penalty, tokens, logp[b][:n],
+                                None if attn_all is None else attn_all[b, :n, :src_lens[b]]))
+    return found
 
 
 def beam_search(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor, beam: int,
                 length_penalty: float = 1.0) -> list[list[int]]:
     """The best hypothesis of each sentence's beam (see beam_hypotheses). beam=1 is greedy search."""
-    return [found[0][1] if found else [] for found in
+    return [found[0].tokens if found else [] for found in
             beam_hypotheses(model, src, src_mask, max_len, beam, length_penalty)]
 
 
 @torch.no_grad()
 def beam_hypotheses(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tensor, beam: int,
-                    length_penalty: float = 1.0) -> list[list[tuple[float, list[int]]]]:
+                    length_penalty: float = 1.0, need_weights: bool = False, layer: int = -1) -> list[list[Hypothesis]]:
     """Batched beam search. Each step keeps the `beam` best unfinished prefixes per sentence; a
     prefix ending in EOS among the top `beam` candidates is finished, scored log p / len^alpha
     (alpha = length_penalty), and a sentence is done when it holds `beam` finished hypotheses.
     At max_len only EOS is allowed, scored with its log-probability, so every sentence ends and
     a hypothesis cut at the limit pays for its EOS like any other. Returns each sentence's finished
-    (score, tokens), best first."""
+    hypotheses, best first, with their attention when asked (as greedy)."""
     B, K, device = src.size(0), beam, src.device
     memory = model.encode(src, src_mask)
     memory = select(memory, torch.arange(B, device=device).repeat_interleave(K))  # (B*K, ...)
@@ -72,11 +86,14 @@ def beam_hypotheses(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tens
     scores = torch.zeros(B, K, device=device)  # cumulative log-probabilities of the live prefixes
     scores[:, 1:] = float("-inf")  # at the start all K beams are the same prefix: keep one
     prefixes = torch.empty(B * K, 0, dtype=torch.long, device=device)
+    prefix_logp = torch.empty(B * K, 0, device=device)  # (B*K, t) log p of each prefix token
+    seen = None  # (B*K, t, S) where each prefix step looked, when asked
     prev = torch.full((B * K,), BOS, dtype=torch.long, device=device)
     limit = max_len.repeat_interleave(K)  # (B*K,)
-    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    src_lens = src_mask.sum(1).tolist()
     for t in range(int(max_len.max()) + 1):
-        logits, state, _ = model.decode_step(memory, state, prev)
+        logits, state, attn = model.decode_step(memory, state, prev, need_weights, layer)
         logp = torch.log_softmax(logits.float(), dim=-1)  # (B*K, V)
         V = logp.size(-1)
         logp[:, [PAD, BOS]] = float("-inf")
@@ -86,21 +103,31 @@ def beam_hypotheses(model: Seq2Seq, src: Tensor, src_mask: Tensor, max_len: Tens
         cand = (scores.view(-1, 1) + logp).view(B, K * V)  # (B, K*V)
         top, idx = cand.topk(2 * K, dim=1)  # (B, 2K): enough to keep K unfinished
         origin, token = idx // V, idx % V  # (B, 2K) beam index and token
+        last = logp.view(B, K * V).gather(1, idx)  # (B, 2K) log p of each candidate's last token
+        looked = None  # (B*K, t+1, S): seen, and this step
+        if need_weights and attn is not None:
+            looked = attn.unsqueeze(1) if seen is None else torch.cat([seen, attn.unsqueeze(1)], dim=1)
         is_eos = (token == EOS) & torch.isfinite(top)
         for b, j in (is_eos[:, :K]).nonzero().tolist():  # finished hypotheses among the top K
             if len(finished[b]) < K:
-                words = prefixes[b * K + origin[b, j]].tolist()
-                finished[b].append((float(top[b, j]) / (len(words) + 1) ** length_penalty, words))
+                row = b * K + int(origin[b, j])
+                words = prefixes[row].tolist()
+                finished[b].append(Hypothesis(float(top[b, j]) / (len(words) + 1) ** length_penalty, words,
+                                              prefix_logp[row].tolist() + [float(last[b, j])],
+                                              None if looked is None else looked[row, :, :src_lens[b]]))
         if all(len(f) >= K for f in finished):
             break
-        live = top.masked_fill(is_eos, float("-inf")).topk(K, dim=1).indices  # (B, K) of the 2K
-        scores = top.gather(1, live)
-        rows = (torch.arange(B, device=device) * K).unsqueeze(1) + origin.gather(1, live)  # (B, K)
+        keep = top.masked_fill(is_eos, float("-inf")).topk(K, dim=1).indices  # (B, K) of the 2K
+        scores = top.gather(1, keep)
+        rows = (torch.arange(B, device=device) * K).unsqueeze(1) + origin.gather(1, keep)  # (B, K)
         rows = rows.view(-1)
-        prev = token.gather(1, live).view(-1)  # (B*K,)
+        prev = token.gather(1, keep).view(-1)  # (B*K,)
         prefixes = torch.cat([prefixes[rows], prev.unsqueeze(1)], dim=1)  # (B*K, t+1)
+        prefix_logp = torch.cat([prefix_logp[rows], last.gather(1, keep).view(-1, 1)], dim=1)  # (B*K, t+1)
+        seen = None if looked is None else looked[rows]
         state = select(state, rows)
-    return [sorted(f, reverse=True) for f in finished]
+    return [sorted(f, key=lambda h: (h.score, h.tokens), reverse=True) for f in finished]
+
 
 
 def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, settings: EvalConfig,
@@ -110,24 +137,32 @@ def translate(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.
     beam search ranks hypotheses by fp32 log-probabilities either way); with `progress`, a bar so
     labelled on a terminal. Greedy search is beam search with one beam, except where two bf16
     logits tie for the top (each may take another of them)."""
-    def search(src: Tensor, src_mask: Tensor, max_len: Tensor) -> list[list[int]]:
-        if settings.beam == 1:
-            return greedy(model, src, src_mask, max_len)[0]
-        return beam_search(model, src, src_mask, max_len, settings.beam, settings.length_penalty)
+    return tok.decode([found.tokens for found in best(model, tok, sources, device, settings, progress=progress)])
 
-    return tok.decode(_decode(model, tok, sources, device, search, settings, progress))
+
+def best(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, settings: EvalConfig,
+         need_weights: bool = False, progress: str | None = None) -> list[Hypothesis]:
+    """The hypothesis `translate` gives each source, in the sources' order: greedy search's
+    (settings.beam 1) or the best of the beam; with its attention when asked."""
+    def search(src: Tensor, src_mask: Tensor, max_len: Tensor) -> list[Hypothesis]:
+        if settings.beam == 1:
+            return greedy(model, src, src_mask, max_len, need_weights, length_penalty=settings.length_penalty)
+        return [found[0] for found in beam_hypotheses(model, src, src_mask, max_len, settings.beam,
+                                                      settings.length_penalty, need_weights)]
+
+    return _decode(model, tok, sources, device, search, settings, progress)
 
 
 def nbest(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, settings: EvalConfig,
           n: int, progress: str | None = None) -> list[list[tuple[float, str]]]:
     """The n best (score, translation) of each source's beam, best first, in the sources' order;
     the score is beam search's log p / len^length_penalty."""
-    def search(src: Tensor, src_mask: Tensor, max_len: Tensor) -> list[list[tuple[float, list[int]]]]:
+    def search(src: Tensor, src_mask: Tensor, max_len: Tensor) -> list[list[Hypothesis]]:
         return [found[:n] for found in
                 beam_hypotheses(model, src, src_mask, max_len, settings.beam, settings.length_penalty)]
 
     found = _decode(model, tok, sources, device, search, settings, progress)
-    return [list(zip([score for score, _ in hyps], tok.decode([ids for _, ids in hyps]))) for hyps in found]
+    return [list(zip([h.score for h in hyps], tok.decode([h.tokens for h in hyps]))) for hyps in found]
 
 
 def greedy_attention(model: Seq2Seq, tok: Tokenizer, sentence: str, device: torch.device, settings: EvalConfig,
@@ -141,15 +176,13 @@ def greedy_attention(model: Seq2Seq, tok: Tokenizer, sentence: str, device: torc
         raise UserError(f"--layer must be between {-n} and {n - 1}: the model has {n} decoder layers")
     if n is None and layer is not None:
         raise UserError(f"--layer picks a Transformer decoder layer; {name} has no layers of attention to choose from")
-    def search(src: Tensor, src_mask: Tensor, max_len: Tensor) -> list[tuple[list[int], Tensor | None]]:
-        tokens, weights = greedy(model, src, src_mask, max_len, need_weights=True,
-                                 layer=-1 if layer is None else layer)
-        return [(tokens[0], weights[0] if weights else None)]
+    def search(src: Tensor, src_mask: Tensor, max_len: Tensor) -> list[Hypothesis]:
+        return greedy(model, src, src_mask, max_len, need_weights=True, layer=-1 if layer is None else layer)
 
-    (tokens, weights), = _decode(model, tok, [sentence], device, search, settings, None)
-    if weights is None:
+    found, = _decode(model, tok, [sentence], device, search, settings, None)
+    if found.attention is None:
         raise UserError(f"{name} has no attention to plot: --attention-plot needs bahdanau or transformer")
-    return source_ids(model, tok, [sentence])[0], tokens, weights.float().cpu()
+    return source_ids(model, tok, [sentence])[0], found.tokens, found.attention.float().cpu()
 
 
 def _decode(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, search: Callable,

@@ -37,6 +37,15 @@ def tiny(model: str = "bahdanau") -> Path:
         path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path
 
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+NO_BROWSER = "no Chromium found (Debian: apt-get install chromium)"
+
+
+def browser() -> str | None:
+    """The path of a Chromium (or Chrome) on PATH, for the tests that render pages; None if there is none."""
+    return next((path for path in map(shutil.which, BROWSERS) if path), None)
+
+
 # A toy "language": German number words and their English translations, so that tiny models
 # can learn the mapping in seconds and BLEU can reach 100.
 DE = ["eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun", "zehn"]

@@ -123,7 +123,8 @@ def test_greedy_and_beam_search_on_the_gpu_give_the_cpus_translations(name, gpu)
     src, src_mask = batch.src.to(gpu), batch.src_mask.to(gpu)
     max_len = torch.full((len(pairs),), 8, device=gpu)
     model.eval()
-    assert beam_search(model, src, src_mask, max_len, beam=1) == greedy(model, src, src_mask, max_len)[0]
+    greedy_tokens = [h.tokens for h in greedy(model, src, src_mask, max_len)]
+    assert beam_search(model, src, src_mask, max_len, beam=1) == greedy_tokens
 
 
 def test_under_cuda_autocast_the_nn_rnn_layers_run_in_fp32_not_fp16(gpu):

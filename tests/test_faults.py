@@ -562,6 +562,26 @@ def case_malloc_unknown(tmp, trained):
     return ["--version"], {"SEQ2SEQ_MALLOC": "garbage"}
 
 
+def case_serve_extra_missing(tmp, trained):
+    hidden = tmp / "hide" / "starlette"  # a starlette package that fails to import, found first
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('not installed')\n")
+    path = os.pathsep.join(filter(None, [str(tmp / "hide"), os.environ.get("PYTHONPATH")]))
+    return ["serve", trained], {"PYTHONPATH": path}
+
+
+def case_serve_port_out_of_range(tmp, trained):
+    return ["serve", trained, "--port", "70000"]
+
+
+def case_serve_max_batch_zero(tmp, trained):
+    return ["serve", trained, "--max-batch", "0"]
+
+
+def case_serve_a_run_twice(tmp, trained):
+    return ["serve", trained, trained]
+
+
 CASES = {  # id: (what the user did, the command's arguments[, and environment variables])
     "missing_split": ("a dataset without a validation split", case_missing_split),
     "missing_language_column": ("a dataset without the source language's column", case_missing_language_column),
@@ -665,6 +685,12 @@ CASES = {  # id: (what the user did, the command's arguments[, and environment v
     "average_before_two_are_kept": ("`average` of a `train.keep_best=3` run that has kept one so far",
                                     case_average_before_two_are_kept),
     "malloc_unknown": ("`SEQ2SEQ_MALLOC=garbage seq2seq ...`", case_malloc_unknown),
+
+
+    "serve_extra_missing": ("`serve` without the serve extra (starlette, uvicorn)", case_serve_extra_missing),
+    "serve_port_out_of_range": ("`serve --port 70000`", case_serve_port_out_of_range),
+    "serve_max_batch_zero": ("`serve --max-batch 0`", case_serve_max_batch_zero),
+    "serve_a_run_twice": ("`serve RUN RUN`", case_serve_a_run_twice),
 }
 
 

@@ -75,7 +75,7 @@ def test_greedy_equals_beam_of_one(name, overrides):
     model = tiny_model(name, **overrides)
     src, mask, _ = random_batch(seed=1)
     max_len = torch.full((3,), 8)
-    g, _ = greedy(model, src, mask, max_len)
+    g = [h.tokens for h in greedy(model, src, mask, max_len)]
     assert beam_search(model, src, mask, max_len, beam=1) == g
 
 
@@ -91,11 +91,54 @@ def test_beam_search_finds_a_hypothesis_no_worse_than_greedy(name):
             logp = model(src[b:b + 1], mask[b:b + 1], tgt).log_softmax(-1)[0]
         return sum(logp[i, t].item() for i, t in enumerate(tokens + [EOS])) / (len(tokens) + 1)
 
-    g, _ = greedy(model, src, mask, max_len)
+    g = [h.tokens for h in greedy(model, src, mask, max_len)]
     beams = beam_search(model, src, mask, max_len, beam=4, length_penalty=1.0)
     for b in range(3):
         assert len(beams[b]) <= 8
         assert logprob(b, beams[b]) >= logprob(b, g[b]) - 1e-4
+
+
+def decoded_step_by_step(model, src, src_mask, tokens: list[int]) -> tuple[list[float], torch.Tensor | None]:
+    """One sentence's tokens (EOS appended) fed to decode_step one by one: the log p of each and
+    where each step looked (T + 1, S), or None for a model without attention."""
+    with torch.no_grad():
+        memory = model.encode(src, src_mask)
+        state, prev = model.init_state(memory), torch.tensor([BOS])
+        logps, weights = [], []
+        for token in tokens + [EOS]:
+            logits, state, attn = model.decode_step(memory, state, prev, need_weights=True)
+            logps.append(torch.log_softmax(logits.float(), -1)[0, token].item())
+            weights.append(attn)
+            prev = torch.tensor([token])
+    return logps, None if weights[0] is None else torch.cat(weights)
+
+
+SEARCH_CASES = [("rnn", {}), ("lstm", {}), ("bahdanau", {}), ("bahdanau", {"attention": "none"}),
+                ("bahdanau", {"attention": "multihead"}), ("transformer", {})]
+
+
+@pytest.mark.parametrize("name,overrides", SEARCH_CASES)
+def test_each_hypothesis_carries_the_log_p_of_its_tokens_and_where_it_looked(name, overrides):
+    """What greedy and beam search return besides the tokens (search.Hypothesis) is what decoding
+    the tokens step by step computes: each token's log p, their sum over the length as the score,
+    and each step's attention over the source's real tokens, EOS's included."""
+    model = tiny_model(name, **overrides)
+    src, mask, _ = random_batch(seed=3)
+    max_len = torch.full((3,), 6)
+    found = [[h] for h in greedy(model, src, mask, max_len, need_weights=True)] + \
+        beam_hypotheses(model, src, mask, max_len, beam=3, length_penalty=1.0, need_weights=True)
+    assert len(found) == 6 and all(len(hyps) == 3 for hyps in found[3:])
+    for b, hyps in enumerate(found):
+        for h in hyps:
+            logps, attention = decoded_step_by_step(model, src[b % 3:b % 3 + 1], mask[b % 3:b % 3 + 1], h.tokens)
+            assert h.logprobs == pytest.approx(logps, abs=1e-5)
+            assert h.score == pytest.approx(sum(logps) / (len(h.tokens) + 1), abs=1e-5)
+            if attention is None:
+                assert h.attention is None
+            else:  # over the source's real tokens: the padding's weights are 0
+                n = int(mask[b % 3].sum())
+                torch.testing.assert_close(h.attention, attention[:, :n], atol=1e-5, rtol=1e-4)
+                assert h.attention.shape == (len(h.tokens) + 1, n) and attention[:, n:].abs().sum() < 1e-6
 
 
 def test_the_plain_encoder_decoder_exposes_only_its_final_state():
@@ -140,7 +183,7 @@ def test_a_source_longer_than_the_transformer_positions_is_cut_not_a_crash():
     b = collate([ids[:15]], [[]])
     max_len = output_limit(b.src_mask, 3.0, 10, model.max_positions)
     assert max_len.tolist() == [15]  # 3 * 16 + 10 tokens asked for, 15 the positions leave
-    found, _ = greedy(model, b.src, b.src_mask, max_len)
+    found = [h.tokens for h in greedy(model, b.src, b.src_mask, max_len)]
     assert len(found[0]) <= 15 and tok.decode(found) == out[:1]
 
 
@@ -350,7 +393,7 @@ def test_a_beam_cut_at_the_length_limit_pays_the_models_log_p_of_eos(name):
     found = beam_hypotheses(model, src, mask, torch.full((3,), limit), beam=3, length_penalty=1.0)
     for b, hyps in enumerate(found):
         assert len(hyps) == 3
-        for score, tokens in hyps:
+        for score, tokens, *_ in hyps:
             tgt_in = torch.tensor([[BOS, *tokens]])
             tgt_out = torch.tensor([[*tokens, EOS]])
             with torch.no_grad():
@@ -422,12 +465,12 @@ def test_the_length_penalty_decides_between_a_short_and_a_long_hypothesis():
     max_len = torch.tensor([10])
     short = math.log(0.97) + math.log(0.5)
     long = math.log(0.97) + math.log(0.48) + 2 * math.log(0.96)
-    assert greedy(model, src, mask, max_len)[0] == [[A]]  # EOS's .5 beats B's .48
+    assert [h.tokens for h in greedy(model, src, mask, max_len)] == [[A]]  # EOS's .5 beats B's .48
     assert beam_search(model, src, mask, max_len, beam=2, length_penalty=0.0) == [[A]]
     assert beam_search(model, src, mask, max_len, beam=2, length_penalty=1.0) == [[A, B, B]]
     [found] = beam_hypotheses(model, src, mask, max_len, beam=2, length_penalty=0.6)
-    assert [tokens for _, tokens in found] == [[A, B, B], [A]]
-    assert [score for score, _ in found] == pytest.approx([long / 4 ** 0.6, short / 2 ** 0.6], rel=1e-4)
+    assert [h.tokens for h in found] == [[A, B, B], [A]]
+    assert [h.score for h in found] == pytest.approx([long / 4 ** 0.6, short / 2 ** 0.6], rel=1e-4)
 
 
 @pytest.mark.parametrize("form", ["none", "mean"])

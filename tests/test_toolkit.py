@@ -23,10 +23,7 @@ import torch
 from matplotlib.image import imread
 
 from seq2seq.rundir import RunDir
-from tests.conftest import tiny, tiny_trainer, write_jsonl
-
-BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
+from tests.conftest import NO_BROWSER, browser, tiny, tiny_trainer, write_jsonl
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, run_cli) -> dict[str, Path]:
@@ -250,10 +247,6 @@ def test_report_shows_p_values_where_the_comparison_carries_them(runs, monkeypat
     assert "p (test BLEU)" in table and "baseline" in table and "0.031" in table
 
 
-def browser() -> str | None:
-    return next((path for path in map(shutil.which, BROWSERS) if path), None)
-
-
 def render(page: Path, screenshot: Path) -> list[str]:
     """Render a page in headless Chromium with no network; returns the console messages it logged."""
     result = subprocess.run([browser(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
@@ -264,7 +257,7 @@ def render(page: Path, screenshot: Path) -> list[str]:
     return [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
 
 
-@pytest.mark.skipif(browser() is None, reason="no Chromium found (Debian: apt-get install chromium)")
+@pytest.mark.skipif(browser() is None, reason=NO_BROWSER)
 def test_report_renders_in_a_browser_without_console_errors(report, tmp_path):
     broken = tmp_path / "broken.html"  # first, that the console is heard: a page with a script error
     broken.write_text("<!DOCTYPE html><html><body><p>x</p><script>undefinedFunction();</script></body></html>")
