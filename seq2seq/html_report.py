@@ -88,7 +88,7 @@ def comparison_table(rows: list[dict]) -> str:
     if any(row.get("p_value") is not None or row.get("p_values") for row in rows):
         header = [*header, "p (test BLEU)"]
         body = [[*cells, _p_cell(row)] for cells, row in zip(body, rows)]
-    seeds = any(row["seeds"] > 1 for row in rows)
+    seeds = any(row.get("seeds", 1) > 1 for row in rows)
     return f'<div class="wide">{table(header, body, text_columns=2)}</div>' + (
         "<p>Test BLEU with its bootstrap 95% interval; over several seeds, their mean &plusmn; their standard "
         "deviation, and each seed's p-value against the baseline's run of the same seed.</p>" if seeds else

@@ -225,7 +225,7 @@ def test_report_is_one_self_contained_file(report, runs):
     page = Page(text)
     assert len(page.all("table")) >= 4  # comparison, examples, signatures, one per run
     images = page.all("img")
-    assert len(images) == 4  # length figure, curves, two attention maps
+    assert len(images) == 5  # length and concatenation figures, curves, two attention maps
     assert all(img["src"].startswith("data:image/svg+xml;base64,") and img.get("alt") for img in images)
     links = [value for _, attrs in page.tags for key, value in attrs.items() if key in ("src", "href")]
     assert not [link for link in links if not link.startswith("data:")]  # nothing to fetch, offline or not
