@@ -19,9 +19,9 @@ import time
 import torch
 
 from seq2seq.batching import token_batches
-from seq2seq.config import load_config
+from seq2seq.config import DEFAULT_DATASET, load_config
 from seq2seq.corpus import prepare
-from seq2seq.models import build_model
+from seq2seq.models.build import build_model
 from seq2seq.rundir import RunDir
 from seq2seq.trainer import Progress, Trainer
 
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--updates", type=int, default=7)
-    ap.add_argument("--dataset", default=os.environ.get("SEQ2SEQ_DATASET", "bentrevett/multi30k"))
+    ap.add_argument("--dataset", default=os.environ.get("SEQ2SEQ_DATASET", DEFAULT_DATASET))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     base = load_config(model=args.model, overrides={"data.dataset": args.dataset, "data.max_train_pairs": 5000,

@@ -31,7 +31,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from seq2seq.evaluate import split_pairs
+from seq2seq.data import split_pairs
 from seq2seq.rundir import RunDir
 
 TIMEOUT = 600  # seconds any one request, or the server's start, may take

@@ -18,6 +18,7 @@ from seq2seq.config import Config
 from seq2seq.errors import UserError, first_line
 from seq2seq.files import atomic_write
 from seq2seq.rundir import RunDir
+from seq2seq.runfiles import migrate_config
 from seq2seq.tokenizer import Tokenizer
 
 FORMAT = 1
@@ -53,7 +54,7 @@ def load_of_run(run: RunDir, which: str, remedy: str = "use the other checkpoint
     (`train --resume --dataset` moves it; a checkpoint saved before says where it was)."""
     path = run.checkpoint(which)
     ckpt = load(path, remedy)
-    cfg = Config.from_dict(ckpt["config"], where=str(path), saved=True)
+    cfg = Config.from_dict(migrate_config(ckpt["config"]), where=str(path))
     run_cfg = run.read_config()
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, dataset=run_cfg.data.dataset))
     own = run_cfg.model
@@ -85,7 +86,7 @@ def average(paths: list[Path]) -> dict:
     total, last, last_model, steps = {}, None, None, []
     for path in paths:
         ckpt = load(path)
-        model_cfg = Config.from_dict(ckpt["config"], where=str(path), saved=True).model  # saved flat or per model
+        model_cfg = Config.from_dict(migrate_config(ckpt["config"]), where=str(path)).model
         if last is not None and (ckpt["vocab"], model_cfg) != (last["vocab"], last_model):
             raise UserError(f"cannot average {path} with {paths[0]}: they belong to different runs")
         if last is not None and ckpt["model"].keys() != total.keys():

@@ -20,6 +20,7 @@ ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Cl
 
 from seq2seq.config import DEFAULT_DATASET, load_config, parse_set
 from seq2seq.errors import UserError
+from seq2seq.models import DEFAULT_MODEL, MODELS
 
 TRANSLATE_CHUNK = 1000  # lines read, translated and printed at a time
 
@@ -27,7 +28,7 @@ TRANSLATE_CHUNK = 1000  # lines read, translated and printed at a time
 OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "not enough memory")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train and evaluate German->English translators: rnn, lstm, bahdanau, transformer.")
+                  help=f"Train and evaluate German->English translators: {', '.join(MODELS)}.")
 
 
 def _version(shown: bool) -> None:
@@ -55,7 +56,7 @@ def _csv_ints(text: str | None, option: str) -> list[int] | None:
 
 @app.command()
 def train(
-    model: Optional[str] = typer.Option(None, help="rnn | lstm | bahdanau | transformer (default: bahdanau)"),
+    model: Optional[str] = typer.Option(None, help=f"{' | '.join(MODELS)} (default: {DEFAULT_MODEL})"),
     config: Optional[Path] = typer.Option(None, help="YAML config (default: configs/<model>.yaml)"),
     dataset: Optional[str] = typer.Option(None, help=f"hub id or local directory (default: $SEQ2SEQ_DATASET, else {DEFAULT_DATASET})"),
     dataset_config: Optional[str] = typer.Option(None, help="hub dataset config, e.g. de-en for wmt/wmt14"),
@@ -99,7 +100,7 @@ def train(
         return
     if model is not None:  # the named model first: --set model.* then sets its own settings
         overrides = {"model.name": model, **overrides}
-    cfg = load_config(config, overrides, model=model or "bahdanau")
+    cfg = load_config(config, overrides, model=model or DEFAULT_MODEL)
     if run_dir is None and torchrun_world().size > 1:
         raise UserError("under torchrun, name the run dir with --run-dir (all ranks must agree on it)")
     run_dir = run_dir or Path("runs") / f"{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -125,11 +126,11 @@ def eval_(
 
     from seq2seq.data import dataset_location
     from seq2seq.evaluate import evaluate, load_run
-    from seq2seq.report import eval_table
+    from seq2seq.tables import eval_table
 
     loaded = load_run(run_dir, checkpoint, device)
     report = evaluate(loaded, split, beam, _csv_ints(concat, "--concat"), bootstrap, dataset_location(dataset))
-    print(json.dumps(report, indent=2) if json_out else eval_table(report))
+    print(json.dumps(report.to_dict(), indent=2) if json_out else eval_table(report))
 
 
 @app.command()
@@ -142,8 +143,8 @@ def score(
 ) -> None:
     """Forced decoding, no search: per pair, in order, the reference's negative log-likelihood
     (nats, summed over its tokens) and its token count (EOS included), tab-separated."""
-    from seq2seq.data import concatenate
-    from seq2seq.evaluate import load_run, split_pairs
+    from seq2seq.data import concatenate, split_pairs
+    from seq2seq.evaluate import load_run
     from seq2seq.likelihood import reference_nll
     from seq2seq.search import count_cut, cut_warning
 
@@ -176,36 +177,13 @@ def compare(
                                                      "(e.g. run,params,k=1,k=6)"),
 ) -> None:
     """One table of runs (the runs of one setup trained with several seeds make one row): size, training, test BLEU, chrF and NLL, by length and by concatenation."""
-    from seq2seq.report import compare_runs, examples as pick_examples, render_comparison
-    from seq2seq.rundir import RunDir, check_output
+    from seq2seq.compare import compare as print_comparison
 
-    if examples < 0:
-        raise UserError(f"--examples must be 0 or more, got {examples}")
-    if examples and format_ in ("csv", "json"):
-        raise UserError("--examples prints text after the table: use it with --format table or markdown")
     figures = {option: path for option, path in (("--plot", plot), ("--plot-position", plot_position),
                                                  ("--plot-concat", plot_concat), ("--curves", curves))
                if path is not None}
-    if figures:
-        from seq2seq import plots
-
-        for option, path in figures.items():
-            plots.figure_format(path)
-            check_output(path, option)
-    found = compare_runs(runs, beam, baseline)
-    table = render_comparison(found.rows, format_, [c.strip() for c in columns.split(",")] if columns else None)
-    shown = pick_examples(found.runs, examples, found.groups, beam) if examples else None
-    if plot is not None:
-        plots.save(plots.length_figure(found.rows), plot)
-    if plot_position is not None:
-        plots.save(plots.position_figure(found.rows), plot_position)
-    if plot_concat is not None:
-        plots.save(plots.concat_figure(found.rows), plot_concat)
-    if curves is not None:
-        plots.save(plots.curves_figure(found.runs, [RunDir(row["run"]).read_metrics() for row in found.runs]), curves)
-    print(table)
-    if shown:
-        print(f"\n{shown}")
+    print_comparison(runs, beam, format_, baseline, figures, examples,
+                     [c.strip() for c in columns.split(",")] if columns else None)
 
 
 @app.command()
@@ -218,11 +196,12 @@ def report(
                                                        "p-value of their BLEU against it"),
 ) -> None:
     """One self-contained HTML file of runs: table, figures, attention, long examples, signatures, setups."""
-    from seq2seq.html_report import ATTENTION_SENTENCE, write_report
+    from seq2seq.evaluate import run_attention
+    from seq2seq.report import ATTENTION_SENTENCE, write_report
     from seq2seq.rundir import check_output
 
     check_output(output, "--output")
-    write_report(runs, output, beam, sentence or ATTENTION_SENTENCE, baseline)
+    write_report(runs, output, beam, sentence or ATTENTION_SENTENCE, baseline, run_attention)
     print(f"wrote {output}")
 
 
@@ -328,7 +307,8 @@ def serve(
 
 def _draw_attention(loaded, lines: Iterator[str], layer: int | None, path: Path) -> None:
     """Draw the attention of the one sentence on stdin, and print its translation."""
-    from seq2seq.plots import attention_figure, attention_map, save
+    from seq2seq.evaluate import attention_map
+    from seq2seq.plots import attention_figure, save
 
     first = next(lines, None)
     n = (first is not None) + sum(1 for _ in lines)

@@ -12,15 +12,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import yaml
 
 from seq2seq.checks import at_most, build, non_negative, one_of, positive, probability
 from seq2seq.errors import UserError
-
-if TYPE_CHECKING:
-    from seq2seq.models.base import ModelConfig
+from seq2seq.models import MODELS, ModelConfig, model_config
 
 DEFAULT_DATASET = "bentrevett/multi30k"
 MAX_CONCAT_K = 16  # data.concat_k: each k adds another copy of the training text
@@ -123,8 +120,6 @@ class EvalConfig:
 
 
 def _default_model() -> ModelConfig:
-    from seq2seq.models import model_config
-
     return model_config({}, "model")
 
 
@@ -139,12 +134,9 @@ class Config:
         return dataclasses.asdict(self)
 
     @staticmethod
-    def from_dict(raw: object, where: str = "config", saved: bool = False) -> Config:
-        """Build and validate a Config from nested dicts; unknown keys and bad types raise. A
-        `saved` config (a run's, a checkpoint's) may hold the fields of the one flat model config
-        that runs were written with before each model had its own."""
-        from seq2seq.models import model_config  # the registry knows each model's config
-
+    def from_dict(raw: object, where: str = "config") -> Config:
+        """Build and validate a Config from nested dicts; unknown keys and bad types raise. (A
+        run's saved config goes through runfiles.migrate_config first.)"""
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -153,7 +145,7 @@ class Config:
             if key not in ("model", *SECTIONS):
                 raise UserError(f"{where}: unknown section {key!r} (expected one of data, model, train, eval)")
         sections = {name: build(cls, raw.get(name) or {}, f"{where}: {name}") for name, cls in SECTIONS.items()}
-        config = Config(model=model_config(raw.get("model") or {}, f"{where}: model", saved), **sections)
+        config = Config(model=model_config(raw.get("model") or {}, f"{where}: model"), **sections)
         for section in (*sections.values(), config.model):
             section.check()
         return config
@@ -163,10 +155,8 @@ class Config:
         first and keeps the settings the two models share (the other model's own ones go)."""
         raw = self.to_dict()
         if "model.name" in overrides and overrides["model.name"] != raw["model"]["name"]:
-            from seq2seq.models import MODELS, model_config
-
             name = overrides["model.name"]
-            own = {f.name for f in dataclasses.fields(MODELS[name].config)} if name in MODELS else set()
+            own = {f.name for f in dataclasses.fields(MODELS[name])} if name in MODELS else set()
             renamed = {key: value for key, value in raw["model"].items() if key in own} | {"name": name}
             raw["model"] = dataclasses.asdict(model_config(renamed, "model"))
         for dotted, value in overrides.items():
@@ -200,8 +190,6 @@ def config_path(model: str) -> Path:
     """The shipped config of a model, configs/<model>.yaml: inside the package where a wheel is
     installed (pyproject.toml puts configs/ there), else at the top level of the checkout that
     holds the package (an editable install, or PYTHONPATH=checkout)."""
-    from seq2seq.models import MODELS
-
     if model not in MODELS:
         raise UserError(f"unknown model {model!r}: choose one of {', '.join(MODELS)}")
     package = Path(__file__).resolve().parent

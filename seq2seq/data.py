@@ -113,6 +113,17 @@ def clean(pairs: list[Pair], max_words: int) -> Cleaned:
     return Cleaned(kept, empty, long)
 
 
+NO_LIMIT = 10**9  # evaluation keeps every non-empty pair, however long
+
+
+def split_pairs(data: DataConfig, split: str) -> list[Pair]:
+    """The pairs of a split as evaluation scores them: cleaned, none dropped for its length."""
+    pairs = clean(load_split(data, split), NO_LIMIT).pairs
+    if not pairs:
+        raise UserError(f"dataset {data.dataset} has no {split} pairs")
+    return pairs
+
+
 def concatenate(pairs: list[Pair], k: int) -> list[Pair]:
     """Join each run of k consecutive pairs into one pair (the last, shorter run is kept)."""
     return [(" ".join(s for s, _ in pairs[i:i + k]), " ".join(t for _, t in pairs[i:i + k]))

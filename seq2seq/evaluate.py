@@ -1,12 +1,11 @@
 """Run dir -> decode a split, and score its references by forced decoding -> sacreBLEU/chrF and
 the reference NLL, overall, by source length and by concatenation k -> RUN_DIR/eval/<split>.json,
-and beside it the hypotheses and each sentence's BLEU statistics."""
+and beside it the hypotheses and each sentence's BLEU statistics (runfiles.py's records); and
+the attention of one sentence's translation, as arrays for plots.py to draw."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -15,20 +14,19 @@ from pathlib import Path
 import torch
 
 from seq2seq import checkpoint
-from seq2seq.config import Config, DataConfig, EvalConfig
-from seq2seq.data import Pair, clean, concatenate, load_split
+from seq2seq.config import Config, EvalConfig
+from seq2seq.data import Pair, concatenate, split_pairs
 from seq2seq.device import pick_device
 from seq2seq.errors import UserError
-from seq2seq.files import atomic_write_json, atomic_write_text
 from seq2seq.likelihood import reference_nll
 from seq2seq.metrics import Sentence, bucket_label, by_length, corpus_scores, position_nll, score_subset, sentence_stats
-from seq2seq.models import build_model
 from seq2seq.models.base import Seq2Seq, count_parameters
+from seq2seq.models.build import build_model
+from seq2seq.plots import AttentionMap
 from seq2seq.rundir import RunDir
-from seq2seq.search import count_cut, cut_warning, translate
-from seq2seq.tokenizer import Tokenizer
-
-NO_LIMIT = 10**9  # evaluation keeps every non-empty pair, however long
+from seq2seq.runfiles import Bucket, EvalReport, Probe, SentenceStats, write_report
+from seq2seq.search import count_cut, cut_warning, greedy_attention, translate
+from seq2seq.tokenizer import EOS, Tokenizer
 
 
 @dataclass
@@ -64,7 +62,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> 
 
 
 def evaluate(loaded: LoadedRun, split: str = "test", beam: int | None = None, concat: list[int] | None = None,
-             bootstrap: int | None = None, dataset: str | None = None) -> dict:
+             bootstrap: int | None = None, dataset: str | None = None) -> EvalReport:
     """Decode the split (and its concatenations), score it, write the report and the files beside
     it; returns the report."""
     asked = {"beam": beam, "concat": concat, "bootstrap": bootstrap}
@@ -80,34 +78,31 @@ def evaluate(loaded: LoadedRun, split: str = "test", beam: int | None = None, co
     sentences, token_nlls = scorer.score(pairs, hyps)
     overall = score_subset(sentences, settings.bootstrap)
     words = [len(s.split()) for s in srcs]
-    report = {"run": str(loaded.run.path), "model": loaded.cfg.model.name,
-              "params": count_parameters(loaded.model), "dataset": data_cfg.dataset, "split": split,
-              "checkpoint": loaded.which, "step": loaded.step, "beam": settings.beam, "n": len(pairs),
-              **corpus_scores(hyps, refs), **{key: overall[key] for key in overall if key not in ("n", "bleu")},
-              "decode_seconds": round(decode_seconds, 2), "bootstrap": settings.bootstrap,
-              "buckets": by_length(sentences, words, settings.buckets, settings.bootstrap), "concat": []}
-    other = data_cfg.dataset if data_cfg.dataset != loaded.cfg.data.dataset else None
-    out = report_path(loaded.run, split, settings.beam, other, loaded.which)
-    files = {hypotheses_path(out, 1): hyps}
+    hypotheses = {1: hyps}
     # what a paired test between runs needs: each sentence's BLEU statistics, by bucket and by k
-    records = [{"k": 1, "range": bucket_label(n, settings.buckets), "bleu_stats": s.stats}
+    records = [SentenceStats(k=1, range=bucket_label(n, settings.buckets), bleu_stats=s.stats)
                for n, s in zip(words, sentences)]
+    probes = []
     for k in dict.fromkeys(settings.concat):
         joined = concatenate(pairs, k)
         if k == 1:
-            k_hyps, k_sentences, k_token_nlls, k_scores = hyps, sentences, token_nlls, overall
+            k_sentences, k_token_nlls, k_scores = sentences, token_nlls, overall
         else:
-            k_hyps = scorer.decode([s for s, _ in joined], k)
-            k_sentences, k_token_nlls = scorer.score(joined, k_hyps)
+            hypotheses[k] = scorer.decode([s for s, _ in joined], k)
+            k_sentences, k_token_nlls = scorer.score(joined, hypotheses[k])
             k_scores = score_subset(k_sentences, settings.bootstrap)
-            files[hypotheses_path(out, k)] = k_hyps
-            records += [{"k": k, "bleu_stats": s.stats} for s in k_sentences]
+            records += [SentenceStats(k=k, bleu_stats=s.stats) for s in k_sentences]
         src_words = sum(len(s.split()) for s, _ in joined) / len(joined)
-        report["concat"].append({"k": k, "src_words": round(src_words, 1), **k_scores,
-                                 "position_nll": position_nll(k_token_nlls)})
-    report["position_nll"] = max(report["concat"], key=lambda c: c["k"])["position_nll"]
-    files[sentences_path(out)] = [json.dumps(r) for r in records]
-    _write(out, files, report)
+        probes.append(Probe(k=k, src_words=round(src_words, 1), **k_scores, position_nll=position_nll(k_token_nlls)))
+    report = EvalReport(run=str(loaded.run.path), model=loaded.cfg.model.name, params=count_parameters(loaded.model),
+                        dataset=data_cfg.dataset, split=split, checkpoint=loaded.which, step=loaded.step,
+                        beam=settings.beam, n=len(pairs), **corpus_scores(hyps, refs),
+                        **{key: overall[key] for key in overall if key not in ("n", "bleu")},
+                        decode_seconds=round(decode_seconds, 2), bootstrap=settings.bootstrap,
+                        buckets=[Bucket(**b) for b in by_length(sentences, words, settings.buckets, settings.bootstrap)],
+                        concat=probes, position_nll=max(probes, key=lambda c: c.k).position_nll)
+    other = data_cfg.dataset if data_cfg.dataset != loaded.cfg.data.dataset else None
+    write_report(loaded.run.report(split, settings.beam, other, loaded.which), report, hypotheses, records)
     if scorer.cut:
         print(cut_warning(scorer.cut, loaded.model), file=sys.stderr)
     if scorer.cut_references:
@@ -137,45 +132,22 @@ class Scorer:
         return [Sentence(s, sum(nlls), len(nlls)) for s, nlls in zip(stats, token_nlls)], token_nlls
 
 
-def _write(report_file: Path, files: dict[Path, list[str]], report: dict) -> None:
-    """The files beside a report, then the report: written only once everything is decoded, so an
-    interrupted eval leaves the old files whole."""
+def attention_map(loaded: LoadedRun, sentence: str, layer: int | None = None) -> AttentionMap:
+    """The attention of every output step of the sentence's greedy translation (search.greedy_attention),
+    labelled for drawing."""
+    model, tok, name = loaded.model, loaded.tok, loaded.cfg.model.name
+    src, out, weights = greedy_attention(model, tok, sentence, loaded.device, loaded.cfg.eval, layer, f"model {name}")
+    title = f"{name} attention"
+    if model.attention_layers is not None:
+        title += f"\ndecoder layer {(-1 if layer is None else layer) % model.attention_layers}, mean over heads"
+    return AttentionMap(source=tok.pieces(src + [EOS]), target=tok.pieces(out + [EOS]), weights=weights.numpy(),
+                        translation=tok.decode([out])[0], title=title)
+
+
+def run_attention(run_dir: str | Path, which: str, sentence: str) -> AttentionMap | None:
+    """The attention map of a run's checkpoint on the sentence, computed on the CPU; None for a
+    model without attention (rnn, lstm)."""
     try:
-        report_file.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(f"cannot create {report_file.parent}: {error.strerror}") from None
-    for path, lines in files.items():
-        atomic_write_text(path, "\n".join(lines) + "\n")
-    atomic_write_json(report_file, report)
-
-
-def split_pairs(data: DataConfig, split: str) -> list[Pair]:
-    """The pairs of a split as evaluation scores them: cleaned, none dropped for its length."""
-    pairs = clean(load_split(data, split), NO_LIMIT).pairs
-    if not pairs:
-        raise UserError(f"dataset {data.dataset} has no {split} pairs")
-    return pairs
-
-
-def report_path(run: RunDir, split: str = "test", beam: int = 1, other: str | None = None,
-                which: str = "best") -> Path:
-    """eval/<split>[.last|.avg][.beamN].json: one report per checkpoint and beam, the best checkpoint's
-    under the plain name that `compare` reads. For a dataset other than the run's, in
-    eval/<its name>-<hash of its location>/: no two datasets share a folder, and the report on
-    the run's own data stays."""
-    folder = run.eval
-    if other:
-        folder /= f"{Path(other.rstrip('/')).name}-{hashlib.sha256(other.encode()).hexdigest()[:8]}"
-    name = split + ("" if which == "best" else f".{which}") + ("" if beam == 1 else f".beam{beam}")
-    return folder / f"{name}.json"
-
-
-def hypotheses_path(report: Path, k: int = 1) -> Path:
-    """The hypotheses beside a report, of the test sentences or (k > 1) of their concatenations."""
-    return report.with_suffix(".hyp.txt" if k == 1 else f".concat{k}.hyp.txt")
-
-
-def sentences_path(report: Path) -> Path:
-    """Beside a report, one JSON line per sentence scored: its k, its bucket (k = 1) and its
-    BLEU statistics, in the order of the hypotheses."""
-    return report.with_suffix(".sentences.jsonl")
+        return attention_map(load_run(run_dir, which, "cpu"), sentence)
+    except UserError:  # a model without attention
+        return None

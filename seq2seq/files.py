@@ -5,9 +5,11 @@ A process killed mid-write leaves the old file (or none), never half of a new on
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
+import typing
 from pathlib import Path
 from typing import Callable, IO
 
@@ -105,3 +107,47 @@ def _is(value: object, kind: object) -> bool:
     if kind is None:
         return value is None
     return type(value) in ((int, float) if kind is float else (kind,))  # type(): a bool is no number
+
+
+# -- typed records (a dataclass per kind of file: runfiles.py) ------------------------------------------
+# A field without a default must be in the file; one with a default may be absent.
+
+def read_record(cls: type, raw: object, where: str, lacks: str = ""):
+    """A record of class `cls` from a file's JSON object: each field of its type (nested records
+    too), those without a default present; fields the record does not know are left out."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{where} is not an object")
+    check_fields(raw, _types(cls), where)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            if required(f):
+                raise UserError(f"{where}: {lacks or 'no'} {f.name}")
+            continue
+        inner = typing.get_args(typing.get_type_hints(cls)[f.name])
+        values[f.name] = raw[f.name]
+        if inner and dataclasses.is_dataclass(inner[0]):
+            values[f.name] = [_part(inner[0], part, f"{where}: {f.name}[{i}]") for i, part in enumerate(raw[f.name])]
+    return cls(**values)
+
+
+def _part(cls: type, raw: object, where: str):
+    """A record nested in another (a report's bucket or probe)."""
+    needed = [f.name for f in dataclasses.fields(cls) if required(f)]
+    if not isinstance(raw, dict) or not set(needed) <= raw.keys():
+        raise UserError(f"{where} must be an object with {', '.join(needed)}")
+    return read_record(cls, raw, where)
+
+
+def required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _types(cls: type) -> dict[str, object]:
+    """Each field's JSON type as check_fields takes it: int, float, str, list, dict, or a tuple with None."""
+    out = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        kinds = [a for a in typing.get_args(hint) if a is not type(None)] if isinstance(hint, type(int | None)) else [hint]
+        plain = tuple(typing.get_origin(kind) or kind for kind in kinds)
+        out[name] = (*plain, None) if type(None) in typing.get_args(hint) else plain[0]
+    return out

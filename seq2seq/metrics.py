@@ -120,6 +120,11 @@ def ratio_interval(singles: list[list[list[int]]], joined: list[list[list[int]]]
     return _percentiles_95(list(ratios / len(singles)))
 
 
+def finite_bound(x: float | None) -> float | None:
+    """An interval's bound rounded to 0.1, None where it is infinite (or not computed)."""
+    return None if x is None or math.isinf(x) else round(x, 1)
+
+
 def _resample(items: list, rng: random.Random) -> list:
     """As many items as there are, drawn with replacement."""
     return [items[rng.randrange(len(items))] for _ in items]

@@ -1,6 +1,7 @@
 """Figures: BLEU by source length and by concatenation (a re-make of Bahdanau et al. 2014,
 Figure 2), the reference NLL by position in the output, validation curves, and one sentence's
-attention (their Figure 3).
+attention (their Figure 3). Plots only draw what they are given (comparison rows, metrics
+lines, attention weights computed by evaluate.attention_map): no model runs here, no torch.
 
 Each figure is built by a function that returns it, so it can be inspected as well as saved.
 Figures are drawn with Agg, off screen, and never through pyplot: no display is needed and no
@@ -17,11 +18,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from seq2seq.errors import UserError
-from seq2seq.evaluate import LoadedRun
 from seq2seq.files import atomic_write
-from seq2seq.report import largest_common_k, run_labels
-from seq2seq.search import greedy_attention
-from seq2seq.tokenizer import EOS
+from seq2seq.runfiles import MetricsLine
+from seq2seq.tables import bucket_ranges, largest_common_k, run_labels
 
 FORMATS = {".png": "png", ".svg": "svg"}
 BAND_ALPHA = 0.2  # the shaded 95% interval behind each line
@@ -46,10 +45,10 @@ def save(fig: Figure, path: Path) -> None:
 def length_figure(rows: list[dict]) -> Figure:
     """Left: test BLEU per source-length bucket. Right: test BLEU on k concatenated sentences
     against their mean source words. One line per run, with its 95% band. Rows are those of
-    report.load_comparison."""
+    compare.load_comparison."""
     fig = _figure(figsize=(11, 4.2))
     by_length, by_concat = fig.subplots(1, 2, sharey=True)
-    ranges = list(dict.fromkeys(b["range"] for row in rows for b in row["buckets"]))
+    ranges = bucket_ranges(rows)
     for label, row in zip(run_labels(rows), rows):
         buckets = [b for b in row["buckets"] if b["n"] > 0]  # an empty bucket has no BLEU
         _line_with_band(by_length, [ranges.index(b["range"]) for b in buckets], buckets, label)
@@ -126,16 +125,16 @@ def position_figure(rows: list[dict]) -> Figure:
 
 # -- training curves -------------------------------------------------------------------------------
 
-def curves_figure(rows: list[dict], metrics: list[list[dict]]) -> Figure:
+def curves_figure(rows: list[dict], metrics: list[list[MetricsLine]]) -> Figure:
     """Validation BLEU against training steps (left) and wall-clock minutes (right), one line
     per run: which model learns fastest per update, and which per minute of the same machine.
-    metrics[i] holds the metrics.jsonl records of rows[i]."""
+    metrics[i] holds the metrics.jsonl lines of rows[i]."""
     fig = _figure(figsize=(11, 4.2))
     by_step, by_time = fig.subplots(1, 2, sharey=True)
     for label, records in zip(run_labels(rows), metrics):
-        points = [m for m in records if m.get("val_bleu") is not None]
-        line, = by_step.plot([m["step"] for m in points], [m["val_bleu"] for m in points], marker=".", label=label)
-        by_time.plot([m["elapsed"] / 60 for m in points], [m["val_bleu"] for m in points], marker=".",
+        points = [m for m in records if m.val_bleu is not None]
+        line, = by_step.plot([m.step for m in points], [m.val_bleu for m in points], marker=".", label=label)
+        by_time.plot([m.elapsed / 60 for m in points], [m.val_bleu for m in points], marker=".",
                      color=line.get_color())
     by_step.set(title="validation BLEU by step", xlabel="training steps", ylabel="validation BLEU")
     by_time.set(title="validation BLEU by time", xlabel="training time (minutes)")
@@ -154,18 +153,6 @@ class AttentionMap:
     weights: np.ndarray  # (len(target), len(source)): row i is where output i looked
     translation: str
     title: str
-
-
-def attention_map(loaded: LoadedRun, sentence: str, layer: int | None = None) -> AttentionMap:
-    """The attention of every output step of the sentence's greedy translation (search.greedy_attention),
-    labelled for drawing."""
-    model, tok, name = loaded.model, loaded.tok, loaded.cfg.model.name
-    src, out, weights = greedy_attention(model, tok, sentence, loaded.device, loaded.cfg.eval, layer, f"model {name}")
-    title = f"{name} attention"
-    if model.attention_layers is not None:
-        title += f"\ndecoder layer {(-1 if layer is None else layer) % model.attention_layers}, mean over heads"
-    return AttentionMap(source=tok.pieces(src + [EOS]), target=tok.pieces(out + [EOS]), weights=weights.numpy(),
-                        translation=tok.decode([out])[0], title=title)
 
 
 def attention_figure(amap: AttentionMap) -> Figure:

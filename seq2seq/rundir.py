@@ -1,33 +1,18 @@
-"""The run directory: everything a run writes lives here, and nothing elsewhere.
+"""Making, replacing and locking a run dir; its files are runfiles.py's.
 
-    run.json           this tool's mark (written first), model, parameter count, device, every
-                       command that trained the run, and when training ends its summary
-    config.yaml        the resolved config; its data.dataset says where the run's data is now
-                       (`train --resume --dataset` moves it), for eval and compare
-    spm.model          the sentencepiece model
-    metrics.jsonl      one line per validation
-    train.log          the log
-    checkpoints/       last.pt (resumable) and best.pt (by validation BLEU); with train.keep_best
-                       N > 1 also the N best as best-<step>.pt, and avg.pt, their mean
-                       (`seq2seq average`)
-    tensorboard/       TensorBoard event files (train.tensorboard)
-    eval/              <split>.json reports (of best.pt; <split>.last.json and <split>.avg.json
-                       of the others), each with its .hyp.txt hypotheses and .sentences.jsonl
-                       (another dataset's in eval/<its name>-<hash>/)
     train.lock         locked by the one process that trains the run, for as long as it lives
     .replaced/         with --overwrite, the run being replaced, until the new one saves its
                        first checkpoint; put back where the new one stops before that (a process
                        killed outright leaves it to the next one that locks the run)
 
-A directory is a run dir when its run.json holds the mark; --overwrite replaces only the
-entries above, never anything else a user keeps beside them.
+A directory is a run dir when its run.json holds the mark; --overwrite replaces only a run's
+entries (PARTS), never anything else a user keeps beside them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import socket
@@ -35,62 +20,21 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
-from seq2seq.config import Config, read_yaml
 from seq2seq.errors import UserError
-from seq2seq.files import atomic_write_json, atomic_write_text, check_fields, read_json_object
+from seq2seq.runfiles import RunFiles
 
-MARK = {"tool": "seq2seq", "run_format": 1}
-LEGACY_INFO = {"model", "params", "torch", "command"}  # what run.json held before the mark
 PARTS = ("run.json", "config.yaml", "spm.model", "metrics.jsonl", "train.log", "checkpoints", "tensorboard", "eval")
 CHECKOUT = Path(__file__).resolve().parents[1]
-METRIC_REQUIRED = ("step", "elapsed")  # in every metrics.jsonl record; the curves are drawn against them
-METRIC_TYPES = {"step": int, "epoch": int, "train_loss": float, "val_loss": float, "val_bleu": (float, None),
-                "tgt_tok_per_s": float, "lr": float, "elapsed": float}
 
-
-class RunDir:
+class RunDir(RunFiles):
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.config = self.path / "config.yaml"
-        self.spm = self.path / "spm.model"
-        self.info = self.path / "run.json"
-        self.metrics = self.path / "metrics.jsonl"
-        self.log = self.path / "train.log"
-        self.checkpoints = self.path / "checkpoints"
-        self.eval = self.path / "eval"
-        self.tensorboard = self.path / "tensorboard"
+        super().__init__(path)
         self.lock_file = self.path / "train.lock"
         self.replaced = self.path / ".replaced"
         self.created: bool | None = None  # set by create(): whether it made the directory
         self._lock: int | None = None
 
-    def checkpoint(self, which: str) -> Path:
-        if which not in ("best", "last", "avg"):
-            raise UserError(f"--checkpoint must be best, last or avg, got {which!r}")
-        return self.checkpoints / f"{which}.pt"
-
-    def kept(self, step: int) -> Path:
-        """The checkpoint of the validation at `step`, kept by train.keep_best."""
-        return self.checkpoints / f"best-{step}.pt"
-
-    def kept_checkpoints(self) -> list[Path]:
-        """The checkpoints kept by train.keep_best, by step."""
-        steps = [p.stem.removeprefix("best-") for p in self.checkpoints.glob("best-*.pt")]
-        return [self.kept(step) for step in sorted(int(s) for s in steps if s.isdigit())]
-
     # -- making and replacing a run ------------------------------------------------------------
-
-    def is_run(self) -> bool:
-        """Whether this tool wrote the directory: its run.json holds the mark (or, for a run made
-        before the mark, what every earlier version wrote there, beside a config.yaml)."""
-        try:
-            info = json.loads(self.info.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return False
-        return isinstance(info, dict) and (info.get("tool") == MARK["tool"] or
-                                           LEGACY_INFO <= info.keys() and self.config.exists())
 
     def create(self, overwrite: bool) -> None:
         """Make a fresh run dir and lock it; with overwrite, replace the run in it. The replaced
@@ -203,62 +147,11 @@ class RunDir:
             os.close(self._lock)
             self._lock = None
 
-    # -- reading and writing -------------------------------------------------------------------
-
     def require(self) -> None:
         if self._stranded() and self._lock is None:  # nobody trains it: put the run set aside back
             self.lock()
             self.unlock()
-        if not self.config.exists():
-            if self.is_run():
-                raise UserError(f"run {self.path} was stopped while it was being set up (no config.yaml): "
-                                "train it again with --overwrite")
-            raise UserError(f"{self.path} is not a run dir (no config.yaml)")
-
-    def write_config(self, config: Config) -> None:
-        atomic_write_text(self.config, yaml.safe_dump(config.to_dict(), sort_keys=False))
-
-    def read_config(self) -> Config:
-        self.require()
-        return Config.from_dict(read_yaml(self.config), where=str(self.config), saved=True)
-
-    def read_info(self) -> dict:
-        return read_json_object(self.info) if self.info.exists() else {}
-
-    def update_info(self, **fields) -> None:
-        atomic_write_json(self.info, {**MARK, **self.read_info(), **fields})
-
-    def add_command(self, command: str) -> None:
-        """Record one more command that trained the run: `commands` holds every one, `command` the
-        latest (runs made before `commands` kept only `command`, which starts their list)."""
-        info = self.read_info()
-        earlier = info.get("commands", [info["command"]] if "command" in info else [])
-        self.update_info(command=command, commands=[*earlier, command])
-
-    def read_metrics(self) -> list[dict]:
-        if not self.metrics.exists():
-            return []
-        records = []
-        for number, line in enumerate(self.metrics.read_text(encoding="utf-8", errors="replace").split("\n"), 1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a killed process: skipped
-                continue
-            if isinstance(record, dict):
-                check_fields(record, METRIC_TYPES, f"{self.metrics} line {number}")
-                if missing := [key for key in METRIC_REQUIRED if key not in record]:
-                    raise UserError(f"{self.metrics} line {number}: no {' and no '.join(missing)}")
-                records.append(record)
-        return records
-
-    def drop_metrics_after(self, step: int) -> int:
-        """Drop the records past `step`, written by a process stopped before it saved the checkpoint
-        that followed them; returns how many."""
-        records = self.read_metrics()
-        kept = [r for r in records if r.get("step", 0) <= step]
-        if len(kept) < len(records):
-            atomic_write_text(self.metrics, "".join(json.dumps(r) + "\n" for r in kept))
-        return len(records) - len(kept)
+        super().require()
 
 
 def check_output(path: Path, option: str) -> None:

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Callable
 
 from seq2seq.errors import UserError, first_line
-from seq2seq.evaluate import LoadedRun, load_run, report_path
-from seq2seq.files import check_fields, read_json_object
+from seq2seq.evaluate import LoadedRun, load_run
+from seq2seq.files import check_fields
+from seq2seq.runfiles import read_report
 from seq2seq.search import best, source_ids
 from seq2seq.tokenizer import EOS
 
@@ -191,12 +192,12 @@ class Served:
 
 def evaluated_bleu(loaded: LoadedRun) -> float | None:
     """The test BLEU `seq2seq eval` reported for the checkpoint served, where it evaluated that one."""
-    path = report_path(loaded.run, "test", 1, which=loaded.which)
+    path = loaded.run.report("test", 1, which=loaded.which)
     try:
-        report = read_json_object(path) if path.exists() else {}
+        report = read_report(path, "") if path.exists() else None
     except UserError:
         return None
-    return report.get("bleu") if report.get("step") == loaded.step else None
+    return report.bleu if report is not None and report.step == loaded.step else None
 
 
 def blank(line: str) -> dict:

@@ -164,7 +164,7 @@ def _run_one(study: Study, variant: Variant, seed: int, run_dir: Path, logs: Pat
     run = RunDir(run_dir)
     log = logs / f"{variant.name}-seed{seed}.out"
     seq2seq = [sys.executable, "-m", "seq2seq"]
-    steps_done = run.read_info().get("steps", 0) if run.info.exists() else 0
+    steps_done = run.read_info().steps or 0
     if steps_done < variant.steps:
         if run.checkpoint("last").exists():
             command = [*seq2seq, "train", "--resume", str(run_dir)]
@@ -179,8 +179,7 @@ def _run_one(study: Study, variant: Variant, seed: int, run_dir: Path, logs: Pat
             return f"training failed: see {log}"
         run.update_info(variant=variant.name)
     for beam in study.beams:
-        report = run.eval / ("test.json" if beam == 1 else f"test.beam{beam}.json")
-        if report.exists():
+        if run.report("test", beam).exists():
             continue
         command = [*seq2seq, "eval", str(run_dir), "--concat", ",".join(map(str, study.concat)), "--beam", str(beam)]
         command += ["--device", device] if device else []
@@ -215,9 +214,11 @@ def compare_study(study: Study, out: Path) -> list[Path]:
     """The table (markdown and JSON: one row per variant, its seeds grouped), the figures and the
     HTML report of the study's runs, of its first beam; each written whole or not at all."""
     from seq2seq import plots
+    from seq2seq.compare import compare_runs, curves
+    from seq2seq.evaluate import run_attention
     from seq2seq.files import atomic_write_text
-    from seq2seq.html_report import write_report
-    from seq2seq.report import compare_runs, render_comparison
+    from seq2seq.report import write_report
+    from seq2seq.tables import render_comparison
 
     run_dirs = [run for _, _, run in study.runs(out)]
     beam = study.beams[0]
@@ -230,6 +231,6 @@ def compare_study(study: Study, out: Path) -> list[Path]:
     plots.save(plots.concat_figure(found.rows), written[2])
     plots.save(plots.length_figure(found.rows), written[3])
     plots.save(plots.position_figure(found.rows), written[4])
-    plots.save(plots.curves_figure(found.runs, [RunDir(r["run"]).read_metrics() for r in found.runs]), written[5])
-    write_report(run_dirs, written[6], beam, baseline=baseline)
+    plots.save(curves(found.runs), written[5])
+    write_report(run_dirs, written[6], beam, baseline=baseline, attend=run_attention)
     return written

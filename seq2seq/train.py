@@ -17,7 +17,7 @@ from seq2seq.device import describe, pick_device, precision_label, require_compi
 from seq2seq.distributed import World, close_world, init_world
 from seq2seq.errors import UserError
 from seq2seq.files import append_line
-from seq2seq.models import build_model
+from seq2seq.models.build import build_model
 from seq2seq.resume import check_same_data, check_world_size, last_checkpoint
 from seq2seq.rundir import RunDir
 from seq2seq.scalars import TensorBoard, require as require_tensorboard
@@ -113,7 +113,7 @@ def _trainer(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None,
         f"{precision_label(model, trainer.precision, device)}")
     if world.main:
         run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device, world),
-                        torch=torch.__version__)
+                        torch=str(torch.__version__))
         run.add_command(" ".join(sys.argv))
         if cfg.train.tensorboard:
             trainer.board = TensorBoard(run.tensorboard, trainer.progress.step)

@@ -11,7 +11,6 @@ saves last.pt only). A model returns the loss summed over the batch's target tok
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,10 +24,10 @@ from seq2seq.corpus import Corpus
 from seq2seq.device import autocast, resolve_precision
 from seq2seq.distributed import World
 from seq2seq.errors import UserError
-from seq2seq.files import append_line
 from seq2seq.models.base import Seq2Seq, count_parameters
 from seq2seq.progress import ProgressBar, StepStats, StepTotals
 from seq2seq.rundir import RunDir
+from seq2seq.runfiles import MetricsLine
 from seq2seq.scalars import TensorBoard
 from seq2seq.schedule import lr_at
 from seq2seq.tokenizer import PAD, Tokenizer
@@ -263,16 +262,17 @@ class Trainer:
                                              self.device, self.autocast)
         improved = bleu > p.best_bleu
         p.best_bleu, p.bad_validations = (bleu, 0) if improved else (p.best_bleu, p.bad_validations + 1)
-        record = {"step": p.step, "epoch": p.epoch, "train_loss": round(window.loss, 4), "val_loss": round(val_loss, 4),
-                  "val_bleu": bleu, "tgt_tok_per_s": round(window.tok_per_s), "lr": self.lr(),
-                  "elapsed": round(self.elapsed(), 1)}
-        append_line(self.run.metrics, json.dumps(record))
-        self.board.add(p.step, {"valid/loss": record["val_loss"], "valid/bleu": bleu})
+        line = MetricsLine(step=p.step, epoch=p.epoch, train_loss=round(window.loss, 4), val_loss=round(val_loss, 4),
+                           val_bleu=bleu, tgt_tok_per_s=round(window.tok_per_s), lr=self.lr(),
+                           elapsed=round(self.elapsed(), 1))
+        self.run.append_metrics(line)
+        self.board.add(p.step, {"valid/loss": line.val_loss, "valid/bleu": bleu})
         self.log(f"validation at step {p.step}: val_loss {val_loss:.3f}, val BLEU {bleu:.2f}"
-                 f"{' (best)' if improved else ''}, {record['tgt_tok_per_s']} tok/s")
+                 f"{' (best)' if improved else ''}, {line.tgt_tok_per_s} tok/s")
         weights = self.state() if improved or self.cfg.train.keep_best > 1 else None
         if improved:
             checkpoint.save(self.run.checkpoint("best"), weights)
+            self.run.update_info(best_step=p.step)
         self.keep(bleu, weights)
 
     def checkpoint_due(self) -> bool:

@@ -98,7 +98,7 @@ def tiny_trainer(run_dir, world=None, device="cpu", precision="fp32"):
 
     from seq2seq.config import load_config
     from seq2seq.distributed import World
-    from seq2seq.models import build_model
+    from seq2seq.models.build import build_model
     from seq2seq.corpus import Corpus
     from seq2seq.rundir import RunDir
     from seq2seq.tokenizer import Tokenizer
@@ -119,7 +119,7 @@ def overfit_tiny_model(name: str):
     import torch
 
     from seq2seq.config import load_config
-    from seq2seq.models import build_model
+    from seq2seq.models.build import build_model
     from seq2seq.tokenizer import Tokenizer
 
     pairs = toy_pairs(8, seed=5, max_len=5)

@@ -3,6 +3,7 @@ import pytest
 from seq2seq.config import Config, config_path, load_config, parse_set
 from seq2seq.errors import UserError
 from seq2seq.models import MODELS
+from seq2seq.runfiles import migrate_config
 from tests.conftest import ROOT, TINY
 
 
@@ -57,11 +58,12 @@ def test_each_model_has_its_own_settings_and_a_new_name_keeps_the_shared_ones():
 
 def test_a_config_saved_with_the_one_flat_model_config_still_loads():
     """Run dirs and checkpoints written before each model had its own config hold every model's
-    fields; read as saved, each keeps its own and drops the others (a user's file does not)."""
+    fields; migrated as a run's files are (runfiles.migrate_config), each keeps its own and drops the
+    others (a user's file does not)."""
     flat = {"name": "lstm", "emb_dim": 256, "hidden_dim": 512, "attn_dim": 512, "layers": 2, "reverse_source": True,
             "d_model": 256, "heads": 8, "ff_dim": 1024, "enc_layers": 3, "dec_layers": 3, "pre_norm": True,
             "tie_embeddings": True, "dropout": 0.3, "max_positions": 1024}
-    saved = Config.from_dict({"model": flat}, saved=True)
+    saved = Config.from_dict(migrate_config({"model": flat}))
     assert saved.model == load_config(config_path("lstm")).model
     with pytest.raises(UserError, match="model lstm has no setting"):
         Config.from_dict({"model": flat})

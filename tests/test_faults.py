@@ -1104,7 +1104,7 @@ def test_a_metrics_line_cut_short_is_skipped_and_the_next_starts_anew(tmp_path):
         f.write('{"step": 2, "ep')  # the process was killed here
     append_line(run.metrics, json.dumps({"step": 3, "elapsed": 3.0}))
     assert run.metrics.read_text().splitlines()[-1] == '{"step": 3, "elapsed": 3.0}'
-    assert run.read_metrics() == [{"step": 1, "elapsed": 1.0}, {"step": 3, "elapsed": 3.0}]
+    assert [(m.step, m.elapsed) for m in run.read_metrics()] == [(1, 1.0), (3, 3.0)]
 
 
 def test_unreadable_or_malformed_run_files_get_one_clear_error(tmp_path):

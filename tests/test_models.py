@@ -8,7 +8,8 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from seq2seq.config import EvalConfig, load_config
-from seq2seq.models import MODELS, build_model
+from seq2seq.models import MODELS
+from seq2seq.models.build import build_model
 from seq2seq.models.base import Seq2Seq
 from seq2seq.search import beam_hypotheses, beam_search, greedy
 from seq2seq.tokenizer import BOS, EOS, PAD, UNK

@@ -27,10 +27,11 @@ from sacrebleu.significance import PairedTest
 
 from seq2seq.cli import TRANSLATE_CHUNK
 from seq2seq.data import concatenate
-from seq2seq.evaluate import load_run, report_path
+from seq2seq.compare import load_comparison
+from seq2seq.evaluate import attention_map, load_run
 from seq2seq.metrics import bleu_from_stats, sentence_bleu, sentence_stats
-from seq2seq.plots import attention_map, curves_figure, length_figure, position_figure
-from seq2seq.report import load_comparison, render_comparison, run_labels
+from seq2seq.plots import curves_figure, length_figure, position_figure
+from seq2seq.tables import render_comparison, run_labels
 from seq2seq.rundir import RunDir
 from tests.conftest import tiny, write_jsonl
 
@@ -147,7 +148,7 @@ def test_an_eval_on_another_dataset_keeps_the_report_on_the_runs_own(runs, run_c
         run_cli("eval", run, "--dataset", dataset, "--bootstrap", 0, in_process=True)
     reports = sorted((run / "eval").glob("x-*/test.json"))
     assert len(reports) == 2 and {json.loads(r.read_text())["n"] for r in reports} == {40, 7}
-    assert json.loads(report_path(RunDir(run), other=str(other)).read_text())["dataset"] == str(other)
+    assert json.loads(RunDir(run).report(dataset=str(other)).read_text())["dataset"] == str(other)
     assert (run / "eval" / "test.json").read_text() == own
     # a report that says it scored another dataset (as older versions wrote them) is refused
     (run / "eval" / "test.json").write_text(json.dumps(json.loads(own) | {"dataset": str(other)}))
@@ -166,12 +167,10 @@ def test_reports_are_kept_per_checkpoint_and_compare_says_which_step_it_scores(r
     _, out, err = run_cli("compare", run, in_process=True)
     header, _, row = out.splitlines()
     assert err == "" and "eval step" in header
-    # the run trains on and its best checkpoint moves past the step the report scored
-    path = run / "checkpoints" / "best.pt"
-    ckpt = torch.load(path, weights_only=True)
-    step = ckpt["progress"]["step"]
-    ckpt["progress"]["step"] = 144
-    torch.save(ckpt, path)
+    # the run trains on and its best checkpoint moves past the step the report scored (run.json says where)
+    step = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["progress"]["step"]
+    assert json.loads((run / "run.json").read_text())["best_step"] == step
+    RunDir(run).update_info(best_step=144)
     _, out, err = run_cli("compare", run, "--format", "json", in_process=True)
     assert json.loads(out)[0]["step"] == step == json.loads(best)["step"]
     assert err == (f"warning: {run}/eval/test.json scores the checkpoint of step {step}, but the run's best "

@@ -1,11 +1,26 @@
-"""The package's shape, read from its source: modules import one another without a circle,
-evaluation does not import the training loop, and no function outgrows a screen."""
+"""The package's shape, read from its source: modules import one another without a circle
+(function-level imports count), evaluation does not import the training loop, the reporting
+side imports no torch, and no function, class or module outgrows its room."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+from tests.conftest import ROOT
 
 PACKAGE = Path(__file__).resolve().parents[1] / "seq2seq"
 MAX_FUNCTION_LINES = 60
+MAX_CLASS_LINES = 150
+MAX_MODULE_LINES = 300
+# Still over their room, to be split (issue 27); each must leave this list once it fits.
+OVERSIZED_MODULES = {"cli.py", "data.py", "serve.py"}
+OVERSIZED_CLASSES = {"trainer.py:Trainer"}
+# What `seq2seq compare` and `seq2seq report` run on: a table of runs is made where torch is not installed.
+REPORTING = ["seq2seq.compare", "seq2seq.report", "seq2seq.tables", "seq2seq.significance", "seq2seq.seeds",
+             "seq2seq.examples", "seq2seq.plots", "seq2seq.metrics", "seq2seq.runfiles", "seq2seq.rundir",
+             "seq2seq.config", "seq2seq.models", "seq2seq.models.configs", "seq2seq.cli"]
+WITHOUT_TORCH = "import sys; sys.modules['torch'] = None  # `import torch` raises ImportError from here on\n"
 
 
 def module_name(path: Path) -> str:
@@ -82,5 +97,39 @@ def test_no_function_is_longer_than_a_screen():
     assert not long
 
 
-def test_train_py_is_under_300_lines():
-    assert len((PACKAGE / "train.py").read_text(encoding="utf-8").splitlines()) < 300
+def test_no_class_outgrows_its_room():
+    long = set()
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                long.add(f"{path.relative_to(PACKAGE)}:{node.name}")
+    assert long == OVERSIZED_CLASSES
+
+
+def test_no_module_outgrows_its_room():
+    long = {str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+            if len(path.read_text(encoding="utf-8").splitlines()) > MAX_MODULE_LINES}
+    assert long == OVERSIZED_MODULES
+
+
+def without_torch(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WITHOUT_TORCH + code], capture_output=True, text=True, cwd=ROOT)
+
+
+def test_the_reporting_modules_import_without_torch():
+    assert without_torch("import torch").returncode != 0  # the interpreter below has no torch
+    for module in REPORTING:
+        ran = without_torch(f"import {module}")
+        assert ran.returncode == 0, f"{module}: {ran.stderr}"
+
+
+def test_compare_prints_the_readme_table_without_torch():
+    from tests.test_docs import STUDY, table_rows
+
+    runs = [str((STUDY / m).relative_to(ROOT)) for m in ("rnn", "lstm", "bahdanau", "transformer")]
+    args = ["compare", *runs, "--baseline", runs[2], "--columns", "run,params,k=1,k=6,k=6 / k=1,NLL rise k=6",
+            "--format", "markdown"]
+    ran = without_torch(f"sys.argv = ['seq2seq', *{args!r}]\nfrom seq2seq.cli import main\nmain()")
+    assert ran.returncode == 0, ran.stderr
+    readme = table_rows((ROOT / "README.md").read_text(encoding="utf-8"), runs)
+    assert len(readme) == 4 and table_rows(ran.stdout, runs) == readme

@@ -62,8 +62,8 @@ def test_tensorboard_curves_are_logged_at_their_steps_and_a_resume_continues_the
     metrics = RunDir(run).read_metrics()
     assert [step for step, _ in curves["train/loss"]] == [2, 4, 6, 8]  # every log_every steps
     for tag, key in (("valid/bleu", "val_bleu"), ("valid/loss", "val_loss")):
-        assert [step for step, _ in curves[tag]] == [m["step"] for m in metrics] == [2, 4, 6, 8]
-        assert [value for _, value in curves[tag]] == pytest.approx([m[key] for m in metrics])
+        assert [step for step, _ in curves[tag]] == [m.step for m in metrics] == [2, 4, 6, 8]
+        assert [value for _, value in curves[tag]] == pytest.approx([getattr(m, key) for m in metrics])
     assert all(value > 0 for tag in ("train/loss", "train/grad_norm", "train/lr") for _, value in curves[tag])
     assert not (runs["transformer"] / "tensorboard").exists()  # only where asked for
 
@@ -97,8 +97,8 @@ def test_a_resumed_writer_replaces_what_was_logged_after_the_checkpoint(tmp_path
 def test_average_writes_the_mean_of_the_kept_checkpoints_which_eval_uses(runs, tmp_path, run_cli):
     run = copy(runs["bahdanau"], tmp_path)
     kept = RunDir(run).kept_checkpoints()
-    best_3 = sorted(RunDir(run).read_metrics(), key=lambda m: -m["val_bleu"])[:3]  # of 4 validations; ties: the earlier
-    steps = sorted(m["step"] for m in best_3)
+    best_3 = sorted(RunDir(run).read_metrics(), key=lambda m: -m.val_bleu)[:3]  # of 4 validations; ties: the earlier
+    steps = sorted(m.step for m in best_3)
     assert [p.name for p in kept] == [f"best-{step}.pt" for step in steps]
     run_cli("average", run, in_process=True)
     avg = torch.load(run / "checkpoints" / "avg.pt", weights_only=True)
@@ -236,15 +236,15 @@ def test_report_is_one_self_contained_file(report, runs):
     assert text.count('class="ref"') == 1 + 5  # the examples: a header and 5 references
 
 
-def test_report_shows_p_values_where_the_comparison_carries_them(runs, monkeypatch):
-    from seq2seq import html_report
-    from seq2seq.report import load_comparison
-
-    rows = load_comparison([runs["bahdanau"], runs["transformer"]])
-    assert "p (test BLEU)" not in html_report.comparison_table(rows)
-    rows[0]["p_value"], rows[1]["p_value"] = None, 0.0312
-    table = html_report.comparison_table(rows)
-    assert "p (test BLEU)" in table and "baseline" in table and "0.031" in table
+def test_report_with_a_baseline_shows_the_p_values_of_compare(report, runs, tmp_path, run_cli):
+    assert "p (test BLEU)" not in report.read_text(encoding="utf-8")
+    runs_and_baseline = [runs["bahdanau"], runs["transformer"], "--baseline", runs["bahdanau"]]
+    run_cli("report", *runs_and_baseline, "-o", tmp_path / "p.html", in_process=True)
+    rows = json.loads(run_cli("compare", *runs_and_baseline, "--format", "json", in_process=True).out)
+    text = (tmp_path / "p.html").read_text(encoding="utf-8")
+    assert rows[0]["p_value"] is None and rows[1]["p_value"] is not None
+    assert "p (test BLEU)" in text and '<td class="num">baseline</td>' in text
+    assert f'<td class="num">{rows[1]["p_value"]:.3f}</td>' in text
 
 
 def render(page: Path, screenshot: Path) -> list[str]:

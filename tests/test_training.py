@@ -11,7 +11,8 @@ from seq2seq.config import EvalConfig, load_config
 from seq2seq.likelihood import reference_nll
 from seq2seq.loss import token_loss
 from seq2seq.metrics import corpus_scores
-from seq2seq.models import MODELS, build_model
+from seq2seq.models import MODELS
+from seq2seq.models.build import build_model
 from seq2seq.search import translate
 from seq2seq.tokenizer import PAD, Tokenizer
 from tests.conftest import MULTI30K, TINY, batch_of, overfit_tiny_model, tiny, tiny_trainer, toy_pairs

@@ -21,38 +21,16 @@ lecture's ladder (seq2seq/attention.py) with its sizes, initialisation and train
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seq2seq.attention import AdditiveAttention, MultiHeadAttention, dot_attention
-from seq2seq.checks import one_of, positive
 from seq2seq.dropout import Dropout
-from seq2seq.errors import UserError
-from seq2seq.models.base import Maxout, Memory, ModelConfig, Seq2Seq, State, lengths, run_rnn
+from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths, run_rnn
+from seq2seq.models.configs import BahdanauConfig
 from seq2seq.tokenizer import PAD
 
-
-@dataclass(frozen=True)
-class BahdanauConfig(ModelConfig):
-    name: str = "bahdanau"
-    emb_dim: int = 256  # word embedding size (the paper's m = 620)
-    hidden_dim: int = 512  # n: the decoder's state, and each encoder direction's (the paper's 1000)
-    attn_dim: int = 512  # n': the alignment model's hidden layer (the paper's 1000); general, multihead: d_model
-    attention: str = "additive"  # none | mean | dot | general | multihead | additive (module docstring)
-    heads: int = 4  # multihead's heads (general has one)
-
-    def check(self) -> None:
-        super().check()
-        positive(self, "emb_dim", "hidden_dim", "attn_dim", "heads")
-        one_of(self, "attention", ATTENTIONS)
-        if self.attention == "multihead" and self.attn_dim % self.heads:
-            raise UserError(f"model.attn_dim ({self.attn_dim}) must be a multiple of model.heads ({self.heads})")
-
-
-ATTENTIONS = ("none", "mean", "dot", "general", "multihead", "additive")
 FIXED_CONTEXT = ("none", "mean")  # c is made once per sentence, not at each step
 SOURCE_DIM = {"h": 1, "U_h": 1, "src_mask": 1, "alpha": 1, "k": 2, "v": 2}  # Memory's source dimension
 

@@ -9,36 +9,17 @@ dimension 0, so search can reorder and repeat them without knowing what they hol
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
-from seq2seq.checks import dropout_rate
 from seq2seq.loss import output_loss
+from seq2seq.models.configs import ModelConfig
 
 Memory = dict[str, Any]
 State = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """What every model's config holds (the `model` section); each model's own config, beside
-    it, adds the sizes its paper names."""
-
-    SECTION: ClassVar[str] = "model"
-    name: str
-    dropout: float = 0.2
-
-    @property
-    def max_positions(self) -> int | None:
-        """The longest source or output (in tokens, EOS or BOS included) the model can take; None: no limit."""
-        return None
-
-    def check(self) -> None:
-        dropout_rate(self, "dropout")
 
 
 class Seq2Seq(nn.Module, ABC):

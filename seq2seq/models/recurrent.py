@@ -13,32 +13,18 @@ optionally the source read backwards (section 3.3).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from seq2seq.checks import positive
 from seq2seq.dropout import Dropout
-from seq2seq.models.base import Maxout, Memory, ModelConfig, Seq2Seq, State, lengths, run_rnn
+from seq2seq.models.base import Maxout, Memory, Seq2Seq, State, lengths, run_rnn
+from seq2seq.models.configs import RecurrentConfig
 from seq2seq.tokenizer import PAD
 
 CELLS = {"rnn": partial(nn.RNN, nonlinearity="tanh"), "lstm": nn.LSTM}
-
-
-@dataclass(frozen=True)
-class RecurrentConfig(ModelConfig):
-    name: str = "rnn"  # rnn | lstm: the cell
-    emb_dim: int = 256  # word embedding size
-    hidden_dim: int = 512  # the state, and the context c the decoder gets
-    layers: int = 1  # stacked layers in encoder and decoder
-    reverse_source: bool = False  # feed the source backwards (Sutskever et al., 3.3)
-
-    def check(self) -> None:
-        super().check()
-        positive(self, "emb_dim", "hidden_dim", "layers")
 
 
 class EncoderDecoder(Seq2Seq):

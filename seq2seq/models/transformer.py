@@ -12,37 +12,15 @@ position, not the whole prefix.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from seq2seq.attention import MultiHeadAttention, causal_mask
-from seq2seq.checks import positive
 from seq2seq.dropout import Dropout
-from seq2seq.errors import UserError
-from seq2seq.models.base import Memory, ModelConfig, Seq2Seq, State
+from seq2seq.models.base import Memory, Seq2Seq, State
+from seq2seq.models.configs import TransformerConfig
 from seq2seq.tokenizer import PAD
-
-
-@dataclass(frozen=True)
-class TransformerConfig(ModelConfig):
-    name: str = "transformer"
-    d_model: int = 256  # d_model (the paper's base: 512)
-    heads: int = 8  # h
-    ff_dim: int = 1024  # d_ff
-    enc_layers: int = 3  # N, encoder
-    dec_layers: int = 3  # N, decoder
-    pre_norm: bool = True  # LayerNorm before (True) or after (False, the paper) each sublayer
-    tie_embeddings: bool = True  # share source, target and output embeddings (3.4)
-    max_positions: int = 1024  # the longest sequence the positional encodings cover
-    causal: bool = True  # mask future target positions in training (rung 3); false only to show what it is for
-
-    def check(self) -> None:
-        super().check()
-        positive(self, "d_model", "heads", "ff_dim", "enc_layers", "dec_layers", "max_positions")
-        if self.d_model % self.heads:
-            raise UserError(f"model.d_model ({self.d_model}) must be divisible by model.heads ({self.heads})")
 
 
 def sinusoids(n: int, d: int) -> Tensor:
