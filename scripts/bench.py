@@ -49,7 +49,7 @@ from seq2seq.models import MODELS
 from seq2seq.models.build import build_model
 from seq2seq.rundir import RunDir
 from seq2seq.search import translate
-from seq2seq.trainer import Progress, Trainer
+from seq2seq.trainer import TrainingState, Trainer
 
 BENCH_DROPOUT = {"transformer": 0.1}  # ../shared/bench/README.md: 0.1 for the transformer, 0.2 for the others
 
@@ -89,7 +89,7 @@ def main() -> None:
     corpus, tok = prepare(cfg, lambda msg: print(msg, file=sys.stderr))
     model = build_model(cfg.model, tok.vocab_size).to(device)
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, device, Progress(), lambda *a, **k: None)
+        trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, device, TrainingState(), lambda *a, **k: None)
         src_lens, tgt_lens = corpus.lengths()
         batches = token_batches(src_lens, tgt_lens, cfg.train.batch_tokens, cfg.train.seed, 0)
         batches = [batches[0]] * args.updates if args.repeat_batch else \

@@ -23,7 +23,7 @@ from seq2seq.config import DEFAULT_DATASET, load_config
 from seq2seq.corpus import prepare
 from seq2seq.models.build import build_model
 from seq2seq.rundir import RunDir
-from seq2seq.trainer import Progress, Trainer
+from seq2seq.trainer import TrainingState, Trainer
 
 
 def main() -> None:
@@ -47,7 +47,7 @@ def main() -> None:
             torch.manual_seed(0)
             model = build_model(cfg.model, tok.vocab_size).train()
             with tempfile.TemporaryDirectory() as scratch:
-                trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, cpu, Progress(), lambda *a, **k: None)
+                trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, cpu, TrainingState(), lambda *a, **k: None)
                 trainer.train_step(corpus.batch(batches[0])).read()  # warmup
                 tokens, tick = 0, time.perf_counter()
                 for idx in batches[1:]:

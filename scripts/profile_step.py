@@ -21,7 +21,7 @@ from seq2seq.corpus import prepare
 from seq2seq.device import pick_device, precision_label
 from seq2seq.models.build import build_model
 from seq2seq.rundir import RunDir
-from seq2seq.trainer import Progress, Trainer
+from seq2seq.trainer import TrainingState, Trainer
 
 # Operator name fragments -> what they are for, first match wins (top-level operators only).
 # LayerNorm comes before the optimizer, whose clipping computes norms too (foreach_norm,
@@ -60,7 +60,7 @@ def main() -> None:
     corpus, tok = prepare(cfg, lambda msg: None)
     model = build_model(cfg.model, tok.vocab_size).to(device).train()
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, device, Progress(), lambda *a, **k: None)
+        trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, device, TrainingState(), lambda *a, **k: None)
         src_lens, tgt_lens = corpus.lengths()
         batches = token_batches(src_lens, tgt_lens, cfg.train.batch_tokens, cfg.train.seed, 0)[:args.updates + 2]
         for idx in batches[:2]:  # warm up allocator and kernels

@@ -1,6 +1,7 @@
 """Every attention of the project, each written once, beside its equation.
 
-The ladder climbs from the simplest form to the one the Transformer uses, in the lecture's steps:
+The ladder climbs from the simplest form to the one the Transformer uses, in the steps by which
+the course this project grew out of (a course on attention, not part of this repository) teaches it:
 rung 1 simplified_self_attention (no parameters), rung 2 SelfAttention (learned projections),
 rung 3 CausalAttention (future positions masked), rung 4 MultiHeadAttention; additive attention
 (Bahdanau et al. 2014, rung 5) stands beside it. Each returns (output, weights) and keeps no state.
@@ -10,7 +11,7 @@ annotations h (B, S, 2H), one form per `model.attention` (models/bahdanau.py): `
 (dot_attention: no parameters), `general` rung 2 and `multihead` rung 4 (MultiHeadAttention with
 one head and with several), `additive` rung 5. The Transformer uses MultiHeadAttention and
 causal_mask (rung 3, models/transformer.py). The self-attention forms of rungs 1-3
-(simplified_self_attention, SelfAttention, CausalAttention) are the lecture's, tested in
+(simplified_self_attention, SelfAttention, CausalAttention) are the course's, tested in
 tests/test_attention.py against the forms the models use. dot_product_attention is the
 arithmetic of rungs 2-4, written out; MultiHeadAttention calls it where it needs the weights (or
 dropout on the CPU), and torch's fused F.scaled_dot_product_attention elsewhere.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Iterator
 
 import torch
 
@@ -76,6 +77,14 @@ def batched_length(n: int) -> int:
 def max_ids(max_positions: int) -> int:
     """The most token ids a sequence may have to fit in max_positions positions (batched_length)."""
     return max_positions - 1
+
+
+def reference_batches(src: list[list[int]], tgt: list[list[int]], batch_tokens: int) -> Iterator[tuple[list[int], Batch]]:
+    """Pairs of token ids in length-bucketed batches, unshuffled, each with its pairs' indices: the
+    references scored by teacher forcing (the validation loss, forced decoding's NLL)."""
+    lengths = [batched_length(len(s)) for s in src], [batched_length(len(t)) for t in tgt]
+    for idx in token_batches(*lengths, batch_tokens):
+        yield idx, collate([src[i] for i in idx], [tgt[i] for i in idx])
 
 
 def collate(src: list[list[int]], tgt: list[list[int]]) -> Batch:

@@ -72,7 +72,8 @@ def clean_table(table, max_words: int) -> tuple[object, int, int]:
 
 
 def augment_table(table, max_k: int):
-    """augment_with_concatenations() for an Arrow table."""
+    """The training pairs and, for each k from 2 to max_k, their runs of k consecutive pairs joined
+    (concatenate()), for an Arrow table: data.concat_k's augmentation."""
     import datasets
 
     joined = [table.map(_join_batch, batched=True, batch_size=k * 1000, fn_kwargs={"k": k})

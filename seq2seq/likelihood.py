@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from seq2seq.batching import batched_length, collate, token_batches
+from seq2seq.batching import batched_length, reference_batches
 from seq2seq.data import Pair
 from seq2seq.models.base import Seq2Seq
-from seq2seq.search import source_ids
+from seq2seq.search import fitted_ids
 from seq2seq.tokenizer import Tokenizer
 
 
@@ -25,12 +25,11 @@ def reference_nll(model: Seq2Seq, tok: Tokenizer, pairs: list[Pair], device: tor
     A source or reference longer than the model's positions is cut as translate cuts sources."""
     was_training = model.training
     model.eval()
-    src = source_ids(model, tok, [s for s, _ in pairs])
-    tgt = source_ids(model, tok, [t for _, t in pairs])
+    src = fitted_ids(model, tok, [s for s, _ in pairs])
+    tgt = fitted_ids(model, tok, [t for _, t in pairs])
     out: list[list[float]] = [[] for _ in pairs]
-    lengths = [batched_length(len(s)) for s in src], [batched_length(len(t)) for t in tgt]
-    for idx in token_batches(*lengths, batch_tokens):
-        b = collate([src[i] for i in idx], [tgt[i] for i in idx]).to(device)
+    for idx, b in reference_batches(src, tgt, batch_tokens):
+        b = b.to(device)
         logits = model(b.src, b.src_mask, b.tgt_in)  # (B, T, V)
         nll = F.cross_entropy(logits.flatten(0, 1).float(), b.tgt_out.flatten(), reduction="none")  # (B*T,)
         nll = nll.view(b.tgt_out.shape)  # (B, T)

@@ -182,7 +182,7 @@ def greedy_attention(model: Seq2Seq, tok: Tokenizer, sentence: str, device: torc
     found, = _decode(model, tok, [sentence], device, search, settings, None)
     if found.attention is None:
         raise UserError(f"{name} has no attention to plot: --attention-plot needs bahdanau or transformer")
-    return source_ids(model, tok, [sentence])[0], found.tokens, found.attention.float().cpu()
+    return fitted_ids(model, tok, [sentence])[0], found.tokens, found.attention.float().cpu()
 
 
 def _decode(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, search: Callable,
@@ -191,7 +191,7 @@ def _decode(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.de
     sources' order."""
     was_training = model.training
     model.eval()
-    ids = source_ids(model, tok, sources)
+    ids = fitted_ids(model, tok, sources)
     src_lens = [batched_length(len(s)) for s in ids]
     out: list = [None] * len(sources)
     with ProgressBar(len(sources), progress, active=progress is not None) as bar:
@@ -207,14 +207,15 @@ def _decode(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.de
     return out
 
 
-def source_ids(model: Seq2Seq, tok: Tokenizer, sources: list[str]) -> list[list[int]]:
-    """Token ids of the sources, cut to what the model's positions hold (EOS follows)."""
+def fitted_ids(model: Seq2Seq, tok: Tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of the texts (sources, or references scored by forced decoding), each cut to what the
+    model's positions hold (EOS follows)."""
     limit = model.max_positions
-    return [s[:max_ids(limit)] if limit else s for s in tok.encode(sources)]
+    return [s[:max_ids(limit)] if limit else s for s in tok.encode(texts)]
 
 
 def count_cut(model: Seq2Seq, tok: Tokenizer, sources: list[str]) -> int:
-    """How many sources are longer than the model's positions hold: source_ids() cuts them."""
+    """How many sources are longer than the model's positions hold: fitted_ids() cuts them."""
     limit = model.max_positions
     return sum(len(ids) > max_ids(limit) for ids in tok.encode(sources)) if limit else 0
 

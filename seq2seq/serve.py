@@ -35,7 +35,7 @@ from seq2seq.errors import UserError, first_line
 from seq2seq.evaluate import LoadedRun, load_run
 from seq2seq.files import check_fields
 from seq2seq.runfiles import read_report
-from seq2seq.search import best, source_ids
+from seq2seq.search import best, fitted_ids
 from seq2seq.tokenizer import EOS
 
 try:
@@ -179,7 +179,7 @@ class Served:
         found = best(model, tok, lines, self.loaded.device, settings, need_weights=attention)
         texts = tok.decode([h.tokens for h in found])
         out = []
-        for line, src, full, h, text in zip(lines, source_ids(model, tok, lines), tok.encode(lines), found, texts):
+        for line, src, full, h, text in zip(lines, fitted_ids(model, tok, lines), tok.encode(lines), found, texts):
             sentence = {"source": line, "translation": text, "source_tokens": tok.pieces(src + [EOS]),
                         "tokens": tok.pieces(h.tokens + [EOS]), "logprobs": [round(p, 4) for p in h.logprobs],
                         "score": round(h.score, 4), "cut": len(full) > len(src)}

@@ -20,10 +20,10 @@ from seq2seq.files import append_line
 from seq2seq.models.build import build_model
 from seq2seq.resume import check_same_data, check_world_size, last_checkpoint
 from seq2seq.rundir import RunDir
-from seq2seq.scalars import TensorBoard, require as require_tensorboard
+from seq2seq.tensorboard_writer import TensorBoard, require as require_tensorboard
 from seq2seq.signals import interrupts
 from seq2seq.tokenizer import Tokenizer
-from seq2seq.trainer import Progress, Trainer
+from seq2seq.trainer import TrainingState, Trainer
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False) -> RunDir:
@@ -97,7 +97,7 @@ def _trainer(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None,
     if ckpt is None and run.replaced.exists():
         log(f"the run replaced is kept in {run.replaced} until this one saves its first checkpoint")
     model = build_model(cfg.model, tok.vocab_size).to(device)
-    trainer = Trainer(cfg, run, model, tok, corpus, device, Progress(), log, world)
+    trainer = Trainer(cfg, run, model, tok, corpus, device, TrainingState(), log, world)
     if ckpt is not None:
         trainer.restore(ckpt)
         step = trainer.progress.step

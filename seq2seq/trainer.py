@@ -25,16 +25,17 @@ from seq2seq.device import autocast, resolve_precision
 from seq2seq.distributed import World
 from seq2seq.errors import UserError
 from seq2seq.models.base import Seq2Seq, count_parameters
-from seq2seq.progress import ProgressBar, StepStats, StepTotals
+from seq2seq.progress import ProgressBar
 from seq2seq.rundir import RunDir
 from seq2seq.runfiles import MetricsLine
-from seq2seq.scalars import TensorBoard
+from seq2seq.tensorboard_writer import TensorBoard
+from seq2seq.train_stats import StepStats, StepTotals
 from seq2seq.schedule import lr_at
 from seq2seq.tokenizer import PAD, Tokenizer
 
 
 @dataclass
-class Progress:
+class TrainingState:
     """Where training stands: with the weights, optimizer and RNG states, all exact resumption needs."""
 
     step: int = 0
@@ -50,7 +51,7 @@ class Progress:
 
 class Trainer:
     def __init__(self, cfg: Config, run: RunDir, model: Seq2Seq, tok: Tokenizer, corpus: Corpus,
-                 device: torch.device, progress: Progress, log, world: World = World()):
+                 device: torch.device, progress: TrainingState, log, world: World = World()):
         self.cfg, self.run, self.model, self.tok, self.corpus = cfg, run, model, tok, corpus
         self.device, self.progress, self.log, self.world = device, progress, log, world
         t = cfg.train
@@ -115,7 +116,7 @@ class Trainer:
         saved = ckpt["optimizer"]
         groups = [group | {"fused": True, "foreach": None} for group in saved["param_groups"]]
         self.optimizer.load_state_dict({**saved, "param_groups": groups})
-        self.progress = Progress(**ckpt["progress"])
+        self.progress = TrainingState(**ckpt["progress"])
         self.clock = self.progress.elapsed
         rng = ckpt["rank_rng"][self.world.rank] if "rank_rng" in ckpt else ckpt["rng"]
         torch.set_rng_state(rng["torch"])

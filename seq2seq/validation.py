@@ -8,7 +8,7 @@ import dataclasses
 
 import torch
 
-from seq2seq.batching import batched_length, collate, token_batches
+from seq2seq.batching import reference_batches
 from seq2seq.config import EvalConfig
 from seq2seq.corpus import Corpus
 from seq2seq.metrics import corpus_scores
@@ -27,9 +27,8 @@ def validate(model: Seq2Seq, tok: Tokenizer, corpus: Corpus, valid_ids: tuple[li
     model.eval()
     src_ids, tgt_ids = valid_ids
     nll, n = 0.0, 0
-    lengths = [batched_length(len(s)) for s in src_ids], [batched_length(len(t)) for t in tgt_ids]
-    for idx in token_batches(*lengths, settings.batch_tokens):
-        b = collate([src_ids[i] for i in idx], [tgt_ids[i] for i in idx]).to(device)
+    for _, b in reference_batches(src_ids, tgt_ids, settings.batch_tokens):
+        b = b.to(device)
         with autocast:
             nll += model(b.src, b.src_mask, b.tgt_in, b.tgt_out).item()
         n += b.n_tokens

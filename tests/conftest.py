@@ -102,14 +102,14 @@ def tiny_trainer(run_dir, world=None, device="cpu", precision="fp32"):
     from seq2seq.corpus import Corpus
     from seq2seq.rundir import RunDir
     from seq2seq.tokenizer import Tokenizer
-    from seq2seq.trainer import Progress, Trainer
+    from seq2seq.trainer import TrainingState, Trainer
 
     tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
     cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0, "train.precision": precision})
     torch.manual_seed(0)
     model = build_model(cfg.model, tok.vocab_size).to(device)
     corpus = Corpus({"src_len": [1], "tgt_len": [1]}, [], [])  # the Trainer reads only the length columns
-    return Trainer(cfg, RunDir(run_dir), model, tok, corpus, torch.device(device), Progress(),
+    return Trainer(cfg, RunDir(run_dir), model, tok, corpus, torch.device(device), TrainingState(),
                    lambda *a, **k: None, world or World()), tok
 
 

@@ -2,7 +2,7 @@
 clear line (exit 2, no traceback, nothing written) for every bad input we could think of.
 
 `python -m tests.test_faults` prints the table of bad inputs and their messages that
-docs/errors.md holds; test_docs_table_is_current checks that the docs say what the tool says.
+docs/errors.md holds; test_bad_input_gets_one_clear_line checks that the docs say what the tool says.
 """
 
 from __future__ import annotations

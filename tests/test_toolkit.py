@@ -79,7 +79,7 @@ def test_tensorboard_curves_are_logged_at_their_steps_and_a_resume_continues_the
 def test_a_resumed_writer_replaces_what_was_logged_after_the_checkpoint(tmp_path):
     """A run killed at step 5 after its checkpoint at step 3 is resumed from step 3: steps 4 and
     5 are logged again, and TensorBoard shows each step once, with its new value."""
-    from seq2seq.scalars import TensorBoard
+    from seq2seq.tensorboard_writer import TensorBoard
 
     first = TensorBoard(tmp_path, 0)
     for step in range(1, 6):

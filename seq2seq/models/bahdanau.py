@@ -8,7 +8,7 @@ s_i = f(s_{i-1}, y_{i-1}, c_i) (eq. 4), and the readout predicts y_i from s_i, y
 through maxout units (A.2.2). The decoder starts from s_0 = tanh(W_s h<-_1) (A.2.2).
 
 `model.attention` changes how c_i is made, and nothing else, so that one network climbs the
-lecture's ladder (seq2seq/attention.py) with its sizes, initialisation and training fixed:
+course's ladder (seq2seq/attention.py) with its sizes, initialisation and training fixed:
   none       RNNencdec: c = [h->_Tx ; h<-_1], the encoder's final states, the same at every step
   mean       c = mean_j h_j: the whole source, the same at every step (uniform weights)
   dot        rung 1: e_ij = q_i . h_j / sqrt(2H) with q_i = [s_{i-1} ; s_{i-1}] (the state, of size
