@@ -15,8 +15,8 @@ class ProgressBar:
         self.active = active and sys.stderr.isatty()
         if self.active:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TrainingState, TextColumn, TimeElapsedColumn
-            self.bar = TrainingState(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            self.bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                 TextColumn("{task.fields[info]}"), console=Console(stderr=True),
                                 transient=True, redirect_stdout=False)
             self.task = self.bar.add_task(label, total=total, completed=done, info="")
