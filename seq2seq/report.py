@@ -398,14 +398,15 @@ def add_p_values(rows: list[dict], bases: list[int | None], groups: list[dict | 
 
 def setups(rows: list[dict]) -> tuple[list[int], list[int]]:
     """Which runs are one setup trained with several seeds: for each row, the index of the first
-    row of its setup, the runs with the same study variant and a config that differs only in
-    train.seed, each seed once (a run given twice, or trained twice with one seed, is a setup of
-    its own); and each row's seed."""
+    row of its setup, the runs with the same study variant, engine and quantization (an exported
+    model is a setup of its own) and a config that differs only in train.seed, each seed once (a
+    run given twice, or trained twice with one seed, is a setup of its own); and each row's seed."""
     keys, seeds, setup = [], [], []
     for row in rows:
         config = RunDir(row["run"]).read_config().to_dict()
         seeds.append(config["train"].pop("seed"))
-        keys.append(json.dumps([row.get("variant"), config], sort_keys=True, default=str))
+        engine = [row.get("engine", "pytorch"), row.get("quantization")]
+        keys.append(json.dumps([row.get("variant"), engine, config], sort_keys=True, default=str))
         i = len(keys) - 1
         setup.append(next((j for j in dict.fromkeys(setup) if keys[j] == keys[i] and
                            seeds[i] not in [seeds[m] for m in range(i) if setup[m] == j]), i))

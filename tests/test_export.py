@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from seq2seq.config import load_config
 from seq2seq.evaluate import load_run, split_pairs
@@ -148,6 +150,12 @@ def test_eval_of_an_export_names_its_engine_and_compare_shows_it_beside_its_run(
     assert header.startswith("| run | model | engine | params |")
     assert first.startswith(f"| {trained} | transformer | pytorch | ") and \
         second.startswith(f"| {model} | transformer | ctranslate2 int8 | ")
+    other_seed = shutil.copytree(trained, trained.parent / "seed-1")  # the run as if trained with another seed
+    config = yaml.safe_load((other_seed / "config.yaml").read_text())
+    config["train"]["seed"] += 1
+    (other_seed / "config.yaml").write_text(yaml.safe_dump(config))
+    rows = run_cli("compare", other_seed, model, "--format", "json", in_process=True).out
+    assert [(row["engine"], row["seeds"]) for row in json.loads(rows)] == [("pytorch", 1), ("ctranslate2", 1)]
     run_cli("report", trained, model, "-o", trained.parent / "report.html", in_process=True)
     assert "ctranslate2 int8" in (trained.parent / "report.html").read_text(encoding="utf-8")
 
