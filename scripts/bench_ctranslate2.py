@@ -1,13 +1,14 @@
 """CTranslate2 against PyTorch: a Transformer run's test set decoded greedily and with beam 5 by
 PyTorch (fp32 and bf16, eval.precision) and by its CTranslate2 exports (float32, bfloat16, int8).
 
-    python scripts/bench_ctranslate2.py RUN [--checkpoint best] [--threads 2] [--sweep]
+    python scripts/bench_ctranslate2.py RUN [--checkpoint best] [--threads 2] [--repeat 3] [--sweep]
 
 Exports RUN's checkpoint in each quantization, beside RUN as RUN.ct2-<quantization>/ (an
 export already there is used again), then decodes the test split once per engine and search,
 each in a process of its own, on the CPU, and reports:
-- seconds: engine.translate of the whole test split, after the model is loaded and has decoded
-  its first 50 sentences once (a warm-up: allocations, kernel selection);
+- seconds: engine.translate of the whole test split, the fastest of --repeat decodings (all of
+  them in seconds_all), after the model is loaded and has decoded its first 50 sentences once (a
+  warm-up: allocations, kernel selection); on shared cores the fastest is the least disturbed;
 - BLEU (sacreBLEU, as eval reports it) and `same`: the share of translations identical to
   PyTorch fp32's with the same search;
 - peak_rss_mb: the process's peak resident memory, and rss_before_mb: its resident memory
@@ -15,7 +16,7 @@ each in a process of its own, on the CPU, and reports:
   import both); the difference is the model's and its decoding's;
 - compute_type: what CTranslate2 computes in (a CPU without bfloat16 kernels computes a
   bfloat16 model in float32);
-- load_average: the machine's (1 minute) when the timed decoding started.
+- load_average: the machine's (1 minute) when the timed decodings started.
 --sweep adds int8 on 1 and 2 threads, and int8 greedy with batches of 8 to 256 sentences and
 of 1,000 to 16,000 tokens (the default: eval.batch_tokens). One JSON line per measurement, then
 the markdown tables of docs/results.md. The processes run with tcmalloc where it is installed,
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("run", type=Path, help="a transformer run dir with a best checkpoint")
     parser.add_argument("--checkpoint", default="best", help="best | last | avg: what is exported and compared")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads for both engines")
+    parser.add_argument("--repeat", type=int, default=3, help="timed decodings per measurement; the fastest counts")
     parser.add_argument("--sweep", action="store_true", help="also int8 by threads and batch size")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # one measurement, in a process of its own
     args = parser.parse_args()
@@ -55,16 +57,18 @@ def main() -> None:
     for beam in (1, 5):
         for name, precision in engines:
             results.append(run(models[name], beam=beam, threads=args.threads, precision=precision or "fp32",
-                               checkpoint=args.checkpoint if name == "pytorch" else None))
+                               checkpoint=args.checkpoint if name == "pytorch" else None, repeat=args.repeat))
             reference.setdefault(beam, results[-1]["hypotheses"])
     if args.sweep:
         for beam in (1, 5):
             for threads in (1, 2):
-                results.append(run(models["int8"], beam=beam, threads=threads, sweep="threads"))
+                results.append(run(models["int8"], beam=beam, threads=threads, repeat=args.repeat, sweep="threads"))
         for examples in (8, 32, 128, 256):
-            results.append(run(models["int8"], beam=1, threads=args.threads, batch_examples=examples, sweep="batch"))
+            results.append(run(models["int8"], beam=1, threads=args.threads, batch_examples=examples,
+                               repeat=args.repeat, sweep="batch"))
         for tokens in (1000, 4000, 16000):
-            results.append(run(models["int8"], beam=1, threads=args.threads, batch_tokens=tokens, sweep="batch"))
+            results.append(run(models["int8"], beam=1, threads=args.threads, batch_tokens=tokens,
+                               repeat=args.repeat, sweep="batch"))
     for result in results:
         hyps = result.pop("hypotheses")
         result["same"] = round(sum(a == b for a, b in zip(hyps, reference[result["beam"]])) / len(hyps), 4)
@@ -89,7 +93,8 @@ def run(model: Path, **settings) -> dict:
 
 
 def measure(model: str, beam: int, threads: int, precision: str = "fp32", checkpoint: str | None = None,
-            batch_tokens: int | None = None, batch_examples: int = 0, sweep: str | None = None) -> dict:
+            batch_tokens: int | None = None, batch_examples: int = 0, repeat: int = 1,
+            sweep: str | None = None) -> dict:
     from seq2seq.allocator import tcmalloc_loaded
     from seq2seq.evaluate import load_run, split_pairs
     from seq2seq.metrics import corpus_scores
@@ -102,15 +107,18 @@ def measure(model: str, beam: int, threads: int, precision: str = "fp32", checkp
     sources, refs = [s for s, _ in pairs], [t for _, t in pairs]
     loaded.engine.translate(sources[:WARMUP], settings)
     load = os.getloadavg()[0]  # the machine's: other work on the cores slows every figure
-    started = time.perf_counter()
-    hyps = loaded.engine.translate(sources, settings)
-    seconds = time.perf_counter() - started
+    seconds = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        hyps = loaded.engine.translate(sources, settings)
+        seconds.append(round(time.perf_counter() - started, 2))
     engine = loaded.engine.describe()
     return {"model": model, **engine, "precision": precision if engine["engine"] == "pytorch" else None,
             "beam": beam, "batch_tokens": None if batch_examples else settings.batch_tokens,
             "batch_examples": batch_examples or None, "sweep": sweep, "sentences": len(sources),
-            "seconds": round(seconds, 2), "bleu": corpus_scores(hyps, refs)["bleu"],
-            "rss_before_mb": round(before), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "seconds": min(seconds), "seconds_all": seconds, "bleu": corpus_scores(hyps, refs)["bleu"],
+            "rss_before_mb": round(before),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             "malloc": "tcmalloc" if tcmalloc_loaded() else "system", "load_average": round(load, 1),
             "hypotheses": hyps}
 
@@ -127,7 +135,8 @@ def tables(results: list[dict]) -> str:
     """The engines side by side (greedy and beam 5), then the sweep."""
     main = [r for r in results if r["sweep"] is None]
     lines = ["| engine | weights | computes in | greedy s | greedy BLEU | same as fp32 | beam 5 s | beam 5 BLEU "
-             "| same as fp32 | peak memory MB (greedy / beam 5) | before loading MB |", "| --- | --- | --- |" + " ---: |" * 8]
+             "| same as fp32 | peak memory MB (greedy / beam 5) | before loading MB |",
+             "| --- | --- | --- |" + " ---: |" * 8]
     for greedy in (r for r in main if r["beam"] == 1):
         beam = next(r for r in main if r["beam"] == 5 and r["model"] == greedy["model"]
                     and r["precision"] == greedy["precision"])
@@ -138,11 +147,13 @@ def tables(results: list[dict]) -> str:
                      f"| {greedy['peak_rss_mb']:,} / {beam['peak_rss_mb']:,} | {greedy['rss_before_mb']:,} |")
     sweep = [r for r in results if r["sweep"]]
     if sweep:
-        lines += ["", "| int8 | threads | batch | s | BLEU |", "| --- | ---: | --- | ---: | ---: |"]
+        lines += ["", "| int8 | threads | batch | s | BLEU | peak memory MB |",
+                  "| --- | ---: | --- | ---: | ---: | ---: |"]
         for r in sweep:
             batch = f"{r['batch_examples']} sentences" if r["batch_examples"] else f"{r['batch_tokens']:,} tokens"
-            lines.append(f"| {'greedy' if r['beam'] == 1 else 'beam 5'} | {r['threads']} | {batch} | {r['seconds']:.2f} "
-                         f"| {r['bleu']:.2f} |")
+            search = "greedy" if r["beam"] == 1 else "beam 5"
+            lines.append(f"| {search} | {r['threads']} | {batch} | {r['seconds']:.2f} | {r['bleu']:.2f} "
+                         f"| {r['peak_rss_mb']:,} |")
     return "\n".join(lines)
 
 
