@@ -18,14 +18,14 @@ from seq2seq import checkpoint
 from seq2seq.config import Config, DataConfig, EvalConfig
 from seq2seq.data import Pair, clean, concatenate, load_split
 from seq2seq.device import pick_device
+from seq2seq.engines import CTranslate2Engine, Engine, PyTorchEngine
 from seq2seq.errors import UserError
 from seq2seq.files import atomic_write_json, atomic_write_text
-from seq2seq.likelihood import reference_nll
 from seq2seq.metrics import Sentence, bucket_label, by_length, corpus_scores, position_nll, score_subset, sentence_stats
 from seq2seq.models import build_model
-from seq2seq.models.base import Seq2Seq, count_parameters
+from seq2seq.models.base import Seq2Seq
 from seq2seq.rundir import RunDir
-from seq2seq.search import count_cut, cut_warning, translate
+from seq2seq.search import count_cut, cut_warning
 from seq2seq.tokenizer import Tokenizer
 
 NO_LIMIT = 10**9  # evaluation keeps every non-empty pair, however long
@@ -35,18 +35,32 @@ NO_LIMIT = 10**9  # evaluation keeps every non-empty pair, however long
 class LoadedRun:
     run: RunDir
     cfg: Config
-    model: Seq2Seq
+    engine: Engine  # what decodes and scores
     tok: Tokenizer
-    device: torch.device
     step: int
-    which: str  # best | last | avg
+    which: str  # best | last | avg (of an exported model: the checkpoint it holds)
+    model: Seq2Seq | None = None  # the PyTorch model; None for an exported model
+    device: torch.device | None = None
+    exported: dict | None = None  # an exported model's export.json
+
+    @property
+    def report_name(self) -> str:
+        """The checkpoint its reports are named by (report_path): an exported model holds one,
+        reported under the plain name that compare reads."""
+        return "best" if self.exported else self.which
 
 
-def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> LoadedRun:
-    """The model of a run dir, from its checkpoint, on `device`, in eval mode."""
+def load_run(run_dir: str | Path, which: str | None = None, device: str = "auto",
+             threads: int | None = None) -> LoadedRun:
+    """The model of a run dir, from its checkpoint `which` (default best), on `device`, in eval
+    mode; or an exported model (seq2seq export), in its engine. `threads`: the engine's CPU threads."""
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise UserError(f"run dir not found: {run.path}")
+    exported = run.read_export()
+    if exported is not None:
+        return _load_exported(run, exported, which, device, threads)
+    which = which or "best"
     run.require()
     path = run.checkpoint(which)
     if not path.exists():
@@ -60,14 +74,25 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "auto") -> 
     dev = pick_device(device)
     model = build_model(cfg.model, tok.vocab_size)
     checkpoint.load_weights(model, ckpt["model"], path)
-    return LoadedRun(run, cfg, model.to(dev).eval(), tok, dev, ckpt["progress"]["step"], which)
+    model = model.to(dev).eval()
+    return LoadedRun(run, cfg, PyTorchEngine(model, tok, dev, threads), tok, ckpt["progress"]["step"], which,
+                     model, dev)
+
+
+def _load_exported(run: RunDir, exported: dict, which: str | None, device: str, threads: int | None) -> LoadedRun:
+    if which not in (None, exported["checkpoint"]):
+        raise UserError(f"{run.path} holds the {exported['checkpoint']} checkpoint of {exported['run']}, "
+                        f"exported: drop --checkpoint {which}")
+    cfg, tok = run.read_config(), Tokenizer.load(run.spm)
+    engine = CTranslate2Engine(run.path, exported, tok, cfg.model.max_positions, pick_device(device), threads)
+    return LoadedRun(run, cfg, engine, tok, exported["step"], exported["checkpoint"], exported=exported)
 
 
 def evaluate(loaded: LoadedRun, split: str = "test", beam: int | None = None, concat: list[int] | None = None,
-             bootstrap: int | None = None, dataset: str | None = None) -> dict:
+             bootstrap: int | None = None, dataset: str | None = None, batching: dict | None = None) -> dict:
     """Decode the split (and its concatenations), score it, write the report and the files beside
-    it; returns the report."""
-    asked = {"beam": beam, "concat": concat, "bootstrap": bootstrap}
+    it; returns the report. `batching`: eval.batch_tokens or batch_examples, as asked."""
+    asked = {"beam": beam, "concat": concat, "bootstrap": bootstrap, **(batching or {})}
     settings = dataclasses.replace(loaded.cfg.eval, **{k: v for k, v in asked.items() if v is not None})
     settings.check()
     data_cfg = dataclasses.replace(loaded.cfg.data, dataset=dataset or loaded.cfg.data.dataset)
@@ -80,14 +105,15 @@ def evaluate(loaded: LoadedRun, split: str = "test", beam: int | None = None, co
     sentences, token_nlls = scorer.score(pairs, hyps)
     overall = score_subset(sentences, settings.bootstrap)
     words = [len(s.split()) for s in srcs]
-    report = {"run": str(loaded.run.path), "model": loaded.cfg.model.name,
-              "params": count_parameters(loaded.model), "dataset": data_cfg.dataset, "split": split,
+    exported = {key: loaded.exported[key] for key in ("run", "checkpoint", "step")} if loaded.exported else None
+    report = {"run": str(loaded.run.path), "model": loaded.cfg.model.name, "params": loaded.engine.params,
+              **loaded.engine.describe(), "exported_from": exported, "dataset": data_cfg.dataset, "split": split,
               "checkpoint": loaded.which, "step": loaded.step, "beam": settings.beam, "n": len(pairs),
               **corpus_scores(hyps, refs), **{key: overall[key] for key in overall if key not in ("n", "bleu")},
               "decode_seconds": round(decode_seconds, 2), "bootstrap": settings.bootstrap,
               "buckets": by_length(sentences, words, settings.buckets, settings.bootstrap), "concat": []}
     other = data_cfg.dataset if data_cfg.dataset != loaded.cfg.data.dataset else None
-    out = report_path(loaded.run, split, settings.beam, other, loaded.which)
+    out = report_path(loaded.run, split, settings.beam, other, loaded.report_name)
     files = {hypotheses_path(out, 1): hyps}
     # what a paired test between runs needs: each sentence's BLEU statistics, by bucket and by k
     records = [{"k": 1, "range": bucket_label(n, settings.buckets), "bleu_stats": s.stats}
@@ -109,30 +135,30 @@ def evaluate(loaded: LoadedRun, split: str = "test", beam: int | None = None, co
     files[sentences_path(out)] = [json.dumps(r) for r in records]
     _write(out, files, report)
     if scorer.cut:
-        print(cut_warning(scorer.cut, loaded.model), file=sys.stderr)
+        print(cut_warning(scorer.cut, loaded.engine.max_positions), file=sys.stderr)
     if scorer.cut_references:
-        print(cut_warning(scorer.cut_references, loaded.model, "reference", "NLL covers"), file=sys.stderr)
+        print(cut_warning(scorer.cut_references, loaded.engine.max_positions, "reference", "NLL covers"),
+              file=sys.stderr)
     return report
 
 
 class Scorer:
-    """Decodes sources with a run's model and scores the references by forced decoding, counting
+    """Decodes sources with a run's engine and scores the references by forced decoding, counting
     the sources and the references cut to fit the model's positions."""
 
     def __init__(self, loaded: LoadedRun, settings: EvalConfig, split: str):
         self.loaded, self.settings, self.split, self.cut, self.cut_references = loaded, settings, split, 0, 0
 
     def decode(self, sources: list[str], k: int = 1) -> list[str]:
-        model, tok = self.loaded.model, self.loaded.tok
-        self.cut += count_cut(model, tok, sources)
-        return translate(model, tok, sources, self.loaded.device, self.settings,
-                         progress=f"{self.split} k={k}" if k > 1 else self.split)
+        engine = self.loaded.engine
+        self.cut += count_cut(engine.max_positions, engine.tok, sources)
+        return engine.translate(sources, self.settings, progress=f"{self.split} k={k}" if k > 1 else self.split)
 
     def score(self, pairs: list[Pair], hyps: list[str]) -> tuple[list[Sentence], list[list[float]]]:
         """Each pair's BLEU statistics and reference NLL, and the NLL of each reference token."""
-        self.cut_references += count_cut(self.loaded.model, self.loaded.tok, [t for _, t in pairs])
-        token_nlls = reference_nll(self.loaded.model, self.loaded.tok, pairs, self.loaded.device,
-                                   self.settings.batch_tokens)
+        engine = self.loaded.engine
+        self.cut_references += count_cut(engine.max_positions, engine.tok, [t for _, t in pairs])
+        token_nlls = engine.reference_nll(pairs, self.settings.batch_tokens)
         stats = sentence_stats(hyps, [t for _, t in pairs])
         return [Sentence(s, sum(nlls), len(nlls)) for s, nlls in zip(stats, token_nlls)], token_nlls
 

@@ -19,7 +19,8 @@ from seq2seq.data import clean, load_split
 from seq2seq.errors import UserError
 from seq2seq.evaluate import NO_LIMIT, load_run, report_path
 from seq2seq.files import atomic_write_text, read_json_object
-from seq2seq.report import _count, _display_cells, _duration, compare_runs, mismatched_test_set, sentence_groups
+from seq2seq.report import _count, _display_cells, _duration, compare_runs, mismatched_test_set, sentence_groups, \
+    TEXT_COLUMNS
 from seq2seq.rundir import RunDir
 
 ATTENTION_SENTENCE = "Die Katze, die auf der Matte neben dem Hund saß, sprang."  # README's example
@@ -89,7 +90,8 @@ def comparison_table(rows: list[dict]) -> str:
         header = [*header, "p (test BLEU)"]
         body = [[*cells, _p_cell(row)] for cells, row in zip(body, rows)]
     seeds = any(row.get("seeds", 1) > 1 for row in rows)
-    return f'<div class="wide">{table(header, body, text_columns=2)}</div>' + (
+    text = sum(name in TEXT_COLUMNS for name in header)  # run, model and engine: the leading columns
+    return f'<div class="wide">{table(header, body, text)}</div>' + (
         "<p>Test BLEU with its bootstrap 95% interval; over several seeds, their mean &plusmn; their standard "
         "deviation, and each seed's p-value against the baseline's run of the same seed.</p>" if seeds else
         "<p>Test BLEU with its bootstrap 95% interval.</p>")
@@ -167,8 +169,12 @@ def signatures(rows: list[dict], beam: int) -> str:
 def run_details(row: dict) -> str:
     """A run's model, size, training, machine, the command that trained it and its config."""
     run = RunDir(row["run"])
-    info = run.read_info()
-    facts = [("run", str(run.path)), ("model", row["model"]), ("parameters", _count(row["params"])),
+    exported = run.read_export()
+    info = exported or run.read_info()
+    engine = (f"{exported['engine']} {exported['quantization']}, exported from {exported['run']} "
+              f"({exported['checkpoint']} checkpoint)") if exported else "pytorch"
+    facts = [("run", str(run.path)), ("model", row["model"]), ("engine", engine),
+             ("parameters", _count(row["params"])),
              ("steps", "-" if row["steps"] is None else f"{row['steps']:,}"),
              ("wall time", _duration(row["train_seconds"])), ("stopped", info.get("stopped", "-")),
              ("machine", info.get("device", "-")), ("torch", info.get("torch", "-")),

@@ -160,6 +160,9 @@ def attention_map(loaded: LoadedRun, sentence: str, layer: int | None = None) ->
     """The attention of every output step of the sentence's greedy translation (search.greedy_attention),
     labelled for drawing."""
     model, tok, name = loaded.model, loaded.tok, loaded.cfg.model.name
+    if model is None:
+        raise UserError(f"{loaded.run.path} is an exported model ({loaded.engine.name}), which gives no attention: "
+                        f"draw it from the run it came from, {loaded.exported['run']}")
     src, out, weights = greedy_attention(model, tok, sentence, loaded.device, loaded.cfg.eval, layer, f"model {name}")
     title = f"{name} attention"
     if model.attention_layers is not None:

@@ -37,8 +37,10 @@ def _nll(row: dict, digits: int = 3) -> str:
 
 def eval_table(report: dict) -> str:
     search = "greedy" if report["beam"] == 1 else f"beam {report['beam']}"
+    engine = "" if report.get("engine", "pytorch") == "pytorch" else \
+        f"  {report['engine']} {report['quantization']} (computing in {report['compute_type']})"
     lines = [f"{report['run']}  {report['model']}  {report['split']} ({report['n']} sentences)  "
-             f"{report['checkpoint']} checkpoint, step {report['step']}  {search}",
+             f"{report['checkpoint']} checkpoint, step {report['step']}  {search}{engine}",
              f"BLEU {report['bleu']:.2f} {_ci(report)}  chrF {report['chrf']:.2f}  "
              f"reference NLL {_nll(report)} {_ci(report, 3, 'nll_')} nats/token  "
              f"length ratio {_number(report['len_ratio'], 3)}",
@@ -75,7 +77,7 @@ FIELD_TYPES = {"model": str, "checkpoint": str, "range": str, "params": int, "st
                "nll_ci_low": (float, None), "nll_ci_high": (float, None), "len_ratio": (float, None),
                "position_nll": (list, None), "bootstrap": int, "command": str,
                "commands": list, "variant": (str, None)}  # of reports, their parts, run.json
-TEXT_COLUMNS = ("run", "model")  # left-aligned; the figures are right-aligned
+TEXT_COLUMNS = ("run", "model", "engine")  # left-aligned; the figures are right-aligned
 RATIO_KEYS = ("k", "ratio", "ci_low", "ci_high")
 DEFAULT_BOOTSTRAP = 1000  # eval's resamples, for reports written before they recorded theirs
 
@@ -130,9 +132,11 @@ def comparison_row(run_dir: str | Path, beam: int = 1) -> dict:
     if best_step != report["step"]:
         print(f"warning: {path} scores the checkpoint of step {report['step']}, but the run's best checkpoint "
               f"is now of step {best_step}: run `seq2seq eval {run.path}{again}` again", file=sys.stderr)
-    info = run.read_info()
-    check_fields(info, FIELD_TYPES, str(run.info))
+    exported = run.read_export()  # an exported model's record holds what a run's run.json does
+    info = exported or run.read_info()
+    check_fields(info, FIELD_TYPES, str(run.export_info if exported else run.info))
     return {"run": str(run.path), "variant": info.get("variant"), "model": info.get("model", report["model"]),
+            "engine": report.get("engine", "pytorch"), "quantization": report.get("quantization"),
             "params": info.get("params", report["params"]), "steps": info.get("steps"),
             "train_seconds": info.get("train_seconds"), "val_bleu": info.get("best_val_bleu"),
             "dataset": own,
@@ -213,7 +217,8 @@ def comparison_markdown(header: list[str], body: list[list[str]]) -> str:
 def comparison_csv(rows: list[dict]) -> str:
     """Raw numbers, one column per figure, for spreadsheets and scripts."""
     added = ADDED_KEYS + (("p_value",) if any("p_value" in row for row in rows) else ())
-    records = [_flat(row, _bucket_ranges(rows), _concat_ks(rows), added) for row in rows]
+    engines = ("engine", "quantization") if any(row.get("engine", "pytorch") != "pytorch" for row in rows) else ()
+    records = [_flat(row, _bucket_ranges(rows), _concat_ks(rows), added, engines) for row in rows]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(records[0]) if records else [], lineterminator="\n")
     writer.writeheader()
@@ -226,6 +231,8 @@ def _display_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     run did not evaluate, or a bucket without sentences, reads "-"."""
     columns = [("run", lambda r: r["variant"] if r.get("seeds", 1) > 1 and r.get("variant") else r["run"]),
                ("model", lambda r: r["model"])]
+    if any(row.get("engine", "pytorch") != "pytorch" for row in rows):  # an exported model among the runs
+        columns.append(("engine", _engine))
     if any(row.get("seeds", 1) > 1 for row in rows):
         columns.append(("seeds", lambda r: str(r.get("seeds", 1))))
     columns += [("params", lambda r: _count(r["params"])), ("steps", lambda r: _number(r["steps"])),
@@ -266,9 +273,9 @@ def select_columns(header: list[str], body: list[list[str]], names: list[str]) -
     return names, [[cells[i] for i in index] for cells in body]
 
 
-def _flat(row: dict, ranges: list[str], ks: list[int], added: tuple[str, ...]) -> dict:
-    record = {key: row.get(key) for key in ("run", "variant", "seeds", "model", "params", "steps", "train_seconds",
-                                            "val_bleu", "bleu_sd",
+def _flat(row: dict, ranges: list[str], ks: list[int], added: tuple[str, ...], engines: tuple[str, ...]) -> dict:
+    record = {key: row.get(key) for key in ("run", "variant", "seeds", "model", *engines, "params", "steps",
+                                            "train_seconds", "val_bleu", "bleu_sd",
                                             "checkpoint", "step", "beam", "n", "bleu", "ci_low", "ci_high", "chrf",
                                             *added)}
     for label in ranges:
@@ -279,6 +286,10 @@ def _flat(row: dict, ranges: list[str], ks: list[int], added: tuple[str, ...]) -
         record |= {f"{key} k={k}": probe.get(key) for key in ("src_words", "n", "bleu", "ci_low", "ci_high", *added)}
     ratio = row.get("k_ratio") or {}
     return record | {"k_ratio" if key == "ratio" else f"k_ratio {key}": ratio.get(key) for key in RATIO_KEYS}
+
+
+def _engine(row: dict) -> str:
+    return " ".join(c for c in (row["engine"], row["quantization"]) if c)
 
 
 def _bucket_ranges(rows: list[dict]) -> list[str]:
@@ -387,14 +398,15 @@ def add_p_values(rows: list[dict], bases: list[int | None], groups: list[dict | 
 
 def setups(rows: list[dict]) -> tuple[list[int], list[int]]:
     """Which runs are one setup trained with several seeds: for each row, the index of the first
-    row of its setup, the runs with the same study variant and a config that differs only in
-    train.seed, each seed once (a run given twice, or trained twice with one seed, is a setup of
-    its own); and each row's seed."""
+    row of its setup, the runs with the same study variant, engine and quantization (an exported
+    model is a setup of its own) and a config that differs only in train.seed, each seed once (a
+    run given twice, or trained twice with one seed, is a setup of its own); and each row's seed."""
     keys, seeds, setup = [], [], []
     for row in rows:
         config = RunDir(row["run"]).read_config().to_dict()
         seeds.append(config["train"].pop("seed"))
-        keys.append(json.dumps([row.get("variant"), config], sort_keys=True, default=str))
+        engine = [row.get("engine", "pytorch"), row.get("quantization")]
+        keys.append(json.dumps([row.get("variant"), engine, config], sort_keys=True, default=str))
         i = len(keys) - 1
         setup.append(next((j for j in dict.fromkeys(setup) if keys[j] == keys[i] and
                            seeds[i] not in [seeds[m] for m in range(i) if setup[m] == j]), i))

@@ -19,6 +19,11 @@
                        first checkpoint; put back where the new one stops before that (a process
                        killed outright leaves it to the next one that locks the run)
 
+An exported model (`seq2seq export`) is read like a run: its directory holds config.yaml,
+spm.model and eval/ as above, the engine's own files, and export.json (with EXPORT_MARK: the
+run, checkpoint and step it holds, and how it was converted) where a run holds run.json and
+checkpoints/.
+
 A directory is a run dir when its run.json holds the mark; --overwrite replaces only the
 entries above, never anything else a user keeps beside them.
 """
@@ -42,6 +47,9 @@ from seq2seq.errors import UserError
 from seq2seq.files import atomic_write_json, atomic_write_text, check_fields, read_json_object
 
 MARK = {"tool": "seq2seq", "run_format": 1}
+EXPORT_MARK = {"tool": "seq2seq", "export_format": 1}
+EXPORT_FIELDS = {"engine": str, "quantization": str, "run": str, "checkpoint": str, "step": int, "model": str,
+                 "params": int}  # what export.json must hold
 LEGACY_INFO = {"model", "params", "torch", "command"}  # what run.json held before the mark
 PARTS = ("run.json", "config.yaml", "spm.model", "metrics.jsonl", "train.log", "checkpoints", "tensorboard", "eval")
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -56,6 +64,7 @@ class RunDir:
         self.config = self.path / "config.yaml"
         self.spm = self.path / "spm.model"
         self.info = self.path / "run.json"
+        self.export_info = self.path / "export.json"
         self.metrics = self.path / "metrics.jsonl"
         self.log = self.path / "train.log"
         self.checkpoints = self.path / "checkpoints"
@@ -224,6 +233,19 @@ class RunDir:
 
     def read_info(self) -> dict:
         return read_json_object(self.info) if self.info.exists() else {}
+
+    def read_export(self) -> dict | None:
+        """An exported model's export.json, or None for a run trained here."""
+        if not self.export_info.exists():
+            return None
+        info = read_json_object(self.export_info)
+        if info.get("export_format") != EXPORT_MARK["export_format"]:
+            return None
+        check_fields(info, EXPORT_FIELDS, str(self.export_info))
+        missing = [key for key in EXPORT_FIELDS if key not in info]
+        if missing:
+            raise UserError(f"{self.export_info} lacks {', '.join(missing)}: export the run again")
+        return info
 
     def update_info(self, **fields) -> None:
         atomic_write_json(self.info, {**MARK, **self.read_info(), **fields})

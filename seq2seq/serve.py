@@ -178,7 +178,7 @@ class Served:
         found = best(model, tok, lines, self.loaded.device, settings, need_weights=attention)
         texts = tok.decode([h.tokens for h in found])
         out = []
-        for line, src, full, h, text in zip(lines, source_ids(model, tok, lines), tok.encode(lines), found, texts):
+        for line, src, full, h, text in zip(lines, source_ids(model.max_positions, tok, lines), tok.encode(lines), found, texts):
             sentence = {"source": line, "translation": text, "source_tokens": tok.pieces(src + [EOS]),
                         "tokens": tok.pieces(h.tokens + [EOS]), "logprobs": [round(p, 4) for p in h.logprobs],
                         "score": round(h.score, 4), "cut": len(full) > len(src)}

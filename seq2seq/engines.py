@@ -1,0 +1,166 @@
+"""What translate, eval and score ask of a model, whichever library runs it: translations,
+n-best lists and the references' NLL. One decoding path per engine: PyTorch's is search.py and
+likelihood.py; CTranslate2's (an exported model, seq2seq/export.py) is CTranslate2's own search,
+given the same sources, batches and output limits as search.py gives PyTorch.
+
+Where they agree and differ (float32, the same weights): greedy search gives the same tokens
+(up to float rounding between near-tied logits); beam search the same best hypothesis, with the
+same score, for every sentence whose search ends before its output limit. At the limit search.py
+allows only EOS and charges it, where CTranslate2 keeps the beams as they are, and CTranslate2's
+limit is its batch's longest (outputs are cut to their own sentence's limit after). Lower n-best
+entries may differ: on the step where a sentence's beam fills, search.py keeps the best of the
+hypotheses that end up to the beam width, CTranslate2 all of them. search.py never emits PAD or
+BOS; CTranslate2 is not told to suppress them, as that renormalizes its probabilities over the
+other tokens and so moves beam scores; a trained model gives them next to none (neither is ever
+a target). With eval.length_penalty 0 CTranslate2 stops a sentence once its best beam ends,
+search.py once `beam` hypotheses have.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import torch
+
+from seq2seq.batching import batched_length, decoding_batches, token_batches
+from seq2seq.config import EvalConfig
+from seq2seq.data import Pair
+from seq2seq.errors import UserError, first_line
+from seq2seq.likelihood import reference_nll
+from seq2seq.models.base import Seq2Seq, count_parameters
+from seq2seq.progress import ProgressBar
+from seq2seq.search import nbest, output_limit, source_ids, translate
+from seq2seq.tokenizer import EOS, Tokenizer
+
+Hypotheses = list[list[tuple[float, str]]]  # each source's (score, translation), best first
+
+
+def import_ctranslate2():
+    try:
+        import ctranslate2
+    except ImportError:
+        raise UserError('CTranslate2 is not installed: pip install -e ".[export]"') from None
+    ctranslate2.set_log_level(logging.ERROR)  # its warnings are said here, in one line each
+    return ctranslate2
+
+
+class Engine(ABC):
+    name: str
+    tok: Tokenizer
+    max_positions: int | None  # the longest source or output the model takes (None: no limit)
+    params: int
+    threads: int
+
+    @abstractmethod
+    def translate(self, sources: list[str], settings: EvalConfig, progress: str | None = None) -> list[str]:
+        """Detokenized translations, greedy (settings.beam 1) or by beam search, in the sources' order."""
+
+    @abstractmethod
+    def nbest(self, sources: list[str], settings: EvalConfig, n: int, progress: str | None = None) -> Hypotheses:
+        """The n best of each source's beam, scored log p / len^length_penalty (EOS counted)."""
+
+    @abstractmethod
+    def reference_nll(self, pairs: list[Pair], batch_tokens: int) -> list[list[float]]:
+        """The NLL (nats) of each reference token, EOS last, in the pairs' order (forced decoding)."""
+
+    def describe(self) -> dict:
+        """What an eval report records of the engine."""
+        return {"engine": self.name, "threads": self.threads}
+
+
+class PyTorchEngine(Engine):
+    name = "pytorch"
+
+    def __init__(self, model: Seq2Seq, tok: Tokenizer, device: torch.device, threads: int | None = None):
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.model, self.tok, self.device = model, tok, device
+        self.max_positions, self.params, self.threads = model.max_positions, count_parameters(model), \
+            torch.get_num_threads()
+
+    def translate(self, sources, settings, progress=None):
+        return translate(self.model, self.tok, sources, self.device, settings, progress)
+
+    def nbest(self, sources, settings, n, progress=None):
+        return nbest(self.model, self.tok, sources, self.device, settings, n, progress)
+
+    def reference_nll(self, pairs, batch_tokens):
+        return reference_nll(self.model, self.tok, pairs, self.device, batch_tokens)
+
+
+class CTranslate2Engine(Engine):
+    """An exported model (its directory and export.json), run by ctranslate2.Translator on
+    `threads` threads (torch's count where not given)."""
+
+    name = "ctranslate2"
+
+    def __init__(self, path: Path, exported: dict, tok: Tokenizer, max_positions: int | None, device: torch.device,
+                 threads: int | None = None):
+        ctranslate2 = import_ctranslate2()
+        self.threads = threads or torch.get_num_threads()
+        try:
+            self.translator = ctranslate2.Translator(str(path), device=device.type, intra_threads=self.threads)
+        except (RuntimeError, ValueError) as e:
+            raise UserError(f"CTranslate2 cannot load {path} ({first_line(e)})") from None
+        self.tok, self.max_positions, self.params = tok, max_positions, exported["params"]
+        self.quantization = exported["quantization"]
+        if self.quantization == "bfloat16" and self.translator.compute_type != "bfloat16":
+            print(f"warning: this {device.type} does not compute in bfloat16: CTranslate2 runs {path} in "
+                  f"{self.translator.compute_type}", file=sys.stderr)
+        self.pieces = tok.pieces(list(range(tok.vocab_size)))
+        self.index = {piece: i for i, piece in enumerate(self.pieces)}
+
+    def describe(self) -> dict:
+        """The quantization stored, and the compute type it runs in here (int8 or float32 where
+        the device lacks it: bfloat16 on most CPUs)."""
+        return {**super().describe(), "quantization": self.quantization,
+                "compute_type": self.translator.compute_type}
+
+    def translate(self, sources, settings, progress=None):
+        return [found[0][1] if found else "" for found in self._search(sources, settings, 1, progress)]
+
+    def nbest(self, sources, settings, n, progress=None):
+        return self._search(sources, settings, n, progress)
+
+    def _search(self, sources: list[str], settings: EvalConfig, n: int, progress: str | None) -> Hypotheses:
+        """CTranslate2's greedy or beam search on search.py's batches, with its output limits."""
+        ids = source_ids(self.max_positions, self.tok, sources)
+        lengths = [batched_length(len(s)) for s in ids]
+        limits = output_limit(torch.tensor(lengths), settings.max_len_a, settings.max_len_b,
+                              self.max_positions).tolist()
+        out: Hypotheses = [[] for _ in sources]
+        with ProgressBar(len(sources), progress, active=progress is not None) as bar:
+            for batch in decoding_batches(lengths, settings.batch_tokens, settings.batch_examples):
+                results = self.translator.translate_batch(
+                    [self._pieces(ids[i]) for i in batch], beam_size=settings.beam, num_hypotheses=n,
+                    length_penalty=settings.length_penalty, return_scores=True, return_end_token=True,
+                    max_decoding_length=max(limits[i] for i in batch) + 1,  # + EOS, which search.py forces there
+                    min_decoding_length=0, max_input_length=0)
+                for i, result in zip(batch, results):
+                    tokens = [self._ids(pieces, limits[i]) for pieces in result.hypotheses]
+                    out[i] = list(zip(result.scores, self.tok.decode(tokens)))
+                bar.advance(len(batch))
+        return out
+
+    def reference_nll(self, pairs, batch_tokens):
+        src = source_ids(self.max_positions, self.tok, [s for s, _ in pairs])
+        tgt = source_ids(self.max_positions, self.tok, [t for _, t in pairs])
+        out: list[list[float]] = [[] for _ in pairs]
+        lengths = [batched_length(len(s)) for s in src], [batched_length(len(t)) for t in tgt]
+        for batch in token_batches(*lengths, batch_tokens):
+            results = self.translator.score_batch([self._pieces(src[i]) for i in batch],
+                                                  [self._pieces(tgt[i]) for i in batch], max_input_length=0)
+            for i, result in zip(batch, results):
+                out[i] = [-p for p in result.log_probs]  # the reference's tokens and EOS
+        return out
+
+    def _pieces(self, ids: list[int]) -> list[str]:
+        return [self.pieces[i] for i in ids]
+
+    def _ids(self, pieces: list[str], limit: int) -> list[int]:
+        """A hypothesis's token ids up to its EOS, and at most `limit` of them (where search.py ends it)."""
+        ids = [self.index[piece] for piece in pieces]
+        return (ids[:ids.index(EOS)] if EOS in ids else ids)[:limit]
