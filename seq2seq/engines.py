@@ -31,8 +31,9 @@ from seq2seq.data import Pair
 from seq2seq.errors import UserError, first_line
 from seq2seq.likelihood import reference_nll
 from seq2seq.models.base import Seq2Seq, count_parameters
+from seq2seq.models.transformer import TransformerConfig
 from seq2seq.progress import ProgressBar
-from seq2seq.search import nbest, output_limit, source_ids, translate
+from seq2seq.search import Hypothesis, best, nbest, output_limit, source_ids, translate
 from seq2seq.tokenizer import EOS, Tokenizer
 
 Hypotheses = list[list[tuple[float, str]]]  # each source's (score, translation), best first
@@ -51,6 +52,7 @@ class Engine(ABC):
     name: str
     tok: Tokenizer
     max_positions: int | None  # the longest source or output the model takes (None: no limit)
+    attention_layers: int | None  # decoder layers with source attention (None: one, or none)
     params: int
     threads: int
 
@@ -61,6 +63,11 @@ class Engine(ABC):
     @abstractmethod
     def nbest(self, sources: list[str], settings: EvalConfig, n: int, progress: str | None = None) -> Hypotheses:
         """The n best of each source's beam, scored log p / len^length_penalty (EOS counted)."""
+
+    @abstractmethod
+    def best(self, sources: list[str], settings: EvalConfig, need_weights: bool = False) -> list[Hypothesis]:
+        """The hypothesis `translate` gives each source, with its tokens' log p and, asked for,
+        where each step looked (the last decoder layer's source attention, mean over heads)."""
 
     @abstractmethod
     def reference_nll(self, pairs: list[Pair], batch_tokens: int) -> list[list[float]]:
@@ -80,12 +87,16 @@ class PyTorchEngine(Engine):
         self.model, self.tok, self.device = model, tok, device
         self.max_positions, self.params, self.threads = model.max_positions, count_parameters(model), \
             torch.get_num_threads()
+        self.attention_layers = model.attention_layers
 
     def translate(self, sources, settings, progress=None):
         return translate(self.model, self.tok, sources, self.device, settings, progress)
 
     def nbest(self, sources, settings, n, progress=None):
         return nbest(self.model, self.tok, sources, self.device, settings, n, progress)
+
+    def best(self, sources, settings, need_weights=False):
+        return best(self.model, self.tok, sources, self.device, settings, need_weights)
 
     def reference_nll(self, pairs, batch_tokens):
         return reference_nll(self.model, self.tok, pairs, self.device, batch_tokens)
@@ -97,7 +108,7 @@ class CTranslate2Engine(Engine):
 
     name = "ctranslate2"
 
-    def __init__(self, path: Path, exported: dict, tok: Tokenizer, max_positions: int | None, device: torch.device,
+    def __init__(self, path: Path, exported: dict, tok: Tokenizer, cfg: TransformerConfig, device: torch.device,
                  threads: int | None = None):
         ctranslate2 = import_ctranslate2()
         self.threads = threads or torch.get_num_threads()
@@ -105,7 +116,8 @@ class CTranslate2Engine(Engine):
             self.translator = ctranslate2.Translator(str(path), device=device.type, intra_threads=self.threads)
         except (RuntimeError, ValueError) as e:
             raise UserError(f"CTranslate2 cannot load {path} ({first_line(e)})") from None
-        self.tok, self.max_positions, self.params = tok, max_positions, exported["params"]
+        self.tok, self.max_positions, self.params = tok, cfg.max_positions, exported["params"]
+        self.attention_layers = cfg.dec_layers
         self.quantization = exported["quantization"]
         if self.quantization == "bfloat16" and self.translator.compute_type != "bfloat16":
             print(f"warning: this {device.type} does not compute in bfloat16: CTranslate2 runs {path} in "
@@ -120,18 +132,45 @@ class CTranslate2Engine(Engine):
                 "compute_type": self.translator.compute_type}
 
     def translate(self, sources, settings, progress=None):
-        return [found[0][1] if found else "" for found in self._search(sources, settings, 1, progress)]
+        return [found[0][1] if found else "" for found in self.nbest(sources, settings, 1, progress)]
 
     def nbest(self, sources, settings, n, progress=None):
-        return self._search(sources, settings, n, progress)
+        out: Hypotheses = [[] for _ in sources]
+        for i, result, limit in self._search(sources, settings, n, progress):
+            tokens = [self._ids(pieces, limit) for pieces in result.hypotheses]
+            out[i] = list(zip(result.scores, self.tok.decode(tokens)))
+        return out
 
-    def _search(self, sources: list[str], settings: EvalConfig, n: int, progress: str | None) -> Hypotheses:
-        """CTranslate2's greedy or beam search on search.py's batches, with its output limits."""
+    def best(self, sources, settings, need_weights=False):
+        """The best hypothesis of CTranslate2's search; its tokens' log p by forced decoding of
+        them (score_batch), and asked for, where each step looked, by forcing them as the prefix
+        of a greedy search (beam search's own first row of attention differs from PyTorch's)."""
+        found = [Hypothesis(0.0, [], [])] * len(sources)
+        for i, result, limit in self._search(sources, settings, 1, None):
+            found[i] = Hypothesis(result.scores[0], self._ids(result.hypotheses[0], limit), [])
+        src = [self._pieces(s) for s in source_ids(self.max_positions, self.tok, sources)]
+        tgt = [self._pieces(h.tokens + [EOS]) for h in found]
+        scored = self.translator.score_batch(src, [t[:-1] for t in tgt], max_input_length=0)
+        found = [h._replace(logprobs=list(r.log_probs)) for h, r in zip(found, scored)]
+        if not need_weights:
+            return found
+        forced = self.translator.translate_batch(src, target_prefix=tgt, beam_size=1, return_attention=True,
+                                                 return_end_token=True, max_decoding_length=max(map(len, tgt)),
+                                                 min_decoding_length=0, max_input_length=0)
+        out = []
+        for h, result in zip(found, forced):  # one row per output token and EOS, over the source's tokens
+            attention = torch.tensor(result.attention[0][:len(h.tokens) + 1])  # (T_out + 1, S_b - 1)
+            # CTranslate2 leaves out the EOS it adds to the source; each row sums to 1 with it
+            out.append(h._replace(attention=torch.cat([attention, 1 - attention.sum(1, keepdim=True)], 1)))
+        return out  # attention (T_out + 1, S_b)
+
+    def _search(self, sources: list[str], settings: EvalConfig, n: int, progress: str | None):
+        """CTranslate2's greedy or beam search on search.py's batches, with its output limits:
+        each source's index, its result and its limit in output tokens."""
         ids = source_ids(self.max_positions, self.tok, sources)
         lengths = [batched_length(len(s)) for s in ids]
         limits = output_limit(torch.tensor(lengths), settings.max_len_a, settings.max_len_b,
                               self.max_positions).tolist()
-        out: Hypotheses = [[] for _ in sources]
         with ProgressBar(len(sources), progress, active=progress is not None) as bar:
             for batch in decoding_batches(lengths, settings.batch_tokens, settings.batch_examples):
                 results = self.translator.translate_batch(
@@ -140,10 +179,8 @@ class CTranslate2Engine(Engine):
                     max_decoding_length=max(limits[i] for i in batch) + 1,  # + EOS, which search.py forces there
                     min_decoding_length=0, max_input_length=0)
                 for i, result in zip(batch, results):
-                    tokens = [self._ids(pieces, limits[i]) for pieces in result.hypotheses]
-                    out[i] = list(zip(result.scores, self.tok.decode(tokens)))
+                    yield i, result, limits[i]
                 bar.advance(len(batch))
-        return out
 
     def reference_nll(self, pairs, batch_tokens):
         src = source_ids(self.max_positions, self.tok, [s for s, _ in pairs])

@@ -84,7 +84,7 @@ def _load_exported(run: RunDir, exported: dict, which: str | None, device: str, 
         raise UserError(f"{run.path} holds the {exported['checkpoint']} checkpoint of {exported['run']}, "
                         f"exported: drop --checkpoint {which}")
     cfg, tok = run.read_config(), Tokenizer.load(run.spm)
-    engine = CTranslate2Engine(run.path, exported, tok, cfg.model.max_positions, pick_device(device), threads)
+    engine = CTranslate2Engine(run.path, exported, tok, cfg.model, pick_device(device), threads)
     return LoadedRun(run, cfg, engine, tok, exported["step"], exported["checkpoint"], exported=exported)
 
 

@@ -107,7 +107,8 @@ def transformer_spec(model: Transformer, cfg: TransformerConfig, tok: Tokenizer)
     from ctranslate2.specs import TransformerSpec, common_spec
 
     spec = TransformerSpec.from_config((cfg.enc_layers, cfg.dec_layers), cfg.heads, pre_norm=cfg.pre_norm,
-                                       activation=common_spec.Activation.RELU)
+                                       activation=common_spec.Activation.RELU,
+                                       alignment_heads=cfg.heads)  # the attention returned: the last layer's, mean over heads
     w = {name: t.detach().float().cpu().numpy() for name, t in model.state_dict().items()}
     for side, emb, layers, norm in ((spec.encoder, "src_emb", "encoder", "enc_norm"),
                                     (spec.decoder, "tgt_emb", "decoder", "dec_norm")):

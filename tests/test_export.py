@@ -102,6 +102,39 @@ def test_nbest_and_reference_nll_agree_with_pytorch(trained, exported, sources):
         assert theirs == pytest.approx(ours, abs=1e-4)
 
 
+@pytest.mark.parametrize("beam", [1, 3])
+def test_best_gives_pytorchs_tokens_their_log_p_and_the_attention(trained, exported, sources, beam):
+    """What serve shows of a sentence: the float32 export's best hypothesis is PyTorch's, with the
+    same log p per token and (the export's alignment: the last layer, mean over heads) attention."""
+    run, model = load_run(trained, device="cpu"), load_run(exported["float32"], device="cpu")
+    settings = dataclasses.replace(run.cfg.eval, beam=beam)
+    for ours, theirs in zip(run.engine.best(sources, settings, True), model.engine.best(sources, settings, True)):
+        assert theirs.tokens == ours.tokens and theirs.score == pytest.approx(ours.score, abs=1e-4)
+        assert theirs.logprobs == pytest.approx(ours.logprobs, abs=1e-4)
+        torch.testing.assert_close(theirs.attention, ours.attention.float(), atol=1e-4, rtol=0)
+
+
+def test_serve_takes_an_exported_model_beside_its_run(trained, exported):
+    pytest.importorskip("starlette")
+    from tests.test_serve import Server, translated
+
+    lines = ["eins zwei drei", "vier fünf sechs sieben"]
+    server = Server(trained, exported["int8"])
+    try:
+        status, runs = server.get("/runs")
+        assert status == 200 and [r["engine"] for r in runs["runs"]] == ["pytorch", "ctranslate2"]
+        status, body = server.post("/translate", {"text": "\n".join(lines), "attention": True})
+        assert status == 200
+        answer = body["runs"][1]
+        assert answer["translation"].split("\n") == translated(exported["int8"], lines)
+        for sentence in answer["sentences"]:
+            weights = torch.tensor(sentence["attention"])  # (T_out + 1, S + 1)
+            assert weights.shape == (len(sentence["tokens"]), len(sentence["source_tokens"]))
+            assert len(sentence["logprobs"]) == len(sentence["tokens"]) and max(sentence["logprobs"]) <= 0
+    finally:
+        assert server.stop() == 0
+
+
 @pytest.mark.parametrize("pre_norm,tie", [(True, True), (False, False)])
 def test_the_spec_scores_as_the_model_does(tmp_path, pre_norm, tie):
     """Pre- and post-norm, tied and untied embeddings: CTranslate2's forced decoding of the
