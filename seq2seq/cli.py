@@ -190,6 +190,8 @@ def compare(
         None, help="draw BLEU and the reference NLL by k sentences joined to FILE.png or .svg"),
     curves: Optional[Path] = typer.Option(None, help="draw validation BLEU by step and by time to FILE.png or .svg"),
     examples: int = typer.Option(0, help="after the table, N sources of the largest k where the runs differ most"),
+    checkpoint: str = typer.Option("best", help="best | last | avg: compare the evaluations of this checkpoint "
+                                                "(eval/test.json, test.last.json, test.avg.json)"),
     columns: Optional[str] = typer.Option(None, help="the table's columns to show, by their headers, comma-separated "
                                                      "(e.g. run,params,k=1,k=6)"),
 ) -> None:
@@ -210,9 +212,9 @@ def compare(
         for option, path in figures.items():
             plots.figure_format(path)
             check_output(path, option)
-    found = compare_runs(runs, beam, baseline)
+    found = compare_runs(runs, beam, baseline, checkpoint)
     table = render_comparison(found.rows, format_, [c.strip() for c in columns.split(",")] if columns else None)
-    shown = pick_examples(found.runs, examples, found.groups, beam) if examples else None
+    shown = pick_examples(found.runs, examples, found.groups) if examples else None
     if plot is not None:
         plots.save(plots.length_figure(found.rows), plot)
     if plot_position is not None:
@@ -234,13 +236,14 @@ def report(
     sentence: Optional[str] = typer.Option(None, help="the German sentence whose attention is drawn"),
     baseline: Optional[Path] = typer.Option(None, help="one of the runs: give the others the paired-bootstrap "
                                                        "p-value of their BLEU against it"),
+    checkpoint: str = typer.Option("best", help="best | last | avg: report the evaluations of this checkpoint"),
 ) -> None:
     """One self-contained HTML file of runs: table, figures, attention, long examples, signatures, setups."""
     from seq2seq.html_report import ATTENTION_SENTENCE, write_report
     from seq2seq.rundir import check_output
 
     check_output(output, "--output")
-    write_report(runs, output, beam, sentence or ATTENTION_SENTENCE, baseline)
+    write_report(runs, output, beam, sentence or ATTENTION_SENTENCE, baseline, checkpoint)
     print(f"wrote {output}")
 
 

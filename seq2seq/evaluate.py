@@ -42,6 +42,7 @@ class LoadedRun:
     model: Seq2Seq | None = None  # the PyTorch model; None for an exported model
     device: torch.device | None = None
     exported: dict | None = None  # an exported model's export.json
+    averaged_steps: list[int] | None = None  # of an avg checkpoint: the steps of those it is the mean of
 
     @property
     def report_name(self) -> str:
@@ -76,7 +77,7 @@ def load_run(run_dir: str | Path, which: str | None = None, device: str = "auto"
     checkpoint.load_weights(model, ckpt["model"], path)
     model = model.to(dev).eval()
     return LoadedRun(run, cfg, PyTorchEngine(model, tok, dev, threads), tok, ckpt["progress"]["step"], which,
-                     model, dev)
+                     model, dev, averaged_steps=ckpt.get("averaged_steps"))
 
 
 def _load_exported(run: RunDir, exported: dict, which: str | None, device: str, threads: int | None) -> LoadedRun:
@@ -108,7 +109,8 @@ def evaluate(loaded: LoadedRun, split: str = "test", beam: int | None = None, co
     exported = {key: loaded.exported[key] for key in ("run", "checkpoint", "step")} if loaded.exported else None
     report = {"run": str(loaded.run.path), "model": loaded.cfg.model.name, "params": loaded.engine.params,
               **loaded.engine.describe(), "exported_from": exported, "dataset": data_cfg.dataset, "split": split,
-              "checkpoint": loaded.which, "step": loaded.step, "beam": settings.beam, "n": len(pairs),
+              "checkpoint": loaded.which, "step": loaded.step, "averaged_steps": loaded.averaged_steps,
+              "beam": settings.beam, "n": len(pairs),
               **corpus_scores(hyps, refs), **{key: overall[key] for key in overall if key not in ("n", "bleu")},
               "decode_seconds": round(decode_seconds, 2), "bootstrap": settings.bootstrap,
               "buckets": by_length(sentences, words, settings.buckets, settings.bootstrap), "concat": []}

@@ -17,7 +17,7 @@ from pathlib import Path
 from seq2seq import plots
 from seq2seq.data import clean, load_split
 from seq2seq.errors import UserError
-from seq2seq.evaluate import NO_LIMIT, load_run, report_path
+from seq2seq.evaluate import NO_LIMIT, hypotheses_path, load_run
 from seq2seq.files import atomic_write_text, read_json_object
 from seq2seq.report import _count, _display_cells, _duration, compare_runs, mismatched_test_set, sentence_groups, \
     TEXT_COLUMNS
@@ -43,11 +43,11 @@ pre { padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
 
 
 def write_report(run_dirs: list[str | Path], out: Path, beam: int = 1, sentence: str = ATTENTION_SENTENCE,
-                 baseline: str | Path | None = None) -> None:
-    """The report of the evaluated runs (their eval/test[.beamN].json) into `out`, atomically: runs
+                 baseline: str | Path | None = None, which: str = "best") -> None:
+    """The report of the evaluated runs (their eval/test[.which][.beamN].json) into `out`, atomically: runs
     of one setup trained with several seeds make one row of the table and one line of a figure
     (their first seed's run stands for them in the attention maps and the examples)."""
-    found = compare_runs(run_dirs, beam, baseline)
+    found = compare_runs(run_dirs, beam, baseline, which)
     rows, runs = found.rows, found.runs
     body = [f"<h1>seq2seq: {len(runs)} run{'s' * (len(runs) != 1)}, test set, "
             f"{'greedy' if beam == 1 else f'beam {beam}'}</h1>",
@@ -58,8 +58,8 @@ def write_report(run_dirs: list[str | Path], out: Path, beam: int = 1, sentence:
             section("Learning curves", image(plots.curves_figure(runs, [RunDir(r["run"]).read_metrics() for r in runs]),
                                              "validation BLEU by step and by time")),
             section(f"Attention on &ldquo;{escape(sentence)}&rdquo;", attention_maps(rows, sentence)),
-            section(f"The {EXAMPLES} longest test inputs", examples(rows, beam)),
-            section("sacreBLEU signatures", signatures(rows, beam)),
+            section(f"The {EXAMPLES} longest test inputs", examples(rows)),
+            section("sacreBLEU signatures", signatures(rows)),
             section("Runs", "\n".join(run_details(row) for row in runs))]
     atomic_write_text(Path(out), page("seq2seq report", "\n".join(body)))
 
@@ -133,7 +133,7 @@ def attention_maps(rows: list[dict], sentence: str) -> str:
     return f'<div class="maps">\n{"".join(maps)}\n</div>{missing}'
 
 
-def examples(rows: list[dict], beam: int) -> str:
+def examples(rows: list[dict]) -> str:
     """The longest test inputs (in words), their references and every run's translation side by
     side, from the hypotheses eval wrote; runs on another test set than the first run's
     (report.mismatched_test_set) are left out."""
@@ -141,10 +141,10 @@ def examples(rows: list[dict], beam: int) -> str:
         pairs = clean(load_split(RunDir(rows[0]["run"]).read_config().data, "test"), NO_LIMIT).pairs
     except UserError as e:  # the runs' test set is not at hand here (their dataset moved, or another machine's)
         return f"<p>No examples: {escape(str(e))}.</p>"
-    groups = sentence_groups(rows, beam)
+    groups = sentence_groups(rows)
     labels, hyps = [], []
     for label, row, found in zip(plots.run_labels(rows), rows, groups):
-        path = report_path(RunDir(row["run"]), "test", beam).with_suffix(".hyp.txt")
+        path = hypotheses_path(Path(row["report"]))
         lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
         if mismatched_test_set(rows[0], groups[0], row, found) is None and len(lines) == len(pairs):
             labels.append(label)
@@ -157,10 +157,10 @@ def examples(rows: list[dict], beam: int) -> str:
     return f'<table>\n<tr><th>source and <span class="ref">reference</span></th>{head}</tr>\n{body}</table>'
 
 
-def signatures(rows: list[dict], beam: int) -> str:
+def signatures(rows: list[dict]) -> str:
     body = []
     for label, row in zip(plots.run_labels(rows), rows):
-        report = read_json_object(report_path(RunDir(row["run"]), "test", beam))
+        report = read_json_object(Path(row["report"]))
         signature = report.get("signature", {})
         body.append([label, signature.get("bleu", "-"), signature.get("chrf", "-")])
     return table(["run", "BLEU", "chrF"], body, text_columns=3)

@@ -18,7 +18,7 @@ from seq2seq.errors import UserError
 from seq2seq.evaluate import hypotheses_path, report_path, sentences_path, split_pairs
 from seq2seq.files import check_fields, read_json_object
 from seq2seq.metrics import bleu_from_stats, paired_bootstrap, ratio_interval, sentence_bleu
-from seq2seq.rundir import RunDir
+from seq2seq.rundir import RunDir, check_which
 
 
 def _ci(row: dict, digits: int = 2, prefix: str = "") -> str:
@@ -35,12 +35,18 @@ def _nll(row: dict, digits: int = 3) -> str:
     return "-" if row.get("nll") is None else f"{row['nll']:.{digits}f}"
 
 
+def _steps(report: dict) -> str:
+    """The step of the checkpoint a report scores; of an average, the steps it is the mean of."""
+    averaged = report.get("averaged_steps")
+    return f"the mean of steps {', '.join(map(str, averaged))}" if averaged else f"step {report['step']}"
+
+
 def eval_table(report: dict) -> str:
     search = "greedy" if report["beam"] == 1 else f"beam {report['beam']}"
     engine = "" if report.get("engine", "pytorch") == "pytorch" else \
         f"  {report['engine']} {report['quantization']} (computing in {report['compute_type']})"
     lines = [f"{report['run']}  {report['model']}  {report['split']} ({report['n']} sentences)  "
-             f"{report['checkpoint']} checkpoint, step {report['step']}  {search}{engine}",
+             f"{report['checkpoint']} checkpoint, {_steps(report)}  {search}{engine}",
              f"BLEU {report['bleu']:.2f} {_ci(report)}  chrF {report['chrf']:.2f}  "
              f"reference NLL {_nll(report)} {_ci(report, 3, 'nll_')} nats/token  "
              f"length ratio {_number(report['len_ratio'], 3)}",
@@ -89,32 +95,37 @@ class Comparison:
     groups: list[dict | None]  # each run's sentence statistics (sentence_groups)
 
 
-def compare_runs(run_dirs: list[str | Path], beam: int = 1, baseline: str | Path | None = None) -> Comparison:
-    """The comparison of runs: their rows, p-values against the baseline (each run against the
-    baseline's run of its seed), and the runs of one setup grouped by seed."""
+def compare_runs(run_dirs: list[str | Path], beam: int = 1, baseline: str | Path | None = None,
+                 which: str = "best") -> Comparison:
+    """The comparison of runs (their `which` checkpoints' reports): their rows, p-values against
+    the baseline (each run against the baseline's run of its seed), and the runs of one setup
+    grouped by seed."""
     base = baseline_index(run_dirs, baseline) if baseline is not None else None
-    runs = load_comparison(run_dirs, beam)
-    groups = sentence_groups(runs, beam)
+    runs = load_comparison(run_dirs, beam, which)
+    groups = sentence_groups(runs)
     setup, seeds = setups(runs)
     if base is not None:
-        add_p_values(runs, seed_baselines(setup, seeds, base), groups, beam)
+        add_p_values(runs, seed_baselines(setup, seeds, base), groups)
     return Comparison(runs, group_seeds(runs, setup, groups), groups)
 
 
-def load_comparison(run_dirs: list[str | Path], beam: int = 1) -> list[dict]:
-    """One row per run, from what training (run.json) and `seq2seq eval` (eval/test.json) wrote.
-    Nothing is decoded again: comparing is cheap, and the figures are those the eval reported."""
+def load_comparison(run_dirs: list[str | Path], beam: int = 1, which: str = "best") -> list[dict]:
+    """One row per run, from what training (run.json) and `seq2seq eval` (eval/test.json, or
+    test.last.json, test.avg.json) wrote. Nothing is decoded again: comparing is cheap, and the
+    figures are those the eval reported."""
     if beam < 1:
         raise UserError(f"--beam must be at least 1, got {beam}")
-    return [comparison_row(run_dir, beam) for run_dir in run_dirs]
+    check_which(which)
+    return [comparison_row(run_dir, beam, which) for run_dir in run_dirs]
 
 
-def comparison_row(run_dir: str | Path, beam: int = 1) -> dict:
+def comparison_row(run_dir: str | Path, beam: int = 1, which: str = "best") -> dict:
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise UserError(f"run dir not found: {run.path}")
-    path = report_path(run, "test", beam)
-    again = "" if beam == 1 else f" --beam {beam}"
+    exported = run.read_export()  # an exported model's record holds what a run's run.json does
+    path = report_path(run, "test", beam, which="best" if exported else which)
+    again = ("" if beam == 1 else f" --beam {beam}") + ("" if which == "best" or exported else f" --checkpoint {which}")
     if not path.exists():
         raise UserError(f"run {run.path} has no {path.relative_to(run.path)}: "
                         f"run `seq2seq eval {run.path}{again}` first")
@@ -127,15 +138,15 @@ def comparison_row(run_dir: str | Path, beam: int = 1) -> dict:
     if report.get("dataset", own) != own:
         raise UserError(f"{path} scores dataset {report['dataset']}, not the run's own {own}: "
                         f"run `seq2seq eval {run.path}{again}` again")
-    best = run.checkpoint("best")
-    best_step = checkpoint.load(best, mmap=True)["progress"]["step"] if best.exists() else report["step"]
-    if best_step != report["step"]:
-        print(f"warning: {path} scores the checkpoint of step {report['step']}, but the run's best checkpoint "
-              f"is now of step {best_step}: run `seq2seq eval {run.path}{again}` again", file=sys.stderr)
-    exported = run.read_export()  # an exported model's record holds what a run's run.json does
+    scored = run.checkpoint(which)
+    now = checkpoint.load(scored, mmap=True)["progress"]["step"] if scored.exists() and not exported \
+        else report["step"]
+    if now != report["step"]:
+        print(f"warning: {path} scores the checkpoint of step {report['step']}, but the run's {which} checkpoint "
+              f"is now of step {now}: run `seq2seq eval {run.path}{again}` again", file=sys.stderr)
     info = exported or run.read_info()
     check_fields(info, FIELD_TYPES, str(run.export_info if exported else run.info))
-    return {"run": str(run.path), "variant": info.get("variant"), "model": info.get("model", report["model"]),
+    return {"run": str(run.path), "report": str(path), "variant": info.get("variant"), "model": info.get("model", report["model"]),
             "engine": report.get("engine", "pytorch"), "quantization": report.get("quantization"),
             "params": info.get("params", report["params"]), "steps": info.get("steps"),
             "train_seconds": info.get("train_seconds"), "val_bleu": info.get("best_val_bleu"),
@@ -144,7 +155,7 @@ def comparison_row(run_dir: str | Path, beam: int = 1) -> dict:
             **_added(report),
             "buckets": [{key: b[key] for key in BUCKET_KEYS} | _added(b) for b in report["buckets"]],
             "concat": [{key: c[key] for key in CONCAT_KEYS} | _added(c, ("position_nll",)) for c in report["concat"]],
-            "k_ratio": k_ratio(report, _sentence_groups(run.path, beam))}
+            "averaged_steps": report.get("averaged_steps"), "k_ratio": k_ratio(report, _sentence_groups(path))}
 
 
 def k_ratio(report: dict, groups: dict[str, list[list[int]]] | None) -> dict | None:
@@ -236,7 +247,8 @@ def _display_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     if any(row.get("seeds", 1) > 1 for row in rows):
         columns.append(("seeds", lambda r: str(r.get("seeds", 1))))
     columns += [("params", lambda r: _count(r["params"])), ("steps", lambda r: _number(r["steps"])),
-               ("eval step", lambda r: _number(r["step"])),
+               ("eval step", lambda r: "mean of " + ", ".join(map(str, r["averaged_steps"])) if r.get("averaged_steps")
+                else _number(r["step"])),
                ("train", lambda r: _duration(r["train_seconds"])), ("val BLEU", lambda r: _number(r["val_bleu"], 1)),
                ("test BLEU", _scored), ("chrF", lambda r: _number(r["chrf"], 1)), ("test NLL", _nll_cell),
                ("len ratio", lambda r: _number(r.get("len_ratio"), 2))]
@@ -374,7 +386,7 @@ def baseline_index(run_dirs: list[str | Path], baseline: str | Path) -> int:
     return runs.index(Path(baseline).resolve())
 
 
-def add_p_values(rows: list[dict], bases: list[int | None], groups: list[dict | None], beam: int = 1) -> None:
+def add_p_values(rows: list[dict], bases: list[int | None], groups: list[dict | None]) -> None:
     """Give each row, overall, in each bucket and each k, the paired-bootstrap p-value of its BLEU
     against that of its baseline run rows[bases[i]] on the same sentences (`p_value`), and the
     difference (`bleu_delta`), from the rows' sentence_groups: None for a baseline run itself, and
@@ -382,7 +394,7 @@ def add_p_values(rows: list[dict], bases: list[int | None], groups: list[dict | 
     _same_test_sentences(rows, groups, "--baseline")
     for row, found in zip(rows, groups):
         if found is None:
-            print(f"warning: {row['run']} has no {_sentences_file(row['run'], beam).name} (evaluated by an older "
+            print(f"warning: {row['run']} has no {sentences_path(Path(row['report'])).name} (evaluated by an older "
                   f"version): no p-values for it; run `seq2seq eval {row['run']}` again", file=sys.stderr)
     for i, row in enumerate(rows):
         base = bases[i]
@@ -434,8 +446,8 @@ def group_seeds(rows: list[dict], setup: list[int], groups: list[dict | None]) -
             out.append(rows[first] | {"seeds": 1, "runs": [rows[first]["run"]]})
             continue
         runs = [rows[i] for i in members]
-        row = {key: rows[first][key] for key in ("run", "variant", "model", "params", "dataset", "checkpoint",
-                                                 "beam", "n")}
+        row = {key: rows[first][key] for key in ("run", "report", "variant", "model", "engine", "quantization",
+                                                 "params", "dataset", "checkpoint", "beam", "n")}
         row |= {"runs": [r["run"] for r in runs], "seeds": len(runs)}
         row |= {key: _mean([r[key] for r in runs]) for key in ("steps", "step", "train_seconds", "val_bleu")}
         row |= _seed_figures(runs, ("bleu", "chrf", "nll", "len_ratio"))
@@ -481,7 +493,7 @@ def _seed_ratio(runs: list[dict], groups: list[dict | None]) -> dict | None:
 
 
 def _bootstrap(row: dict) -> int:
-    return read_json_object(report_path(RunDir(row["run"]), "test", row["beam"])).get("bootstrap", DEFAULT_BOOTSTRAP)
+    return read_json_object(Path(row["report"])).get("bootstrap", DEFAULT_BOOTSTRAP)
 
 
 def _mean(values: list) -> float | None:
@@ -495,20 +507,16 @@ def _mean_lists(lists: list[list | None]) -> list | None:
     return [_mean(list(column)) for column in zip(*lists)]
 
 
-def _sentences_file(run_dir: str | Path, beam: int) -> Path:
-    return sentences_path(report_path(RunDir(run_dir), "test", beam))
-
-
-def sentence_groups(rows: list[dict], beam: int = 1) -> list[dict[str, list[list[int]]] | None]:
+def sentence_groups(rows: list[dict]) -> list[dict[str, list[list[int]]] | None]:
     """Each row's per-sentence BLEU statistics by figure (_sentence_groups), read once for all
     that pairs the runs' sentences."""
-    return [_sentence_groups(row["run"], beam) for row in rows]
+    return [_sentence_groups(Path(row["report"])) for row in rows]
 
 
-def _sentence_groups(run_dir: str | Path, beam: int) -> dict[str, list[list[int]]] | None:
+def _sentence_groups(report: Path) -> dict[str, list[list[int]]] | None:
     """A run's per-sentence BLEU statistics by the figure they make: "all", each bucket's range,
     and "k=K"; None for a report written before they were kept."""
-    path = _sentences_file(run_dir, beam)
+    path = sentences_path(report)
     if not path.exists():
         return None
     groups: dict[str, list[list[int]]] = {}
@@ -569,14 +577,14 @@ def largest_common_k(rows: list[dict], has: str = "bleu") -> int:
     return max(ks)
 
 
-def examples(rows: list[dict], n: int, groups: list[dict | None], beam: int = 1) -> str:
+def examples(rows: list[dict], n: int, groups: list[dict | None]) -> str:
     """The n sources of the largest k all runs evaluated where the runs' sentence BLEU differs
     most, each with its reference and every run's output (groups: the rows' sentence_groups)."""
     _same_test_sentences(rows, groups, "--examples")
     k = largest_common_k(rows)
     pairs = concatenate(split_pairs(RunDir(rows[0]["run"]).read_config().data, "test"), k)
     refs = [t for _, t in pairs]
-    outputs = [_hypotheses(row["run"], beam, k, len(pairs)) for row in rows]
+    outputs = [_hypotheses(row, k, len(pairs)) for row in rows]
     bleu = [sentence_bleu(hyps, refs) for hyps in outputs]  # [run][sentence]
     spread = [max(scores) - min(scores) for scores in zip(*bleu)]
     chosen = sorted(range(len(pairs)), key=lambda i: -spread[i])[:n]
@@ -592,13 +600,14 @@ def examples(rows: list[dict], n: int, groups: list[dict | None], beam: int = 1)
     return "\n\n".join(blocks)
 
 
-def _hypotheses(run_dir: str, beam: int, k: int, n: int) -> list[str]:
-    path = hypotheses_path(report_path(RunDir(run_dir), "test", beam), k)
+def _hypotheses(row: dict, k: int, n: int) -> list[str]:
+    path, beam = hypotheses_path(Path(row["report"]), k), row["beam"]
     lines = path.read_text(encoding="utf-8").split("\n")[:-1] if path.exists() else None
     if lines is None or len(lines) != n:
-        again = f" --concat {k}" + (f" --beam {beam}" if beam > 1 else "")
+        again = f" --concat {k}" + (f" --beam {beam}" if beam > 1 else "") + \
+            (f" --checkpoint {row['checkpoint']}" if row["checkpoint"] != "best" and row["engine"] == "pytorch" else "")
         raise UserError(f"{path} {'is missing' if lines is None else f'has {len(lines)} lines, not {n}'}: "
-                        f"run `seq2seq eval {run_dir}{again}` again")
+                        f"run `seq2seq eval {row['run']}{again}` again")
     return lines
 
 

@@ -76,9 +76,7 @@ class RunDir:
         self._lock: int | None = None
 
     def checkpoint(self, which: str) -> Path:
-        if which not in ("best", "last", "avg"):
-            raise UserError(f"--checkpoint must be best, last or avg, got {which!r}")
-        return self.checkpoints / f"{which}.pt"
+        return self.checkpoints / f"{check_which(which)}.pt"
 
     def kept(self, step: int) -> Path:
         """The checkpoint of the validation at `step`, kept by train.keep_best."""
@@ -323,3 +321,10 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+
+
+def check_which(which: str) -> str:
+    """A checkpoint's name as --checkpoint takes it."""
+    if which not in ("best", "last", "avg"):
+        raise UserError(f"--checkpoint must be best, last or avg, got {which!r}")
+    return which
