@@ -767,7 +767,7 @@ def test_running_out_of_memory_is_one_line(trained, monkeypatch, run_cli):
     def too_wide(*args, **kwargs):
         torch.empty(2**48)  # 1 PiB, beyond any address space: the CPU allocator refuses it
 
-    monkeypatch.setattr(search, "beam_search", too_wide)
+    monkeypatch.setattr(search, "beam_hypotheses", too_wide)
     args = ["eval", trained, "--beam", 100000]
     before = snapshot(trained)
     [line] = run_cli(*args, in_process=True, expect=1).err.strip().splitlines()
@@ -778,14 +778,14 @@ def test_running_out_of_memory_is_one_line(trained, monkeypatch, run_cli):
     def python_out_of_memory(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(search, "beam_search", python_out_of_memory)
+    monkeypatch.setattr(search, "beam_hypotheses", python_out_of_memory)
     assert run_cli(*args, in_process=True, expect=1).err == ("error: out of memory (MemoryError); use a smaller "
                                                              "--beam, eval.batch_tokens or train.batch_tokens\n")
 
     def broken(*args, **kwargs):
         raise RuntimeError("shape mismatch")
 
-    monkeypatch.setattr(search, "beam_search", broken)
+    monkeypatch.setattr(search, "beam_hypotheses", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         run_cli(*args, in_process=True)
 
