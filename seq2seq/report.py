@@ -155,7 +155,7 @@ def comparison_row(run_dir: str | Path, beam: int = 1, which: str = "best") -> d
             **_added(report),
             "buckets": [{key: b[key] for key in BUCKET_KEYS} | _added(b) for b in report["buckets"]],
             "concat": [{key: c[key] for key in CONCAT_KEYS} | _added(c, ("position_nll",)) for c in report["concat"]],
-            "averaged_steps": report.get("averaged_steps"), "k_ratio": k_ratio(report, _sentence_groups(path))}
+            "averaged_steps": report.get("averaged_steps"), "k_ratio": k_ratio(report, _sentence_groups(path, run.path))}
 
 
 def k_ratio(report: dict, groups: dict[str, list[list[int]]] | None) -> dict | None:
@@ -510,10 +510,10 @@ def _mean_lists(lists: list[list | None]) -> list | None:
 def sentence_groups(rows: list[dict]) -> list[dict[str, list[list[int]]] | None]:
     """Each row's per-sentence BLEU statistics by figure (_sentence_groups), read once for all
     that pairs the runs' sentences."""
-    return [_sentence_groups(Path(row["report"])) for row in rows]
+    return [_sentence_groups(Path(row["report"]), row["run"]) for row in rows]
 
 
-def _sentence_groups(report: Path) -> dict[str, list[list[int]]] | None:
+def _sentence_groups(report: Path, run_dir: str | Path) -> dict[str, list[list[int]]] | None:
     """A run's per-sentence BLEU statistics by the figure they make: "all", each bucket's range,
     and "k=K"; None for a report written before they were kept."""
     path = sentences_path(report)
