@@ -136,7 +136,8 @@ class CTranslate2Engine(Engine):
 
     def nbest(self, sources, settings, n, progress=None):
         out: Hypotheses = [[] for _ in sources]
-        for i, result, limit in self._search(sources, settings, n, progress):
+        ids = source_ids(self.max_positions, self.tok, sources)
+        for i, result, limit in self._search(ids, settings, n, progress):
             tokens = [self._ids(pieces, limit) for pieces in result.hypotheses]
             out[i] = list(zip(result.scores, self.tok.decode(tokens)))
         return out
@@ -145,10 +146,11 @@ class CTranslate2Engine(Engine):
         """The best hypothesis of CTranslate2's search; its tokens' log p by forced decoding of
         them (score_batch), and asked for, where each step looked, by forcing them as the prefix
         of a greedy search (beam search's own first row of attention differs from PyTorch's)."""
+        ids = source_ids(self.max_positions, self.tok, sources)
         found = [Hypothesis(0.0, [], [])] * len(sources)
-        for i, result, limit in self._search(sources, settings, 1, None):
+        for i, result, limit in self._search(ids, settings, 1, None):
             found[i] = Hypothesis(result.scores[0], self._ids(result.hypotheses[0], limit), [])
-        src = [self._pieces(s) for s in source_ids(self.max_positions, self.tok, sources)]
+        src = [self._pieces(s) for s in ids]
         tgt = [self._pieces(h.tokens + [EOS]) for h in found]
         scored = self.translator.score_batch(src, [t[:-1] for t in tgt], max_input_length=0)
         found = [h._replace(logprobs=list(r.log_probs)) for h, r in zip(found, scored)]
@@ -164,14 +166,13 @@ class CTranslate2Engine(Engine):
             out.append(h._replace(attention=torch.cat([attention, 1 - attention.sum(1, keepdim=True)], 1)))
         return out  # attention (T_out + 1, S_b)
 
-    def _search(self, sources: list[str], settings: EvalConfig, n: int, progress: str | None):
-        """CTranslate2's greedy or beam search on search.py's batches, with its output limits:
-        each source's index, its result and its limit in output tokens."""
-        ids = source_ids(self.max_positions, self.tok, sources)
+    def _search(self, ids: list[list[int]], settings: EvalConfig, n: int, progress: str | None):
+        """CTranslate2's greedy or beam search of the sources' token ids (source_ids) on search.py's
+        batches, with its output limits: each source's index, its result and its limit in output tokens."""
         lengths = [batched_length(len(s)) for s in ids]
         limits = output_limit(torch.tensor(lengths), settings.max_len_a, settings.max_len_b,
                               self.max_positions).tolist()
-        with ProgressBar(len(sources), progress, active=progress is not None) as bar:
+        with ProgressBar(len(ids), progress, active=progress is not None) as bar:
             for batch in decoding_batches(lengths, settings.batch_tokens, settings.batch_examples):
                 results = self.translator.translate_batch(
                     [self._pieces(ids[i]) for i in batch], beam_size=settings.beam, num_hypotheses=n,
