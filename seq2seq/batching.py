@@ -68,6 +68,15 @@ def token_batches(src_lens: list[int], tgt_lens: list[int], batch_tokens: int,
     return batches
 
 
+def decoding_batches(lengths: list[int], batch_tokens: int, batch_examples: int = 0) -> list[list[int]]:
+    """Batches for decoding, in length order: of at most batch_examples sentences where that is
+    set, else of at most batch_tokens padded source tokens (token_batches)."""
+    if not batch_examples:
+        return token_batches(lengths, lengths, batch_tokens)
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[start:start + batch_examples] for start in range(0, len(order), batch_examples)]
+
+
 def batched_length(n: int) -> int:
     """Positions a sequence of n token ids takes in a batch: collate adds EOS to the source and
     the target output, BOS to the target input."""

@@ -107,18 +107,35 @@ def train(
     fit(cfg, run_dir, overwrite=overwrite)
 
 
+THREADS_HELP = "CPU threads for decoding (default: torch's, from OMP_NUM_THREADS or the cores)"
+BATCH_TOKENS_HELP = "source tokens per decoding batch (default: the run's eval.batch_tokens)"
+BATCH_EXAMPLES_HELP = "sentences per decoding batch, instead of --batch-tokens"
+
+
+def _batching(batch_tokens: int | None, batch_examples: int | None) -> dict:
+    """eval settings for the decoding batches' size: in tokens or in sentences, not both."""
+    if batch_tokens is not None and batch_examples is not None:
+        raise UserError("--batch-tokens and --batch-examples size a batch two ways: give one")
+    if batch_examples is not None:
+        return {"batch_examples": batch_examples}
+    return {} if batch_tokens is None else {"batch_tokens": batch_tokens, "batch_examples": 0}
+
+
 @app.command("eval")
 def eval_(
-    run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
+    run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train, or a model seq2seq export wrote"),
     split: str = typer.Option("test", help="train | validation | test"),
-    checkpoint: str = typer.Option(
-        "best", help="best | last | avg (seq2seq average); each its own report: eval/test.json, test.last.json, "
-                     "test.avg.json"),
+    checkpoint: Optional[str] = typer.Option(
+        None, help="best (default) | last | avg (seq2seq average); each its own report: eval/test.json, "
+                   "test.last.json, test.avg.json"),
     beam: Optional[int] = typer.Option(None, help="beam size, 1 = greedy (default: the run's eval.beam)"),
     concat: Optional[str] = typer.Option(None, help="concatenation probe, e.g. 1,2,4,6"),
     bootstrap: Optional[int] = typer.Option(None, help="resamples for 95% intervals (0 = none)"),
     dataset: Optional[str] = typer.Option(None, help="evaluate on this dataset instead of the run's"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
+    batch_tokens: Optional[int] = typer.Option(None, min=1, help=BATCH_TOKENS_HELP),
+    batch_examples: Optional[int] = typer.Option(None, min=1, help=BATCH_EXAMPLES_HELP),
     json_out: bool = typer.Option(False, "--json", help="print the report as JSON instead of a table"),
 ) -> None:
     """sacreBLEU and chrF (with signatures), BLEU by source length, and the concatenation probe."""
@@ -128,35 +145,36 @@ def eval_(
     from seq2seq.evaluate import evaluate, load_run
     from seq2seq.tables import eval_table
 
-    loaded = load_run(run_dir, checkpoint, device)
-    report = evaluate(loaded, split, beam, _csv_ints(concat, "--concat"), bootstrap, dataset_location(dataset))
+    batching = _batching(batch_tokens, batch_examples)
+    loaded = load_run(run_dir, checkpoint, device, threads)
+    report = evaluate(loaded, split, beam, _csv_ints(concat, "--concat"), bootstrap, dataset_location(dataset),
+                      batching)
     print(json.dumps(report.to_dict(), indent=2) if json_out else eval_table(report))
 
 
 @app.command()
 def score(
-    run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
+    run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train, or a model seq2seq export wrote"),
     split: str = typer.Option("test", help="train | validation | test"),
     concat: int = typer.Option(1, help="score K consecutive pairs joined into one, as eval --concat K does"),
-    checkpoint: str = typer.Option("best", help="best | last | avg (seq2seq average)"),
+    checkpoint: Optional[str] = typer.Option(None, help="best (default) | last | avg (seq2seq average)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ) -> None:
     """Forced decoding, no search: per pair, in order, the reference's negative log-likelihood
     (nats, summed over its tokens) and its token count (EOS included), tab-separated."""
     from seq2seq.data import concatenate, split_pairs
     from seq2seq.evaluate import load_run
-    from seq2seq.likelihood import reference_nll
     from seq2seq.search import count_cut, cut_warning
 
     if concat < 1:
         raise UserError(f"--concat must be a positive integer, got {concat}")
     loaded = load_run(run_dir, checkpoint, device)
     pairs = concatenate(split_pairs(loaded.cfg.data, split), concat)
-    for nlls in reference_nll(loaded.model, loaded.tok, pairs, loaded.device, loaded.cfg.eval.batch_tokens):
+    for nlls in loaded.engine.reference_nll(pairs, loaded.cfg.eval.batch_tokens):
         print(f"{sum(nlls):.4f}\t{len(nlls)}")
     for side, i, cost in (("source", 0, "reference's NLL is conditioned on"), ("reference", 1, "NLL covers")):
-        if n := count_cut(loaded.model, loaded.tok, [pair[i] for pair in pairs]):
-            print(cut_warning(n, loaded.model, side, cost), file=sys.stderr)
+        if n := count_cut(loaded.engine.max_positions, loaded.tok, [pair[i] for pair in pairs]):
+            print(cut_warning(n, loaded.engine.max_positions, side, cost), file=sys.stderr)
 
 
 @app.command()
@@ -173,6 +191,8 @@ def compare(
         None, help="draw BLEU and the reference NLL by k sentences joined to FILE.png or .svg"),
     curves: Optional[Path] = typer.Option(None, help="draw validation BLEU by step and by time to FILE.png or .svg"),
     examples: int = typer.Option(0, help="after the table, N sources of the largest k where the runs differ most"),
+    checkpoint: str = typer.Option("best", help="best | last | avg: compare the evaluations of this checkpoint "
+                                                "(eval/test.json, test.last.json, test.avg.json)"),
     columns: Optional[str] = typer.Option(None, help="the table's columns to show, by their headers, comma-separated "
                                                      "(e.g. run,params,k=1,k=6)"),
 ) -> None:
@@ -183,7 +203,7 @@ def compare(
                                                  ("--plot-concat", plot_concat), ("--curves", curves))
                if path is not None}
     print_comparison(runs, beam, format_, baseline, figures, examples,
-                     [c.strip() for c in columns.split(",")] if columns else None)
+                     [c.strip() for c in columns.split(",")] if columns else None, checkpoint)
 
 
 @app.command()
@@ -194,6 +214,7 @@ def report(
     sentence: Optional[str] = typer.Option(None, help="the German sentence whose attention is drawn"),
     baseline: Optional[Path] = typer.Option(None, help="one of the runs: give the others the paired-bootstrap "
                                                        "p-value of their BLEU against it"),
+    checkpoint: str = typer.Option("best", help="best | last | avg: report the evaluations of this checkpoint"),
 ) -> None:
     """One self-contained HTML file of runs: table, figures, attention, long examples, signatures, setups."""
     from seq2seq.evaluate import run_attention
@@ -201,7 +222,7 @@ def report(
     from seq2seq.rundir import check_output
 
     check_output(output, "--output")
-    write_report(runs, output, beam, sentence or ATTENTION_SENTENCE, baseline, run_attention)
+    write_report(runs, output, beam, sentence or ATTENTION_SENTENCE, baseline, run_attention, checkpoint)
     print(f"wrote {output}")
 
 
@@ -239,16 +260,36 @@ def average(run_dir: Path = typer.Argument(..., help="a run trained with --set t
                             "so far, one per validation: average it once it has kept 2")
         raise UserError(f"run {run.path} kept {len(kept)} checkpoint{'s' * (len(kept) != 1)} to average: "
                         "train it with --set train.keep_best=N (N > 1)")
-    checkpoint.save(run.checkpoint("avg"), checkpoint.average(kept))
+    averaged = checkpoint.average(kept)
+    checkpoint.save(run.checkpoint("avg"), averaged)
+    run.update_info(avg_step=averaged["progress"]["step"])  # compare reads it there
     print(f"{run.checkpoint('avg')}: the mean of {len(kept)} checkpoints ({', '.join(p.name for p in kept)})")
 
 
 @app.command()
-def translate(
-    run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train"),
-    beam: Optional[int] = typer.Option(None, help="beam size, 1 = greedy (default: the run's eval.beam)"),
+def export(
+    run_dir: Path = typer.Argument(..., help="a transformer run dir written by seq2seq train"),
+    output: Path = typer.Option(..., "--output", "-o", help="the model directory to write (new or empty)"),
+    to: str = typer.Option(..., "--to", help="ctranslate2: the engine the model is written for"),
     checkpoint: str = typer.Option("best", help="best | last | avg (seq2seq average)"),
+    quantization: str = typer.Option("float32", help="int8 | int8_float32 | bfloat16 | float32: the weights' type"),
+) -> None:
+    """Write a Transformer run's checkpoint as a CTranslate2 model, which translate, eval, score
+    and compare take like a run."""
+    from seq2seq.export import export as write, export_line
+
+    print(export_line(output, write(run_dir, output, checkpoint, to, quantization)))
+
+
+@app.command()
+def translate(
+    run_dir: Path = typer.Argument(..., help="a run dir written by seq2seq train, or a model seq2seq export wrote"),
+    beam: Optional[int] = typer.Option(None, help="beam size, 1 = greedy (default: the run's eval.beam)"),
+    checkpoint: Optional[str] = typer.Option(None, help="best (default) | last | avg (seq2seq average)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
+    batch_tokens: Optional[int] = typer.Option(None, min=1, help=BATCH_TOKENS_HELP),
+    batch_examples: Optional[int] = typer.Option(None, min=1, help=BATCH_EXAMPLES_HELP),
     attention_plot: Optional[Path] = typer.Option(
         None, help="draw the attention of the one sentence on stdin to FILE.png or .svg"),
     layer: Optional[int] = typer.Option(
@@ -275,8 +316,10 @@ def translate(
             raise UserError("--attention-plot draws greedy decoding: drop --nbest")
     elif layer is not None:
         raise UserError("--layer picks the attention to draw: it needs --attention-plot")
-    loaded = load_run(run_dir, checkpoint, device)
-    settings = dataclasses.replace(loaded.cfg.eval, beam=loaded.cfg.eval.beam if beam is None else beam)
+    batching = _batching(batch_tokens, batch_examples)
+    loaded = load_run(run_dir, checkpoint, device, threads)
+    settings = dataclasses.replace(loaded.cfg.eval, beam=loaded.cfg.eval.beam if beam is None else beam,
+                                   **batching)
     settings.check()
     if nbest is not None and nbest > settings.beam:
         raise UserError(f"--nbest {nbest} needs a beam of at least {nbest}, got {settings.beam}: add --beam {nbest}")
@@ -323,27 +366,27 @@ def _draw_attention(loaded, lines: Iterator[str], layer: int | None, path: Path)
 def _translate_lines(loaded, settings, lines: Iterator[str], nbest: int | None) -> None:
     """Translate and print the lines in chunks, in bounded memory, as they come: one line per line
     (an empty one stays empty), or with nbest, its hypotheses numbered by their line in the input."""
-    from seq2seq.search import count_cut, cut_warning, nbest as decode_nbest, translate as decode
+    from seq2seq.search import count_cut, cut_warning
 
-    cut, start = 0, 0
+    engine, cut, start = loaded.engine, 0, 0
     while chunk := list(itertools.islice(lines, TRANSLATE_CHUNK)):
         todo = [i for i, line in enumerate(chunk) if line.strip()]
         sources = [chunk[i] for i in todo]
-        cut += count_cut(loaded.model, loaded.tok, sources)
+        cut += count_cut(engine.max_positions, engine.tok, sources)
         label = "translate" if start == 0 and len(chunk) < TRANSLATE_CHUNK else \
             f"translate lines {start + 1}-{start + len(chunk)}"
         if nbest is not None:
-            found = decode_nbest(loaded.model, loaded.tok, sources, loaded.device, settings, nbest, progress=label)
+            found = engine.nbest(sources, settings, nbest, progress=label)
             print("".join(f"{start + i}\t{score:.4f}\t{text}\n" for i, hyps in zip(todo, found)
                           for score, text in hyps), end="", flush=True)
         else:
             out = [""] * len(chunk)
-            for i, text in zip(todo, decode(loaded.model, loaded.tok, sources, loaded.device, settings, label)):
+            for i, text in zip(todo, engine.translate(sources, settings, label)):
                 out[i] = text
             print("\n".join(out), flush=True)
         start += len(chunk)
     if cut:
-        print(cut_warning(cut, loaded.model), file=sys.stderr)
+        print(cut_warning(cut, engine.max_positions), file=sys.stderr)
 
 
 def _stdin_lines() -> Iterator[str]:

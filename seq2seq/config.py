@@ -106,11 +106,12 @@ class EvalConfig:
     concat: list[int] = field(default_factory=lambda: [1])  # probe: k consecutive pairs
     bootstrap: int = 1000  # resamples for the 95% intervals (0 = none)
     batch_tokens: int = 8000  # source tokens per decoding batch
+    batch_examples: int = 0  # sentences per decoding batch instead, where set (> 0)
     precision: str = "fp32"  # fp32 | bf16 | auto, as train.precision, for search and the NLL
 
     def check(self) -> None:
         positive(self, "beam", "max_len_a", "batch_tokens")
-        non_negative(self, "length_penalty", "max_len_b", "bootstrap")
+        non_negative(self, "length_penalty", "max_len_b", "bootstrap", "batch_examples")
         at_most(self, "bootstrap", MAX_BOOTSTRAP, "95% intervals settle with about 1000 resamples")
         if not self.buckets or sorted(set(self.buckets)) != self.buckets or self.buckets[0] < 1:
             raise UserError(f"eval.buckets must be increasing positive word counts, got {self.buckets}")

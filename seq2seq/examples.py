@@ -3,6 +3,8 @@ reference and every run's output, read from the hypotheses eval wrote."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from seq2seq.data import concatenate, split_pairs
 from seq2seq.errors import UserError
 from seq2seq.metrics import sentence_bleu
@@ -11,14 +13,14 @@ from seq2seq.runfiles import hypotheses_path, read_hypotheses
 from seq2seq.significance import same_test_sentences
 from seq2seq.tables import largest_common_k, run_labels
 
-def most_different(rows: list[dict], n: int, groups: list[dict | None], beam: int = 1) -> str:
+def most_different(rows: list[dict], n: int, groups: list[dict | None]) -> str:
     """The n sources of the largest k all runs evaluated where the runs' sentence BLEU differs
     most, each with its reference and every run's output (groups: the rows' sentence_groups)."""
     same_test_sentences(rows, groups, "--examples")
     k = largest_common_k(rows)
     pairs = concatenate(split_pairs(RunDir(rows[0]["run"]).read_config().data, "test"), k)
     refs = [t for _, t in pairs]
-    outputs = [_hypotheses(row["run"], beam, k, len(pairs)) for row in rows]
+    outputs = [_hypotheses(row, k, len(pairs)) for row in rows]
     bleu = [sentence_bleu(hyps, refs) for hyps in outputs]  # [run][sentence]
     spread = [max(scores) - min(scores) for scores in zip(*bleu)]
     chosen = sorted(range(len(pairs)), key=lambda i: -spread[i])[:n]
@@ -34,14 +36,14 @@ def most_different(rows: list[dict], n: int, groups: list[dict | None], beam: in
     return "\n\n".join(blocks)
 
 
-def _hypotheses(run_dir: str, beam: int, k: int, n: int) -> list[str]:
-    run = RunDir(run_dir)
-    report = run.report("test", beam)
+def _hypotheses(row: dict, k: int, n: int) -> list[str]:
+    report, beam = Path(row["report"]), row["beam"]
     lines, path = read_hypotheses(report, k), hypotheses_path(report, k)
     if lines is None or len(lines) != n:
-        again = f" --concat {k}" + (f" --beam {beam}" if beam > 1 else "")
+        again = f" --concat {k}" + (f" --beam {beam}" if beam > 1 else "") + \
+            (f" --checkpoint {row['checkpoint']}" if row["checkpoint"] != "best" and row["engine"] == "pytorch" else "")
         raise UserError(f"{path} {'is missing' if lines is None else f'has {len(lines)} lines, not {n}'}: "
-                        f"run `seq2seq eval {run_dir}{again}` again")
+                        f"run `seq2seq eval {row['run']}{again}` again")
     return lines
 
 

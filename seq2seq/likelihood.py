@@ -25,8 +25,8 @@ def reference_nll(model: Seq2Seq, tok: Tokenizer, pairs: list[Pair], device: tor
     A source or reference longer than the model's positions is cut as translate cuts sources."""
     was_training = model.training
     model.eval()
-    src = fitted_ids(model, tok, [s for s, _ in pairs])
-    tgt = fitted_ids(model, tok, [t for _, t in pairs])
+    src = fitted_ids(model.max_positions, tok, [s for s, _ in pairs])
+    tgt = fitted_ids(model.max_positions, tok, [t for _, t in pairs])
     out: list[list[float]] = [[] for _ in pairs]
     for idx, b in reference_batches(src, tgt, batch_tokens):
         b = b.to(device)

@@ -27,7 +27,7 @@ from seq2seq.files import atomic_write_text
 from seq2seq.rundir import RunDir
 from seq2seq.runfiles import read_hypotheses, read_report
 from seq2seq.significance import mismatched_test_set, sentence_groups
-from seq2seq.tables import count, display_cells, duration, run_labels
+from seq2seq.tables import TEXT_COLUMNS, count, display_cells, duration, run_labels
 
 Attend = Callable[[str, str, str], "plots.AttentionMap | None"]  # (run dir, checkpoint, sentence) -> its map
 
@@ -51,12 +51,12 @@ pre { padding: 0.6em; overflow-x: auto; white-space: pre-wrap; }
 
 
 def write_report(run_dirs: list[str | Path], out: Path, beam: int = 1, sentence: str = ATTENTION_SENTENCE,
-                 baseline: str | Path | None = None, attend: Attend | None = None) -> None:
-    """The report of the evaluated runs (their eval/test[.beamN].json) into `out`, atomically: runs
-    of one setup trained with several seeds make one row of the table and one line of a figure
+                 baseline: str | Path | None = None, attend: Attend | None = None, which: str = "best") -> None:
+    """The report of the evaluated runs (their eval/test[.which][.beamN].json) into `out`, atomically:
+    runs of one setup trained with several seeds make one row of the table and one line of a figure
     (their first seed's run stands for them in the attention maps and the examples). `attend`
     computes an attention map (None: the report has none)."""
-    found = compare_runs(run_dirs, beam, baseline)
+    found = compare_runs(run_dirs, beam, baseline, which)
     rows, runs = found.rows, found.runs
     body = [f"<h1>seq2seq: {len(runs)} run{'s' * (len(runs) != 1)}, test set, "
             f"{'greedy' if beam == 1 else f'beam {beam}'}</h1>",
@@ -66,8 +66,8 @@ def write_report(run_dirs: list[str | Path], out: Path, beam: int = 1, sentence:
                     + image(plots.concat_figure(rows), "BLEU and reference NLL by sentences joined")),
             section("Learning curves", image(curves(runs), "validation BLEU by step and by time")),
             section(f"Attention on &ldquo;{escape(sentence)}&rdquo;", attention_maps(rows, sentence, attend)),
-            section(f"The {EXAMPLES} longest test inputs", longest_inputs(rows, beam)),
-            section("sacreBLEU signatures", signatures(rows, beam)),
+            section(f"The {EXAMPLES} longest test inputs", longest_inputs(rows)),
+            section("sacreBLEU signatures", signatures(rows)),
             section("Runs", "\n".join(run_details(row) for row in runs))]
     atomic_write_text(Path(out), page("seq2seq report", "\n".join(body)))
 
@@ -98,7 +98,8 @@ def comparison_table(rows: list[dict]) -> str:
         header = [*header, "p (test BLEU)"]
         body = [[*cells, _p_cell(row)] for cells, row in zip(body, rows)]
     seeds = any(row.get("seeds", 1) > 1 for row in rows)
-    return f'<div class="wide">{table(header, body, text_columns=2)}</div>' + (
+    text = sum(name in TEXT_COLUMNS for name in header)  # run, model and engine: the leading columns
+    return f'<div class="wide">{table(header, body, text)}</div>' + (
         "<p>Test BLEU with its bootstrap 95% interval; over several seeds, their mean &plusmn; their standard "
         "deviation, and each seed's p-value against the baseline's run of the same seed.</p>" if seeds else
         "<p>Test BLEU with its bootstrap 95% interval.</p>")
@@ -140,7 +141,7 @@ def attention_maps(rows: list[dict], sentence: str, attend: Attend | None) -> st
     return f'<div class="maps">\n{"".join(maps)}\n</div>{missing}'
 
 
-def longest_inputs(rows: list[dict], beam: int) -> str:
+def longest_inputs(rows: list[dict]) -> str:
     """The longest test inputs (in words), their references and every run's translation side by
     side, from the hypotheses eval wrote; runs on another test set than the first run's
     (significance.mismatched_test_set) are left out."""
@@ -148,11 +149,10 @@ def longest_inputs(rows: list[dict], beam: int) -> str:
         pairs = split_pairs(RunDir(rows[0]["run"]).read_config().data, "test")
     except UserError as e:  # the runs' test set is not at hand here (their dataset moved, or another machine's)
         return f"<p>No examples: {escape(str(e))}.</p>"
-    groups = sentence_groups(rows, beam)
+    groups = sentence_groups(rows)
     labels, hyps = [], []
     for label, row, found in zip(run_labels(rows), rows, groups):
-        run = RunDir(row["run"])
-        lines = read_hypotheses(run.report("test", beam)) or []
+        lines = read_hypotheses(Path(row["report"])) or []
         if mismatched_test_set(rows[0], groups[0], row, found) is None and len(lines) == len(pairs):
             labels.append(label)
             hyps.append(lines)
@@ -164,11 +164,10 @@ def longest_inputs(rows: list[dict], beam: int) -> str:
     return f'<table>\n<tr><th>source and <span class="ref">reference</span></th>{head}</tr>\n{body}</table>'
 
 
-def signatures(rows: list[dict], beam: int) -> str:
+def signatures(rows: list[dict]) -> str:
     body = []
     for label, row in zip(run_labels(rows), rows):
-        run = RunDir(row["run"])
-        signature = read_report(run.report("test", beam), f"run `seq2seq eval {run.path}` again").signature
+        signature = read_report(Path(row["report"]), f"run `seq2seq eval {row['run']}` again").signature
         body.append([label, signature.get("bleu", "-"), signature.get("chrf", "-")])
     return table(["run", "BLEU", "chrF"], body, text_columns=3)
 
@@ -176,8 +175,11 @@ def signatures(rows: list[dict], beam: int) -> str:
 def run_details(row: dict) -> str:
     """A run's model, size, training, machine, the command that trained it and its config."""
     run = RunDir(row["run"])
-    info = run.read_info()
-    facts = [("run", str(run.path)), ("model", row["model"]), ("parameters", count(row["params"])),
+    exported, info = run.read_export(), run.read_info()  # an exported model has export.json, no run.json
+    engine = (f"{exported.engine} {exported.quantization}, exported from {exported.run} "
+              f"({exported.checkpoint} checkpoint)") if exported else "pytorch"
+    facts = [("run", str(run.path)), ("model", row["model"]), ("engine", engine),
+             ("parameters", count(row["params"])),
              ("steps", "-" if row["steps"] is None else f"{row['steps']:,}"),
              ("wall time", duration(row["train_seconds"])), ("stopped", info.stopped or "-"),
              ("machine", info.device or "-"), ("torch", info.torch or "-"),

@@ -73,6 +73,12 @@ class RunDir(RunFiles):
         if self.replaced.exists():
             shutil.rmtree(self.replaced, ignore_errors=True)
 
+    def saved(self, which: str, step: int) -> None:
+        """checkpoints/<which>.pt now holds `step`: run.json says so (compare reads it there), and
+        the run this one replaced goes."""
+        self.update_info(**{f"{which}_step": step})
+        self.drop_replaced()
+
     def abandon(self) -> str | None:
         """Undo create() for a run that failed before its first checkpoint: remove what it wrote
         and put back the run it replaced (or, where it replaced none, its lock and the directory
@@ -194,3 +200,4 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     else:
         path.unlink(missing_ok=True)
+

@@ -8,7 +8,7 @@ from typing import Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from seq2seq.batching import batched_length, collate, max_ids, token_batches
+from seq2seq.batching import batched_length, collate, decoding_batches, max_ids
 from seq2seq.config import EvalConfig
 from seq2seq.device import autocast, resolve_precision
 from seq2seq.errors import UserError
@@ -182,7 +182,7 @@ def greedy_attention(model: Seq2Seq, tok: Tokenizer, sentence: str, device: torc
     found, = _decode(model, tok, [sentence], device, search, settings, None)
     if found.attention is None:
         raise UserError(f"{name} has no attention to plot: --attention-plot needs bahdanau or transformer")
-    return fitted_ids(model, tok, [sentence])[0], found.tokens, found.attention.float().cpu()
+    return fitted_ids(model.max_positions, tok, [sentence])[0], found.tokens, found.attention.float().cpu()
 
 
 def _decode(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.device, search: Callable,
@@ -191,13 +191,13 @@ def _decode(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.de
     sources' order."""
     was_training = model.training
     model.eval()
-    ids = fitted_ids(model, tok, sources)
+    ids = fitted_ids(model.max_positions, tok, sources)
     src_lens = [batched_length(len(s)) for s in ids]
     out: list = [None] * len(sources)
     with ProgressBar(len(sources), progress, active=progress is not None) as bar:
-        for batch in token_batches(src_lens, src_lens, settings.batch_tokens):
+        for batch in decoding_batches(src_lens, settings.batch_tokens, settings.batch_examples):
             b = collate([ids[i] for i in batch], [[] for _ in batch]).to(device)
-            max_len = output_limit(b.src_mask, settings.max_len_a, settings.max_len_b, model.max_positions)  # (B,)
+            max_len = output_limit(b.src_mask.sum(1), settings.max_len_a, settings.max_len_b, model.max_positions)
             with autocast(device, resolve_precision(settings.precision, device)):
                 found = search(b.src, b.src_mask, max_len)
             for i, hyp in zip(batch, found):
@@ -207,29 +207,28 @@ def _decode(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.de
     return out
 
 
-def fitted_ids(model: Seq2Seq, tok: Tokenizer, texts: list[str]) -> list[list[int]]:
-    """Token ids of the texts (sources, or references scored by forced decoding), each cut to what the
-    model's positions hold (EOS follows)."""
-    limit = model.max_positions
-    return [s[:max_ids(limit)] if limit else s for s in tok.encode(texts)]
+def fitted_ids(max_positions: int | None, tok: Tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of the texts (sources, or references scored by forced decoding), each cut to what a
+    model's positions hold (EOS follows; None: no limit)."""
+    return [s[:max_ids(max_positions)] if max_positions else s for s in tok.encode(texts)]
 
 
-def count_cut(model: Seq2Seq, tok: Tokenizer, sources: list[str]) -> int:
-    """How many sources are longer than the model's positions hold: fitted_ids() cuts them."""
-    limit = model.max_positions
-    return sum(len(ids) > max_ids(limit) for ids in tok.encode(sources)) if limit else 0
+def count_cut(max_positions: int | None, tok: Tokenizer, sources: list[str]) -> int:
+    """How many sources are longer than a model's positions hold: fitted_ids() cuts them."""
+    return sum(len(ids) > max_ids(max_positions) for ids in tok.encode(sources)) if max_positions else 0
 
 
-def cut_warning(n: int, model: Seq2Seq, side: str = "source", cost: str = "translation covers") -> str:
+def cut_warning(n: int, max_positions: int, side: str = "source", cost: str = "translation covers") -> str:
     """What cutting n sources (or references) to the model's positions costs: their translation
     (their NLL, ...) covers their beginning only."""
-    return (f"warning: {n} {side}{'s' * (n != 1)} longer than the model's {max_ids(model.max_positions)} tokens "
+    return (f"warning: {n} {side}{'s' * (n != 1)} longer than the model's {max_ids(max_positions)} tokens "
             f"{'were' if n != 1 else 'was'} cut to fit; {'their' if n != 1 else 'its'} {cost} the beginning only")
 
 
-def output_limit(src_mask: Tensor, a: float, b: int, max_positions: int | None = None) -> Tensor:
-    """Longest output per sentence, EOS excluded: a * source length + b, within the model's positions."""
-    max_len = (src_mask.sum(1) * a + b).long()  # (B,)
+def output_limit(src_len: Tensor, a: float, b: int, max_positions: int | None = None) -> Tensor:
+    """Longest output per sentence, EOS excluded: a * source length (EOS included) + b, within the
+    model's positions. src_len (B,) -> (B,)"""
+    max_len = (src_len * a + b).long()  # (B,)
     return max_len.clamp(max=max_ids(max_positions)) if max_positions else max_len
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 from seq2seq.metrics import finite_bound, ratio_interval
 from seq2seq.rundir import RunDir
@@ -14,14 +15,15 @@ from seq2seq.tables import find
 
 def setups(rows: list[dict]) -> tuple[list[int], list[int]]:
     """Which runs are one setup trained with several seeds: for each row, the index of the first
-    row of its setup, the runs with the same study variant and a config that differs only in
-    train.seed, each seed once (a run given twice, or trained twice with one seed, is a setup of
-    its own); and each row's seed."""
+    row of its setup, the runs with the same study variant, engine and quantization (an exported
+    model is a setup of its own) and a config that differs only in train.seed, each seed once (a
+    run given twice, or trained twice with one seed, is a setup of its own); and each row's seed."""
     keys, seeds, setup = [], [], []
     for row in rows:
         config = RunDir(row["run"]).read_config().to_dict()
         seeds.append(config["train"].pop("seed"))
-        keys.append(json.dumps([row.get("variant"), config], sort_keys=True, default=str))
+        engine = [row.get("engine", "pytorch"), row.get("quantization")]
+        keys.append(json.dumps([row.get("variant"), engine, config], sort_keys=True, default=str))
         i = len(keys) - 1
         setup.append(next((j for j in dict.fromkeys(setup) if keys[j] == keys[i] and
                            seeds[i] not in [seeds[m] for m in range(i) if setup[m] == j]), i))
@@ -49,8 +51,8 @@ def group_seeds(rows: list[dict], setup: list[int], groups: list[dict | None]) -
             out.append(rows[first] | {"seeds": 1, "runs": [rows[first]["run"]]})
             continue
         runs = [rows[i] for i in members]
-        row = {key: rows[first][key] for key in ("run", "variant", "model", "params", "dataset", "checkpoint",
-                                                 "beam", "n")}
+        row = {key: rows[first][key] for key in ("run", "report", "variant", "model", "engine", "quantization",
+                                                 "params", "dataset", "checkpoint", "beam", "n")}
         row |= {"runs": [r["run"] for r in runs], "seeds": len(runs)}
         row |= {key: _mean([r[key] for r in runs]) for key in ("steps", "step", "train_seconds", "val_bleu")}
         row |= _seed_figures(runs, ("bleu", "chrf", "nll", "len_ratio"))
@@ -96,8 +98,7 @@ def _seed_ratio(runs: list[dict], groups: list[dict | None]) -> dict | None:
 
 
 def _bootstrap(row: dict) -> int:
-    run = RunDir(row["run"])
-    return read_report(run.report("test", row["beam"]), f"run `seq2seq eval {run.path}` again").bootstrap
+    return read_report(Path(row["report"]), f"run `seq2seq eval {row['run']}` again").bootstrap
 
 
 def _mean(values: list) -> float | None:

@@ -35,7 +35,7 @@ from seq2seq.errors import UserError, first_line
 from seq2seq.evaluate import LoadedRun, load_run
 from seq2seq.files import check_fields
 from seq2seq.runfiles import read_report
-from seq2seq.search import best, fitted_ids
+from seq2seq.search import fitted_ids
 from seq2seq.tokenizer import EOS
 
 try:
@@ -167,19 +167,20 @@ class Served:
     def describe(self) -> dict:
         cfg = self.loaded.cfg
         return {"name": self.name, "id": self.id, "model": cfg.model.name, "settings": dataclasses.asdict(cfg.model),
-                "attention_layers": self.loaded.model.attention_layers, "checkpoint": self.loaded.which,
-                "step": self.loaded.step, "beam": cfg.eval.beam,
+                "attention_layers": self.loaded.engine.attention_layers, "checkpoint": self.loaded.which,
+                "step": self.loaded.step, "beam": cfg.eval.beam, **self.loaded.engine.describe(),
                 "test_bleu": evaluated_bleu(self.loaded)}
 
     def decode(self, lines: list[str], beam: int, attention: bool) -> list[dict]:
         """Each line's translation as `translate --beam` gives it, with its tokens, their log p and
         (asked for) the attention: what /translate answers per sentence. Runs on the decode thread."""
-        model, tok = self.loaded.model, self.loaded.tok
+        engine, tok = self.loaded.engine, self.loaded.tok
         settings = dataclasses.replace(self.loaded.cfg.eval, beam=beam)
-        found = best(model, tok, lines, self.loaded.device, settings, need_weights=attention)
+        found = engine.best(lines, settings, need_weights=attention)
         texts = tok.decode([h.tokens for h in found])
         out = []
-        for line, src, full, h, text in zip(lines, fitted_ids(model, tok, lines), tok.encode(lines), found, texts):
+        sources = fitted_ids(engine.max_positions, tok, lines)
+        for line, src, full, h, text in zip(lines, sources, tok.encode(lines), found, texts):
             sentence = {"source": line, "translation": text, "source_tokens": tok.pieces(src + [EOS]),
                         "tokens": tok.pieces(h.tokens + [EOS]), "logprobs": [round(p, 4) for p in h.logprobs],
                         "score": round(h.score, 4), "cut": len(full) > len(src)}
@@ -192,7 +193,7 @@ class Served:
 
 def evaluated_bleu(loaded: LoadedRun) -> float | None:
     """The test BLEU `seq2seq eval` reported for the checkpoint served, where it evaluated that one."""
-    path = loaded.run.report("test", 1, which=loaded.which)
+    path = loaded.run.report("test", 1, which=loaded.report_name)
     try:
         report = read_report(path, "") if path.exists() else None
     except UserError:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 from seq2seq.errors import UserError
 from seq2seq.metrics import bleu_from_stats, paired_bootstrap
-from seq2seq.rundir import RunDir
 from seq2seq.runfiles import read_sentences, sentences_path
 
 PAIRED_RESAMPLES = 1000  # sacreBLEU's default for its paired bootstrap test
@@ -23,7 +22,7 @@ def baseline_index(run_dirs: list[str | Path], baseline: str | Path) -> int:
     return runs.index(Path(baseline).resolve())
 
 
-def add_p_values(rows: list[dict], bases: list[int | None], groups: list[dict | None], beam: int = 1) -> None:
+def add_p_values(rows: list[dict], bases: list[int | None], groups: list[dict | None]) -> None:
     """Give each row, overall, in each bucket and each k, the paired-bootstrap p-value of its BLEU
     against that of its baseline run rows[bases[i]] on the same sentences (`p_value`), and the
     difference (`bleu_delta`), from the rows' sentence_groups: None for a baseline run itself, and
@@ -31,7 +30,7 @@ def add_p_values(rows: list[dict], bases: list[int | None], groups: list[dict | 
     same_test_sentences(rows, groups, "--baseline")
     for row, found in zip(rows, groups):
         if found is None:
-            print(f"warning: {row['run']} has no {_sentences_file(row['run'], beam).name} (evaluated by an older "
+            print(f"warning: {row['run']} has no {sentences_path(Path(row['report'])).name} (evaluated by an older "
                   f"version): no p-values for it; run `seq2seq eval {row['run']}` again", file=sys.stderr)
     for i, row in enumerate(rows):
         base = bases[i]
@@ -43,21 +42,16 @@ def add_p_values(rows: list[dict], bases: list[int | None], groups: list[dict | 
             part["bleu_delta"] = round(bleu_from_stats(b) - bleu_from_stats(a), 2) if paired else None
 
 
-def _sentences_file(run_dir: str | Path, beam: int) -> Path:
-    return sentences_path(RunDir(run_dir).report("test", beam))
-
-
-def sentence_groups(rows: list[dict], beam: int = 1) -> list[dict[str, list[list[int]]] | None]:
-    """Each row's per-sentence BLEU statistics by figure (run_groups), read once for all
+def sentence_groups(rows: list[dict]) -> list[dict[str, list[list[int]]] | None]:
+    """Each row's per-sentence BLEU statistics by figure (report_groups), read once for all
     that pairs the runs' sentences."""
-    return [run_groups(row["run"], beam) for row in rows]
+    return [report_groups(Path(row["report"]), row["run"]) for row in rows]
 
 
-def run_groups(run_dir: str | Path, beam: int) -> dict[str, list[list[int]]] | None:
-    """A run's per-sentence BLEU statistics by the figure they make: "all", each bucket's range,
-    and "k=K"; None for a report written before they were kept."""
-    run = RunDir(run_dir)
-    sentences = read_sentences(run.report("test", beam), run.path)
+def report_groups(report: Path, run_dir: str | Path) -> dict[str, list[list[int]]] | None:
+    """The per-sentence BLEU statistics of a run's report by the figure they make: "all", each
+    bucket's range, and "k=K"; None for a report written before they were kept."""
+    sentences = read_sentences(report, Path(run_dir))
     if sentences is None:
         return None
     groups: dict[str, list[list[int]]] = {}

@@ -13,7 +13,7 @@ from seq2seq.errors import UserError
 from seq2seq.runfiles import EvalReport
 
 FORMATS = ("table", "csv", "json", "markdown")
-TEXT_COLUMNS = ("run", "model")  # left-aligned; the figures are right-aligned
+TEXT_COLUMNS = ("run", "model", "engine")  # left-aligned; the figures are right-aligned
 ADDED_KEYS = ("nll", "nll_ci_low", "nll_ci_high", "len_ratio")  # figures that reports of older versions lack
 RATIO_KEYS = ("k", "ratio", "ci_low", "ci_high")
 
@@ -32,11 +32,19 @@ def _nll(row: dict, digits: int = 3) -> str:
     return "-" if row.get("nll") is None else f"{row['nll']:.{digits}f}"
 
 
+def _steps(report: EvalReport) -> str:
+    """The step of the checkpoint a report scores; of an average, the steps it is the mean of."""
+    averaged = report.averaged_steps
+    return f"the mean of steps {', '.join(map(str, averaged))}" if averaged else f"step {report.step}"
+
+
 def eval_table(record: EvalReport) -> str:
     report = record.to_dict()
     search = "greedy" if report["beam"] == 1 else f"beam {report['beam']}"
+    engine = "" if record.engine == "pytorch" else \
+        f"  {record.engine} {record.quantization} (computing in {record.compute_type})"
     lines = [f"{report['run']}  {report['model']}  {report['split']} ({report['n']} sentences)  "
-             f"{report['checkpoint']} checkpoint, step {report['step']}  {search}",
+             f"{report['checkpoint']} checkpoint, {_steps(record)}  {search}{engine}",
              f"BLEU {report['bleu']:.2f} {_ci(report)}  chrF {report['chrf']:.2f}  "
              f"reference NLL {_nll(report)} {_ci(report, 3, 'nll_')} nats/token  "
              f"length ratio {_number(report['len_ratio'], 3)}",
@@ -95,7 +103,8 @@ def comparison_markdown(header: list[str], body: list[list[str]]) -> str:
 def comparison_csv(rows: list[dict]) -> str:
     """Raw numbers, one column per figure, for spreadsheets and scripts."""
     added = ADDED_KEYS + (("p_value",) if any("p_value" in row for row in rows) else ())
-    records = [_flat(row, bucket_ranges(rows), concat_ks(rows), added) for row in rows]
+    engines = ("engine", "quantization") if _exported(rows) else ()
+    records = [_flat(row, bucket_ranges(rows), concat_ks(rows), added, engines) for row in rows]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=list(records[0]) if records else [], lineterminator="\n")
     writer.writeheader()
@@ -108,10 +117,13 @@ def display_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     run did not evaluate, or a bucket without sentences, reads "-"."""
     columns = [("run", lambda r: r["variant"] if r.get("seeds", 1) > 1 and r.get("variant") else r["run"]),
                ("model", lambda r: r["model"])]
+    if _exported(rows):
+        columns.append(("engine", lambda r: " ".join(c for c in (r["engine"], r["quantization"]) if c)))
     if any(row.get("seeds", 1) > 1 for row in rows):
         columns.append(("seeds", lambda r: str(r.get("seeds", 1))))
     columns += [("params", lambda r: count(r["params"])), ("steps", lambda r: _number(r["steps"])),
-               ("eval step", lambda r: _number(r["step"])),
+               ("eval step", lambda r: "mean of " + ", ".join(map(str, r["averaged_steps"]))
+                if r.get("averaged_steps") else _number(r["step"])),
                ("train", lambda r: duration(r["train_seconds"])), ("val BLEU", lambda r: _number(r["val_bleu"], 1)),
                ("test BLEU", _scored), ("chrF", lambda r: _number(r["chrf"], 1)), ("test NLL", _nll_cell),
                ("len ratio", lambda r: _number(r.get("len_ratio"), 2))]
@@ -148,9 +160,14 @@ def select_columns(header: list[str], body: list[list[str]], names: list[str]) -
     return names, [[cells[i] for i in index] for cells in body]
 
 
-def _flat(row: dict, ranges: list[str], ks: list[int], added: tuple[str, ...]) -> dict:
-    record = {key: row.get(key) for key in ("run", "variant", "seeds", "model", "params", "steps", "train_seconds",
-                                            "val_bleu", "bleu_sd",
+def _exported(rows: list[dict]) -> bool:
+    """Whether an exported model is among the rows: they then name each row's engine."""
+    return any(row.get("engine", "pytorch") != "pytorch" for row in rows)
+
+
+def _flat(row: dict, ranges: list[str], ks: list[int], added: tuple[str, ...], engines: tuple[str, ...]) -> dict:
+    record = {key: row.get(key) for key in ("run", "variant", "seeds", "model", *engines, "params", "steps",
+                                            "train_seconds", "val_bleu", "bleu_sd",
                                             "checkpoint", "step", "beam", "n", "bleu", "ci_low", "ci_high", "chrf",
                                             *added)}
     for label in ranges:

@@ -106,7 +106,7 @@ class Trainer:
             return
         self.progress.elapsed = self.elapsed()
         checkpoint.save(self.run.checkpoint("last"), self.state(rng))
-        self.run.drop_replaced()
+        self.run.saved("last", self.progress.step)
         self.last_save = time.monotonic()
 
     def restore(self, ckpt: dict) -> None:
@@ -273,7 +273,7 @@ class Trainer:
         weights = self.state() if improved or self.cfg.train.keep_best > 1 else None
         if improved:
             checkpoint.save(self.run.checkpoint("best"), weights)
-            self.run.update_info(best_step=p.step)
+            self.run.saved("best", p.step)
         self.keep(bleu, weights)
 
     def checkpoint_due(self) -> bool:

@@ -1,6 +1,6 @@
 import pytest
 
-from seq2seq.batching import collate, token_batches
+from seq2seq.batching import collate, decoding_batches, token_batches
 from seq2seq.config import DataConfig
 from seq2seq.data import augment_table, clean, clean_table, concatenate, load_split, load_table
 from seq2seq.errors import UserError
@@ -136,6 +136,12 @@ def test_batches_cover_every_pair_once_within_the_token_bound():
 
 def test_a_pair_longer_than_the_bound_still_gets_a_batch():
     assert token_batches([500, 3], [2, 3], 100) == [[1], [0]]
+
+
+def test_decoding_batches_of_sentences_are_in_length_order_and_cover_each_once():
+    lengths = [7, 3, 9, 3, 5]
+    assert decoding_batches(lengths, 1000, 2) == [[1, 3], [4, 0], [2]]
+    assert decoding_batches(lengths, 10) == token_batches(lengths, lengths, 10)  # no count: by tokens
 
 
 def test_collate_adds_specials_and_pads():

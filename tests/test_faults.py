@@ -582,6 +582,20 @@ def case_serve_a_run_twice(tmp, trained):
     return ["serve", trained, trained]
 
 
+def case_export_not_a_transformer(tmp, trained):
+    return ["export", trained, "--to", "ctranslate2", "-o", tmp / "model"]
+
+
+def case_export_to_onnx(tmp, trained):
+    return ["export", trained, "--to", "onnx", "-o", tmp / "model"]
+
+
+def case_export_into_a_used_directory(tmp, trained):
+    (tmp / "model").mkdir()
+    (tmp / "model" / "notes.txt").write_text("mine\n")
+    return ["export", trained, "--to", "ctranslate2", "-o", tmp / "model"]
+
+
 CASES = {  # id: (what the user did, the command's arguments[, and environment variables])
     "missing_split": ("a dataset without a validation split", case_missing_split),
     "missing_language_column": ("a dataset without the source language's column", case_missing_language_column),
@@ -685,12 +699,14 @@ CASES = {  # id: (what the user did, the command's arguments[, and environment v
     "average_before_two_are_kept": ("`average` of a `train.keep_best=3` run that has kept one so far",
                                     case_average_before_two_are_kept),
     "malloc_unknown": ("`SEQ2SEQ_MALLOC=garbage seq2seq ...`", case_malloc_unknown),
-
-
     "serve_extra_missing": ("`serve` without the serve extra (starlette, uvicorn)", case_serve_extra_missing),
     "serve_port_out_of_range": ("`serve --port 70000`", case_serve_port_out_of_range),
     "serve_max_batch_zero": ("`serve --max-batch 0`", case_serve_max_batch_zero),
     "serve_a_run_twice": ("`serve RUN RUN`", case_serve_a_run_twice),
+    "export_not_a_transformer": ("`export` of a bahdanau run (CTranslate2 runs Transformers)",
+                                 case_export_not_a_transformer),
+    "export_to_onnx": ("`export --to onnx`", case_export_to_onnx),
+    "export_into_a_used_directory": ("`export -o DIR` where DIR holds files", case_export_into_a_used_directory),
 }
 
 

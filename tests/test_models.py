@@ -182,7 +182,7 @@ def test_a_source_longer_than_the_transformer_positions_is_cut_not_a_crash():
     out = translate(model, tok, [long, "vier"], cpu, settings)
     assert out == translate(model, tok, [head], cpu, settings) + translate(model, tok, ["vier"], cpu, settings)
     b = collate([ids[:15]], [[]])
-    max_len = output_limit(b.src_mask, 3.0, 10, model.max_positions)
+    max_len = output_limit(b.src_mask.sum(1), 3.0, 10, model.max_positions)
     assert max_len.tolist() == [15]  # 3 * 16 + 10 tokens asked for, 15 the positions leave
     found = [h.tokens for h in greedy(model, b.src, b.src_mask, max_len)]
     assert len(found[0]) <= 15 and tok.decode(found) == out[:1]

@@ -118,6 +118,17 @@ def test_average_writes_the_mean_of_the_kept_checkpoints_which_eval_uses(runs, t
     out = run_cli("translate", run, "--checkpoint", "avg", stdin="eins zwei\n", in_process=True).out
     assert out.count("\n") == 1
 
+    # its report names the steps averaged; compare and report read it beside the best one's
+    said = run_cli("eval", run, "--checkpoint", "avg", "--bootstrap", 0, in_process=True).out
+    assert f"avg checkpoint, the mean of steps {', '.join(map(str, steps))}" in said
+    rows = json.loads(run_cli("compare", run, "--checkpoint", "avg", "--format", "json", in_process=True).out)
+    assert (rows[0]["checkpoint"], rows[0]["averaged_steps"]) == ("avg", steps)
+    assert rows[0]["bleu"] == json.loads((run / "eval" / "test.avg.json").read_text())["bleu"]
+    said = run_cli("compare", run, "--checkpoint", "avg", in_process=True).out
+    assert "mean of " + ", ".join(map(str, steps)) in said
+    run_cli("report", run, "--checkpoint", "avg", "-o", tmp_path / "avg.html", in_process=True)
+    assert "mean of " + ", ".join(map(str, steps)) in (tmp_path / "avg.html").read_text(encoding="utf-8")
+
 
 def test_keep_best_keeps_the_checkpoints_of_highest_validation_bleu(tmp_path):
     trainer, _ = tiny_trainer(tmp_path)

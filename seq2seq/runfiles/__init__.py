@@ -14,6 +14,11 @@ write through it; compare, report, plots and serve read through it. No torch her
     eval/              EvalReport <split>[.last|.avg][.beamN].json, each with its hypotheses
                        (.hyp.txt, .concatK.hyp.txt) and SentenceStats (.sentences.jsonl); another
                        dataset's in eval/<its name>-<hash>/
+
+An exported model (`seq2seq export`) is read like a run: its directory holds config.yaml,
+spm.model and eval/ as above, the engine's own files, and export.json (ExportInfo, with
+EXPORT_MARK: the run, checkpoint and step it holds, and how it was converted) where a run holds
+run.json and checkpoints/.
 """
 
 from __future__ import annotations
@@ -29,13 +34,22 @@ from seq2seq.config import Config, read_yaml
 from seq2seq.errors import UserError
 from seq2seq.files import append_line, atomic_write_json, atomic_write_text, read_json_object, read_record, required
 from seq2seq.models import MODELS
-from seq2seq.runfiles.records import Bucket, EvalReport, MetricsLine, Probe, RunInfo, SentenceStats
+from seq2seq.runfiles.records import Bucket, EvalReport, ExportInfo, MetricsLine, Probe, RunInfo, SentenceStats
 
-__all__ = ["Bucket", "EvalReport", "MetricsLine", "Probe", "RunInfo", "SentenceStats", "RunFiles", "read_report",
-           "write_report", "read_sentences", "read_hypotheses", "hypotheses_path", "sentences_path", "migrate_config"]
+__all__ = ["Bucket", "EvalReport", "ExportInfo", "MetricsLine", "Probe", "RunInfo", "SentenceStats", "RunFiles",
+           "EXPORT_MARK", "check_which", "read_report", "write_report", "read_sentences", "read_hypotheses",
+           "hypotheses_path", "sentences_path", "migrate_config"]
 
 MARK = {"tool": "seq2seq", "run_format": 1}
+EXPORT_MARK = {"tool": "seq2seq", "export_format": 1}
 CHECKPOINTS = ("best", "last", "avg")
+
+
+def check_which(which: str) -> str:
+    """A checkpoint's name as --checkpoint takes it."""
+    if which not in CHECKPOINTS:
+        raise UserError(f"--checkpoint must be best, last or avg, got {which!r}")
+    return which
 
 
 class RunFiles:
@@ -46,6 +60,7 @@ class RunFiles:
         self.config = self.path / "config.yaml"
         self.spm = self.path / "spm.model"
         self.info = self.path / "run.json"
+        self.export_info = self.path / "export.json"
         self.metrics = self.path / "metrics.jsonl"
         self.log = self.path / "train.log"
         self.checkpoints = self.path / "checkpoints"
@@ -53,9 +68,7 @@ class RunFiles:
         self.tensorboard = self.path / "tensorboard"
 
     def checkpoint(self, which: str) -> Path:
-        if which not in CHECKPOINTS:
-            raise UserError(f"--checkpoint must be best, last or avg, got {which!r}")
-        return self.checkpoints / f"{which}.pt"
+        return self.checkpoints / f"{check_which(which)}.pt"
 
     def kept(self, step: int) -> Path:
         """The checkpoint of the validation at `step`, kept by train.keep_best."""
@@ -111,6 +124,21 @@ class RunFiles:
         info = {**MARK, **self._info(), **values}
         read_record(RunInfo, info, str(self.info))
         atomic_write_json(self.info, info)
+
+    def read_export(self) -> ExportInfo | None:
+        """An exported model's export.json, or None for a run trained here."""
+        if not self.export_info.exists():
+            return None
+        raw = read_json_object(self.export_info)
+        if raw.get("export_format") != EXPORT_MARK["export_format"]:
+            return None
+        missing = [f.name for f in fields(ExportInfo) if required(f) and f.name not in raw]
+        if missing:
+            raise UserError(f"{self.export_info} lacks {', '.join(missing)}: export the run again")
+        return read_record(ExportInfo, raw, str(self.export_info))
+
+    def write_export(self, record: ExportInfo) -> None:
+        atomic_write_json(self.export_info, record.to_dict())
 
     def add_command(self, command: str) -> None:
         """Record one more command that trained the run: `commands` holds every one, `command` the latest."""

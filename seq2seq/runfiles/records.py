@@ -20,11 +20,35 @@ class RunInfo:
     commands: list[str] = field(default_factory=list)
     variant: str | None = None  # the study variant the run belongs to
     best_step: int | None = None  # the step of checkpoints/best.pt
+    last_step: int | None = None  # of checkpoints/last.pt
+    avg_step: int | None = None  # of checkpoints/avg.pt (the last of the steps it averages)
     steps: int | None = None
     epochs: int | None = None
     train_seconds: float | None = None
     best_val_bleu: float | None = None
     stopped: str | None = None
+
+
+@dataclass(kw_only=True)
+class ExportInfo:
+    """export.json: what an exported model (`seq2seq export`) holds, where a run keeps run.json."""
+
+    tool: str | None = None
+    export_format: int | None = None
+    engine: str
+    quantization: str
+    ctranslate2: str | None = None  # the converter's version
+    run: str  # the run it was exported from, its checkpoint and that checkpoint's step
+    checkpoint: str
+    step: int
+    model: str
+    params: int
+    steps: int | None = None  # the run's run.json summary, for compare
+    train_seconds: float | None = None
+    best_val_bleu: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass(kw_only=True)
@@ -80,10 +104,16 @@ class EvalReport:
     run: str | None = None
     model: str
     params: int
+    engine: str = "pytorch"  # what decoded (engines.py): pytorch, or ctranslate2 for an exported model
+    threads: int | None = None  # the engine's CPU threads
+    quantization: str | None = None  # an exported model's weights' type
+    compute_type: str | None = None  # the type CTranslate2 computes in on this device
+    exported_from: dict | None = None  # an exported model's run, checkpoint and step
     dataset: str | None = None  # None: the run's own (reports of older versions)
     split: str = "test"
     checkpoint: str
     step: int
+    averaged_steps: list[int] | None = None  # of an avg checkpoint: the steps it is the mean of
     beam: int
     n: int
     bleu: float | None
