@@ -18,8 +18,8 @@ each in a process of its own, on the CPU, and reports:
   bfloat16 model in float32);
 - load_average: the machine's (1 minute) when the timed decodings started.
 --sweep adds int8 on 1 and 2 threads, and int8 greedy with batches of 8 to 256 sentences and
-of 1,000 to 16,000 tokens (the default: eval.batch_tokens). One JSON line per measurement, then
-the markdown tables of docs/results.md. The processes run with tcmalloc where it is installed,
+of 400 to 16,000 tokens (the default: each model's eval.batch_tokens, 1,000 for an export). One
+JSON line per measurement, then the markdown tables of docs/results.md. The processes run with tcmalloc where it is installed,
 as the command line does.
 """
 
@@ -66,7 +66,7 @@ def main() -> None:
         for examples in (8, 32, 128, 256):
             results.append(run(models["int8"], beam=1, threads=args.threads, batch_examples=examples,
                                repeat=args.repeat, sweep="batch"))
-        for tokens in (1000, 4000, 16000):
+        for tokens in (400, 1000, 4000, 8000, 16000):
             results.append(run(models["int8"], beam=1, threads=args.threads, batch_tokens=tokens,
                                repeat=args.repeat, sweep="batch"))
     for result in results:

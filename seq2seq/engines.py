@@ -105,7 +105,8 @@ class PyTorchEngine(Engine):
 
 class CTranslate2Engine(Engine):
     """An exported model (its directory and export.json), run by ctranslate2.Translator on
-    `threads` threads (torch's count where not given)."""
+    `threads` threads (torch's count where not given), which decode that many batches at once, one
+    thread each (CTranslate2's inter_threads): all batches are handed over together."""
 
     name = "ctranslate2"
 
@@ -113,8 +114,9 @@ class CTranslate2Engine(Engine):
                  threads: int | None = None):
         ctranslate2 = import_ctranslate2()
         self.threads = threads or torch.get_num_threads()
-        try:
-            self.translator = ctranslate2.Translator(str(path), device=device.type, intra_threads=self.threads)
+        try:  # `threads` batches at once, one thread each: this size of model gains nothing from a second
+            self.translator = ctranslate2.Translator(str(path), device=device.type, inter_threads=self.threads,
+                                                     intra_threads=1)
         except (RuntimeError, ValueError) as e:
             raise UserError(f"CTranslate2 cannot load {path} ({first_line(e)})") from None
         self.tok, self.max_positions, self.params = tok, cfg.max_positions, exported.params
@@ -173,15 +175,16 @@ class CTranslate2Engine(Engine):
         lengths = [batched_length(len(s)) for s in ids]
         limits = output_limit(torch.tensor(lengths), settings.max_len_a, settings.max_len_b,
                               self.max_positions).tolist()
+        batches = decoding_batches(lengths, settings.batch_tokens, settings.batch_examples)
+        pending = [self.translator.translate_batch(  # queued: the translator's threads take them in turn
+            [self._pieces(ids[i]) for i in batch], beam_size=settings.beam, num_hypotheses=n,
+            length_penalty=settings.length_penalty, return_scores=True, return_end_token=True,
+            max_decoding_length=max(limits[i] for i in batch) + 1,  # + EOS, which search.py forces there
+            min_decoding_length=0, max_input_length=0, asynchronous=True) for batch in batches]
         with ProgressBar(len(ids), progress, active=progress is not None) as bar:
-            for batch in decoding_batches(lengths, settings.batch_tokens, settings.batch_examples):
-                results = self.translator.translate_batch(
-                    [self._pieces(ids[i]) for i in batch], beam_size=settings.beam, num_hypotheses=n,
-                    length_penalty=settings.length_penalty, return_scores=True, return_end_token=True,
-                    max_decoding_length=max(limits[i] for i in batch) + 1,  # + EOS, which search.py forces there
-                    min_decoding_length=0, max_input_length=0)
+            for batch, results in zip(batches, pending):
                 for i, result in zip(batch, results):
-                    yield i, result, limits[i]
+                    yield i, result.result(), limits[i]
                 bar.advance(len(batch))
 
     def reference_nll(self, pairs, batch_tokens):
@@ -189,11 +192,13 @@ class CTranslate2Engine(Engine):
         tgt = fitted_ids(self.max_positions, self.tok, [t for _, t in pairs])
         out: list[list[float]] = [[] for _ in pairs]
         lengths = [batched_length(len(s)) for s in src], [batched_length(len(t)) for t in tgt]
-        for batch in token_batches(*lengths, batch_tokens):
-            results = self.translator.score_batch([self._pieces(src[i]) for i in batch],
-                                                  [self._pieces(tgt[i]) for i in batch], max_input_length=0)
+        batches = token_batches(*lengths, batch_tokens)
+        pending = [self.translator.score_batch([self._pieces(src[i]) for i in batch],
+                                               [self._pieces(tgt[i]) for i in batch], max_input_length=0,
+                                               asynchronous=True) for batch in batches]
+        for batch, results in zip(batches, pending):
             for i, result in zip(batch, results):
-                out[i] = [-p for p in result.log_probs]  # the reference's tokens and EOS
+                out[i] = [-p for p in result.result().log_probs]  # the reference's tokens and EOS
         return out
 
     def _pieces(self, ids: list[int]) -> list[str]:
