@@ -4,7 +4,10 @@ written by older versions load, compare, evaluate and resume.
 tests/old-run is a run made by the version before runfiles.py (a bahdanau of 4,038 parameters,
 trained 4 updates on conftest's toy data with `--set model.emb_dim=8 --set model.hidden_dim=8
 --set model.attn_dim=8`, then `eval --concat 1,2 --bootstrap 100`; best.pt deleted to keep it
-small). Its run.json has no best_step: the migration reads it from metrics.jsonl."""
+small). Its run.json has no best_step: the migration reads it from metrics.jsonl.
+
+tests/pre-mark-run holds the run.json and config.yaml of docs/runs/study-k4/rnn as they were
+written, before run.json had this tool's mark (docs/runs/ itself went through the migration)."""
 
 import json
 import shutil
@@ -17,6 +20,7 @@ from seq2seq.runfiles import RunInfo, migrate_config, read_report, read_sentence
 from tests.conftest import ROOT, write_jsonl
 
 OLD_RUN = ROOT / "tests" / "old-run"
+PRE_MARK_RUN = ROOT / "tests" / "pre-mark-run"
 DOCS_RUNS = ROOT / "docs" / "runs"
 
 
@@ -61,7 +65,7 @@ def test_every_run_in_docs_runs_loads(run):
 
 
 def test_the_migration_marks_runs_from_before_the_mark_and_keeps_their_command(tmp_path):
-    run = shutil.copytree(DOCS_RUNS / "study-k4" / "rnn", tmp_path / "rnn")
+    run = shutil.copytree(PRE_MARK_RUN, tmp_path / "rnn")
     raw = json.loads((run / "run.json").read_text())
     assert "tool" not in raw and "commands" not in raw
     info = RunDir(run).read_info()
