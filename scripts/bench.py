@@ -33,7 +33,6 @@ import os
 import resource
 import statistics
 import sys
-import tempfile
 import time
 
 import torch
@@ -47,9 +46,9 @@ from seq2seq.device import describe, pick_device, precision_label, resolve_preci
 from seq2seq.evaluate import load_run
 from seq2seq.models import MODELS
 from seq2seq.models.build import build_model
-from seq2seq.rundir import RunDir
 from seq2seq.search import translate
-from seq2seq.trainer import TrainingState, Trainer
+from seq2seq.models.base import count_parameters
+from seq2seq.update import Update
 
 BENCH_DROPOUT = {"transformer": 0.1}  # ../shared/bench/README.md: 0.1 for the transformer, 0.2 for the others
 
@@ -88,36 +87,34 @@ def main() -> None:
     torch.manual_seed(cfg.train.seed)
     corpus, tok = prepare(cfg, lambda msg: print(msg, file=sys.stderr))
     model = build_model(cfg.model, tok.vocab_size).to(device)
-    with tempfile.TemporaryDirectory() as scratch:
-        trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, device, TrainingState(), lambda *a, **k: None)
-        src_lens, tgt_lens = corpus.lengths()
-        batches = token_batches(src_lens, tgt_lens, cfg.train.batch_tokens, cfg.train.seed, 0)
-        batches = [batches[0]] * args.updates if args.repeat_batch else \
-            (batches * (1 + args.updates // len(batches)))[:args.updates]
-        # The training loop does not wait for a GPU between updates, so on one the clock reads
-        # whole windows of updates; on the CPU every update is its own window.
-        per_window = 1 if device.type == "cpu" else 10
-        rates = []
-        model.train()
-        started = time.perf_counter()
-        for start in range(0, len(batches), per_window):
-            sync(device)
-            tick = time.perf_counter()
-            tokens = 0
-            for idx in batches[start:start + per_window]:
-                batch = corpus.batch(idx).to(device)
-                trainer.train_step(batch)
-                trainer.progress.step += 1
-                tokens += batch.n_tokens
-            sync(device)
-            rates.append(tokens / (time.perf_counter() - tick))
-            if start == 0:
-                first = time.perf_counter() - tick  # with train.compile, its compilation
-        warmup = -(-args.warmup // per_window)  # windows holding the warmup updates
-        wall = time.perf_counter() - started  # every update, the first ones' compilation included
+    update = Update(cfg.train, model, device, total_steps=args.updates)
+    src_lens, tgt_lens = corpus.lengths()
+    batches = token_batches(src_lens, tgt_lens, cfg.train.batch_tokens, cfg.train.seed, 0)
+    batches = [batches[0]] * args.updates if args.repeat_batch else \
+        (batches * (1 + args.updates // len(batches)))[:args.updates]
+    # The training loop does not wait for a GPU between updates, so on one the clock reads
+    # whole windows of updates; on the CPU every update is its own window.
+    per_window = 1 if device.type == "cpu" else 10
+    rates = []
+    model.train()
+    started = time.perf_counter()
+    for start in range(0, len(batches), per_window):
+        sync(device)
+        tick = time.perf_counter()
+        tokens = 0
+        for step, idx in enumerate(batches[start:start + per_window], start):
+            batch = corpus.batch(idx).to(device)
+            update(batch, update.lr(step))
+            tokens += batch.n_tokens
+        sync(device)
+        rates.append(tokens / (time.perf_counter() - tick))
+        if start == 0:
+            first = time.perf_counter() - tick  # with train.compile, its compilation
+    warmup = -(-args.warmup // per_window)  # windows holding the warmup updates
+    wall = time.perf_counter() - started  # every update, the first ones' compilation included
     common = {"model": args.model, "device": device.type, "hardware": describe(device),
-              "dtype": precision_label(model, trainer.precision, device), "threads": torch.get_num_threads(),
-              "params": trainer.params, "malloc": "tcmalloc" if tcmalloc_loaded() else "system"}
+              "dtype": precision_label(model, update.precision, device), "threads": torch.get_num_threads(),
+              "params": count_parameters(model), "malloc": "tcmalloc" if tcmalloc_loaded() else "system"}
     emit(common | {"what": "train", "updates": args.updates,
                    "tgt_tok_per_s": round(statistics.median(rates[warmup:] or rates)),
                    "compile": cfg.train.compile, "repeat_batch": args.repeat_batch,

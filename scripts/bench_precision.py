@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 
 import torch
@@ -22,8 +21,7 @@ from seq2seq.batching import token_batches
 from seq2seq.config import DEFAULT_DATASET, load_config
 from seq2seq.corpus import prepare
 from seq2seq.models.build import build_model
-from seq2seq.rundir import RunDir
-from seq2seq.trainer import TrainingState, Trainer
+from seq2seq.update import Update
 
 
 def main() -> None:
@@ -46,15 +44,14 @@ def main() -> None:
             cfg = base.replace({"train.precision": precision})
             torch.manual_seed(0)
             model = build_model(cfg.model, tok.vocab_size).train()
-            with tempfile.TemporaryDirectory() as scratch:
-                trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, cpu, TrainingState(), lambda *a, **k: None)
-                trainer.train_step(corpus.batch(batches[0])).read()  # warmup
-                tokens, tick = 0, time.perf_counter()
-                for idx in batches[1:]:
-                    batch = corpus.batch(idx)
-                    trainer.train_step(batch).read()  # read(): wait for the update
-                    tokens += batch.n_tokens
-                seconds = time.perf_counter() - tick
+            update = Update(cfg.train, model, cpu)
+            update(corpus.batch(batches[0]), update.lr(0)).read()  # warmup
+            tokens, tick = 0, time.perf_counter()
+            for idx in batches[1:]:
+                batch = corpus.batch(idx)
+                update(batch, update.lr(0)).read()  # read(): wait for the update
+                tokens += batch.n_tokens
+            seconds = time.perf_counter() - tick
             print(json.dumps({"model": args.model, "round": round_, "dtype": precision, "threads": args.threads,
                               "updates": args.updates, "tgt_tok_per_s": round(tokens / seconds)}), flush=True)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections import defaultdict
 
 import torch
@@ -20,8 +19,7 @@ from seq2seq.config import DEFAULT_DATASET, load_config, parse_set
 from seq2seq.corpus import prepare
 from seq2seq.device import pick_device, precision_label
 from seq2seq.models.build import build_model
-from seq2seq.rundir import RunDir
-from seq2seq.trainer import TrainingState, Trainer
+from seq2seq.update import Update
 
 # Operator name fragments -> what they are for, first match wins (top-level operators only).
 # LayerNorm comes before the optimizer, whose clipping computes norms too (foreach_norm,
@@ -59,21 +57,20 @@ def main() -> None:
     device = pick_device("cpu")
     corpus, tok = prepare(cfg, lambda msg: None)
     model = build_model(cfg.model, tok.vocab_size).to(device).train()
-    with tempfile.TemporaryDirectory() as scratch:
-        trainer = Trainer(cfg, RunDir(scratch), model, tok, corpus, device, TrainingState(), lambda *a, **k: None)
-        src_lens, tgt_lens = corpus.lengths()
-        batches = token_batches(src_lens, tgt_lens, cfg.train.batch_tokens, cfg.train.seed, 0)[:args.updates + 2]
-        for idx in batches[:2]:  # warm up allocator and kernels
-            trainer.train_step(corpus.batch(idx))
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
-            for idx in batches[2:]:
-                trainer.train_step(corpus.batch(idx)).read()
+    update = Update(cfg.train, model, device)
+    src_lens, tgt_lens = corpus.lengths()
+    batches = token_batches(src_lens, tgt_lens, cfg.train.batch_tokens, cfg.train.seed, 0)[:args.updates + 2]
+    for idx in batches[:2]:  # warm up allocator and kernels
+        update(corpus.batch(idx), update.lr(0))
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for idx in batches[2:]:
+            update(corpus.batch(idx), update.lr(0)).read()
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     shares: dict[str, float] = defaultdict(float)
     for e in events:
         shares[group_of(e.key)] += e.self_cpu_time_total
-    print(f"{args.model}, {precision_label(model, trainer.precision, device)}, {args.updates} updates, "
+    print(f"{args.model}, {precision_label(model, update.precision, device)}, {args.updates} updates, "
           f"{total / 1e3 / args.updates:.0f} ms each (operator self time, {torch.get_num_threads()} threads)")
     for group, t in sorted(shares.items(), key=lambda kv: -kv[1]):
         print(f"  {group:<11} {100 * t / total:5.1f}%")

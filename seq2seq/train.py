@@ -23,7 +23,8 @@ from seq2seq.rundir import RunDir
 from seq2seq.tensorboard_writer import TensorBoard, require as require_tensorboard
 from seq2seq.signals import interrupts
 from seq2seq.tokenizer import Tokenizer
-from seq2seq.trainer import TrainingState, Trainer
+from seq2seq.train_checkpoints import TrainingState
+from seq2seq.trainer import Trainer
 
 
 def train(cfg: Config, run_dir: Path, resume: bool = False, overwrite: bool = False) -> RunDir:
@@ -97,26 +98,26 @@ def _trainer(cfg: Config, run: RunDir, ckpt: dict | None, tok: Tokenizer | None,
     if ckpt is None and run.replaced.exists():
         log(f"the run replaced is kept in {run.replaced} until this one saves its first checkpoint")
     model = build_model(cfg.model, tok.vocab_size).to(device)
-    trainer = Trainer(cfg, run, model, tok, corpus, device, TrainingState(), log, world)
+    progress = TrainingState(**ckpt["progress"]) if ckpt is not None else TrainingState()
+    board = TensorBoard(run.tensorboard, progress.step) if cfg.train.tensorboard and world.main else None
+    trainer = Trainer(cfg, run, model, tok, corpus, device, progress, log, world, board)
     if ckpt is not None:
-        trainer.restore(ckpt)
-        step = trainer.progress.step
-        log(f"resumed {run.path} at step {step} (epoch {trainer.progress.epoch + 1})")
+        trainer.checkpoints.restore(ckpt)
+        step = progress.step
+        log(f"resumed {run.path} at step {step} (epoch {progress.epoch + 1})")
         if dropped := world.run_on_main(lambda: run.drop_metrics_after(step)):
             log(f"{dropped} metrics.jsonl records past step {step} dropped: they were written "
                 "after the checkpoint, by a process stopped before it saved the next")
     if world.size > 1 and (ckpt is None or "rank_rng" not in ckpt):
         # the same weights everywhere (DDP checks), different dropout on each rank; from here on each
         # rank's random state is checkpointed (a checkpoint from before that resumes with a new one)
-        torch.manual_seed(hash((cfg.train.seed, world.rank, trainer.progress.step)) % 2**63)
+        torch.manual_seed(hash((cfg.train.seed, world.rank, progress.step)) % 2**63)
     log(f"model {cfg.model.name}: {trainer.params:,} parameters, device {describe(device, world)}, "
-        f"{precision_label(model, trainer.precision, device)}")
+        f"{precision_label(model, trainer.update.precision, device)}")
     if world.main:
         run.update_info(model=cfg.model.name, params=trainer.params, device=describe(device, world),
                         torch=str(torch.__version__))
         run.add_command(" ".join(sys.argv))
-        if cfg.train.tensorboard:
-            trainer.board = TensorBoard(run.tensorboard, trainer.progress.step)
     return trainer
 
 

@@ -90,24 +90,46 @@ def wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float =
     raise AssertionError(f"run never reached step {step} (exit {proc.poll()})")
 
 
-def tiny_trainer(run_dir, world=None, device="cpu", precision="fp32"):
-    """A Trainer of a tiny bahdanau model on a toy vocabulary, without dropout or warmup, in fp32
-    unless told (`auto` would be bf16 on a CPU with AVX512-BF16, too coarse for the numbers the
-    tests compare), for driving train_step by hand; returns it and its tokenizer."""
+def _tiny(device: str, precision: str):
+    """A tiny bahdanau model on a toy vocabulary, without dropout or warmup, in fp32 unless told
+    (`auto` would be bf16 on a CPU with AVX512-BF16, too coarse for the numbers the tests
+    compare): its config, model and tokenizer."""
     import torch
 
     from seq2seq.config import load_config
-    from seq2seq.distributed import World
     from seq2seq.models.build import build_model
-    from seq2seq.corpus import Corpus
-    from seq2seq.rundir import RunDir
     from seq2seq.tokenizer import Tokenizer
-    from seq2seq.trainer import TrainingState, Trainer
 
     tok = Tokenizer.train([s for p in toy_pairs(300) for s in p], vocab_size=60)
     cfg = load_config(TINY, {"model.dropout": 0.0, "train.warmup_steps": 0, "train.precision": precision})
     torch.manual_seed(0)
-    model = build_model(cfg.model, tok.vocab_size).to(device)
+    return cfg, build_model(cfg.model, tok.vocab_size).to(device), tok
+
+
+def tiny_update(world=None, device="cpu", precision="fp32"):
+    """The optimizer step (update.Update) of a tiny model (_tiny), for driving updates by hand, as
+    the benchmarks do, without a run dir; returns it and its tokenizer."""
+    import torch
+
+    from seq2seq.distributed import World
+    from seq2seq.update import Update
+
+    cfg, model, tok = _tiny(device, precision)
+    return Update(cfg.train, model, torch.device(device), world or World()), tok
+
+
+def tiny_trainer(run_dir, world=None, device="cpu", precision="fp32"):
+    """A Trainer of a tiny model (_tiny) in run_dir, for driving its checkpoints by hand; returns
+    it and its tokenizer."""
+    import torch
+
+    from seq2seq.corpus import Corpus
+    from seq2seq.distributed import World
+    from seq2seq.rundir import RunDir
+    from seq2seq.train_checkpoints import TrainingState
+    from seq2seq.trainer import Trainer
+
+    cfg, model, tok = _tiny(device, precision)
     corpus = Corpus({"src_len": [1], "tgt_len": [1]}, [], [])  # the Trainer reads only the length columns
     return Trainer(cfg, RunDir(run_dir), model, tok, corpus, torch.device(device), TrainingState(),
                    lambda *a, **k: None, world or World()), tok

@@ -14,7 +14,7 @@ from seq2seq.device import autocast, pick_device, precision_label
 from seq2seq.metrics import corpus_scores
 from seq2seq.models import MODELS
 from seq2seq.search import beam_search, greedy, translate
-from tests.conftest import batch_of, overfit_tiny_model, tiny_trainer, toy_pairs
+from tests.conftest import batch_of, overfit_tiny_model, tiny_trainer, tiny_update, toy_pairs
 from tests.test_models import random_batch, tiny_model
 
 pytestmark = pytest.mark.cuda
@@ -30,10 +30,10 @@ def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
 
 
 def test_a_bf16_step_with_the_fused_optimizer_trains_with_the_gru_encoder_in_fp32(tmp_path, gpu):
-    trainer, tok = tiny_trainer(tmp_path, device=gpu, precision="bf16")
-    model = trainer.model
-    assert all(group["fused"] for group in trainer.optimizer.param_groups)
-    assert precision_label(model, trainer.precision, gpu) == "bf16 (tf32: encoder)"
+    update, tok = tiny_update(device=gpu, precision="bf16")
+    model = update.model
+    assert all(group["fused"] for group in update.optimizer.param_groups)
+    assert precision_label(model, update.precision, gpu) == "bf16 (tf32: encoder)"
     dtypes = {}
     for name in ("encoder", "decoder", "readout"):  # nn.GRU, nn.GRUCell, Maxout (nn.Linear)
         def hook(module, inputs, output, name=name):
@@ -42,8 +42,8 @@ def test_a_bf16_step_with_the_fused_optimizer_trains_with_the_gru_encoder_in_fp3
         getattr(model, name).register_forward_hook(hook)
     batch = batch_of(tok, toy_pairs(16, seed=4)).to(gpu)
     losses = []
-    for _ in range(40):  # trainer.progress.step stays 0: the learning rate stays train.lr
-        stats = trainer.train_step(batch)
+    for _ in range(40):  # at step 0 throughout: the learning rate stays train.lr
+        stats = update(batch, update.lr(0))
         assert stats.loss_sum.device.type == "cuda"
         loss, tokens, skipped, _ = stats.read()
         assert skipped == 0 and tokens == batch.n_tokens
@@ -53,23 +53,23 @@ def test_a_bf16_step_with_the_fused_optimizer_trains_with_the_gru_encoder_in_fp3
     assert losses[-1] < 0.7 * losses[0], losses
     for p in model.parameters():
         assert p.dtype == torch.float32 and bool(torch.isfinite(p).all())
-        step = trainer.optimizer.state[p]["step"]
+        step = update.optimizer.state[p]["step"]
         assert (step.device, step.dtype, step.item()) == (p.device, torch.float32, 40.0)
 
 
 def test_a_non_finite_loss_is_skipped_on_the_gpu_without_touching_the_weights(tmp_path, gpu):
-    trainer, tok = tiny_trainer(tmp_path, device=gpu, precision="bf16")
-    model, optimizer = trainer.model, trainer.optimizer
+    update, tok = tiny_update(device=gpu, precision="bf16")
+    model, optimizer = update.model, update.optimizer
     batch = batch_of(tok, toy_pairs(8, seed=4)).to(gpu)
-    assert trainer.train_step(batch).read()[2] == 0  # a good step first, so that Adam has moments to keep
+    assert update(batch, update.lr(0)).read()[2] == 0  # a good step first, so that Adam has moments to keep
     before = copy.deepcopy((model.state_dict(), optimizer.state_dict()["state"]))
-    trainer.replica = lambda *inputs: model(*inputs) * float("nan")
-    assert trainer.train_step(batch).read() == [0.0, 0.0, 1.0, 0.0]
+    update.replica = lambda *inputs: model(*inputs) * float("nan")
+    assert update(batch, update.lr(0)).read() == [0.0, 0.0, 1.0, 0.0]
     weights, moments = model.state_dict(), optimizer.state_dict()["state"]
     assert all(torch.equal(before[0][k], weights[k]) for k in weights)
     assert all(torch.equal(before[1][p][k], moments[p][k]) for p in moments for k in moments[p])
-    trainer.replica = model
-    assert trainer.train_step(batch).read()[2] == 0
+    update.replica = model
+    assert update(batch, update.lr(0)).read()[2] == 0
     assert not all(torch.equal(before[0][k], v) for k, v in model.state_dict().items())
 
 
@@ -81,11 +81,12 @@ def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes_fused_on_the_gpu(
     unfused.step()
     saved = unfused.state_dict()
     assert {state["step"].device.type for state in saved["state"].values()} == {"cpu"}
-    trainer.restore(trainer.state([trainer.rng_state()]) | {"optimizer": saved})
+    saves = trainer.checkpoints
+    saves.restore(saves.state(trainer.progress, [saves.rng_state()]) | {"optimizer": saved})
     for p in trainer.model.parameters():
-        step = trainer.optimizer.state[p]["step"]
+        step = trainer.update.optimizer.state[p]["step"]
         assert (step.device, step.dtype) == (p.device, torch.float32)
-    loss, tokens, skipped, _ = trainer.train_step(batch).read()
+    loss, tokens, skipped, _ = trainer.update(batch, trainer.lr()).read()
     assert skipped == 0 and loss > 0 and tokens == batch.n_tokens
 
 

@@ -16,24 +16,23 @@ import torch.multiprocessing as mp
 
 from seq2seq.distributed import TIMEOUT, World, close_world, init_world, torchrun_world
 from seq2seq.errors import UserError
-from tests.conftest import TINY, batch_of, tiny_trainer, toy_pairs, wait_for_step, write_jsonl
+from tests.conftest import TINY, batch_of, tiny_update, toy_pairs, wait_for_step, write_jsonl
 
 STEPS, B = 4, 6  # updates, pairs per rank and step
 
 
-def train_steps(world: World, run_dir, rank_batches: list[list[tuple[str, str]]],
+def train_steps(world: World, rank_batches: list[list[tuple[str, str]]],
                 poisoned: int | None = None) -> tuple[list[list[float]], dict]:
     """STEPS updates of a tiny bahdanau model, each on this rank's batch (the one at index
     `poisoned` given a NaN readout, hence a NaN loss); returns each step's (loss sum, target
     tokens, skipped) over all ranks, and the final weights."""
-    trainer, tok = tiny_trainer(run_dir, world)
-    trainer.model.readout.register_forward_hook(
-        lambda module, inputs, t: t * float("nan") if trainer.progress.step == poisoned else t)
+    update, tok = tiny_update(world)
+    step = 0
+    update.model.readout.register_forward_hook(lambda module, inputs, t: t * float("nan") if step == poisoned else t)
     stats = []
-    for pairs in rank_batches:
-        stats.append(trainer.train_step(batch_of(tok, pairs)).read())
-        trainer.progress.step += 1
-    return stats, trainer.model.state_dict()
+    for step, pairs in enumerate(rank_batches):
+        stats.append(update(batch_of(tok, pairs), update.lr(step)).read())
+    return stats, update.model.state_dict()
 
 
 def steps_of(rank: int, size: int) -> list[list[tuple[str, str]]]:
@@ -46,7 +45,7 @@ def worker(rank: int, size: int, init_file: str, out: str, poisoned_on_rank_1: i
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
     try:
         poisoned = poisoned_on_rank_1 if rank == 1 else None
-        torch.save(train_steps(World(rank, size), out, steps_of(rank, size), poisoned),
+        torch.save(train_steps(World(rank, size), steps_of(rank, size), poisoned),
                    os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -57,7 +56,7 @@ def test_two_processes_with_batch_b_match_one_process_with_batch_2b(tmp_path, po
     """With `poisoned`, rank 1 alone gets a NaN loss at that step: every rank skips the update,
     as one process skips it for its whole batch."""
     mp.spawn(worker, args=(2, str(tmp_path / "init"), str(tmp_path), poisoned), nprocs=2, join=True)
-    single_stats, single_weights = train_steps(World(), tmp_path, steps_of(0, 1), poisoned)
+    single_stats, single_weights = train_steps(World(), steps_of(0, 1), poisoned)
     single_losses = [loss / tokens if tokens else None for loss, tokens, *_ in single_stats]
     assert [skipped for _, _, skipped, _ in single_stats] == [float(i == poisoned) for i in range(STEPS)]
     for rank in range(2):

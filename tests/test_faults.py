@@ -838,16 +838,16 @@ def test_overwrite_replaces_only_the_runs_own_files(trained, tmp_path, run_cli):
 
 def test_overwrite_keeps_the_old_run_when_the_new_one_fails_before_its_first_checkpoint(trained, tmp_path,
                                                                                           monkeypatch, run_cli):
-    from seq2seq import train as training
+    from seq2seq import update
 
     run = shutil.copytree(trained, tmp_path / "run")
     (run / "notes.txt").write_text("keep")
     before = files(run)
 
-    def out_of_memory(self, batch):
+    def out_of_memory(self, batch, lr):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(training.Trainer, "train_step", out_of_memory)
+    monkeypatch.setattr(update.Update, "__call__", out_of_memory)
     err = run_cli(*train_args(trained.parent / "data", run, "--overwrite"), in_process=True, expect=1).err
     assert err.strip().splitlines()[-1].startswith("error: out of memory (CUDA out of memory")
     assert files(run) == before and not (run / ".replaced").exists()

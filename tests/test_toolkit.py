@@ -132,11 +132,12 @@ def test_average_writes_the_mean_of_the_kept_checkpoints_which_eval_uses(runs, t
 
 def test_keep_best_keeps_the_checkpoints_of_highest_validation_bleu(tmp_path):
     trainer, _ = tiny_trainer(tmp_path)
-    trainer.cfg = trainer.cfg.replace({"train.keep_best": 2})
+    saves = trainer.checkpoints
+    saves.cfg = saves.cfg.replace({"train.keep_best": 2})
     trainer.run.checkpoints.mkdir()
     for step, bleu in enumerate([1.0, 3.0, 2.0, 5.0, 3.0], start=1):
         trainer.progress.step = step
-        trainer.keep(bleu)
+        saves.keep(trainer.progress, bleu)
     assert trainer.progress.kept == [[5.0, 4], [3.0, 2]]
     assert [p.name for p in trainer.run.kept_checkpoints()] == ["best-2.pt", "best-4.pt"]
 

@@ -15,7 +15,7 @@ from seq2seq.models import MODELS
 from seq2seq.models.build import build_model
 from seq2seq.search import translate
 from seq2seq.tokenizer import PAD, Tokenizer
-from tests.conftest import MULTI30K, TINY, batch_of, overfit_tiny_model, tiny, tiny_trainer, toy_pairs
+from tests.conftest import MULTI30K, TINY, batch_of, overfit_tiny_model, tiny, tiny_trainer, tiny_update, toy_pairs
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -88,26 +88,26 @@ def test_train_then_eval_end_to_end(toy_dataset, tmp_path, run_cli):
 
 @pytest.mark.parametrize("poisoned", ["loss", "gradient"])
 def test_a_batch_with_a_non_finite_loss_or_gradient_is_skipped_without_touching_the_weights(tmp_path, poisoned):
-    trainer, tok = tiny_trainer(tmp_path)
+    update, tok = tiny_update()
     batch = batch_of(tok, toy_pairs(8, seed=4))
-    model, optimizer = trainer.model, trainer.optimizer
-    good = trainer.train_step(batch).read()  # a good step first, so that Adam has moments to keep
+    model, optimizer = update.model, update.optimizer
+    good = update(batch, update.lr(0)).read()  # a good step first, so that Adam has moments to keep
     assert good[1] == batch.n_tokens and good[0] > 0 and good[2] == 0 and good[3] > 0
     before = copy.deepcopy((model.state_dict(), optimizer.state_dict()["state"]))
 
     if poisoned == "loss":
-        trainer.replica = lambda *inputs: model(*inputs) * float("nan")
+        update.replica = lambda *inputs: model(*inputs) * float("nan")
     else:  # a finite loss whose backward overflows
         hook = model.W_o.bias.register_hook(lambda grad: grad * float("inf"))
-    assert trainer.train_step(batch).read() == [0.0, 0.0, 1.0, 0.0]
+    assert update(batch, update.lr(0)).read() == [0.0, 0.0, 1.0, 0.0]
     weights, moments = model.state_dict(), optimizer.state_dict()["state"]
     assert all(torch.equal(before[0][k], weights[k]) for k in weights)
     assert all(torch.equal(before[1][p][k], moments[p][k]) for p in moments for k in moments[p])
 
-    trainer.replica = model
+    update.replica = model
     if poisoned == "gradient":
         hook.remove()
-    trainer.train_step(batch)
+    update(batch, update.lr(0))
     assert not all(torch.equal(before[0][k], v) for k, v in model.state_dict().items())
 
 
@@ -124,13 +124,14 @@ def test_a_checkpoint_of_the_earlier_unfused_optimizer_resumes_with_steps_where_
     assert saved["param_groups"][0]["fused"] is None
     for state in saved["state"].values():
         state["step"] = state["step"].double()
-    trainer.restore(trainer.state([trainer.rng_state()]) | {"optimizer": saved})
-    optimizer = trainer.optimizer
+    saves = trainer.checkpoints
+    saves.restore(saves.state(trainer.progress, [saves.rng_state()]) | {"optimizer": saved})
+    optimizer = trainer.update.optimizer
     assert all(group["fused"] for group in optimizer.param_groups)
     for p in trainer.model.parameters():
         step = optimizer.state[p]["step"]
         assert (step.dtype, step.device, step.item()) == (torch.float32, p.device, 1.0)
-    assert trainer.train_step(batch).read()[2] == 0
+    assert trainer.update(batch, trainer.lr()).read()[2] == 0
 
 
 def test_training_stops_when_more_batches_than_allowed_are_non_finite(toy_dataset, tmp_path, run_cli):
