@@ -14,7 +14,6 @@ wmt/wmt14). A local directory may also hold plain parallel text files, one sente
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -22,13 +21,9 @@ from pathlib import Path
 
 from seq2seq.config import DataConfig
 from seq2seq.errors import UserError, first_line
+from seq2seq.local_dataset import SPLIT_ALIASES, Pair, bad_row, kind, read_parallel_text, split_sources
 
 SPLITS = ("train", "validation", "test")
-# The names that make a file one split's, as datasets reads a local directory (its SPLIT_KEYWORDS)
-_SPLIT_ALIASES = {"train": ("train", "training"), "validation": ("validation", "val", "valid", "dev"),
-                  "test": ("test", "testing", "eval", "evaluation")}
-_SEPARATORS = "-._ 0-9"  # what may stand beside such a name in a file name (datasets' NON_WORDS_CHARS)
-Pair = tuple[str, str]  # (source, target)
 
 
 @dataclass
@@ -54,9 +49,9 @@ def load_table(cfg: DataConfig, split: str):
     path = _local_path(cfg.dataset)
     if path is not None and not path.is_dir():
         raise UserError(f"dataset directory not found: {cfg.dataset}")
-    text_files = _split_sources(path, split, cfg) if path is not None else None
+    text_files = split_sources(path, split, cfg) if path is not None else None
     if text_files:
-        pairs = _read_parallel_text(*text_files)
+        pairs = read_parallel_text(*text_files)
         return datasets.Dataset.from_dict({"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]})
     rows = _load_hub_split(cfg, split, local=path)
     return _read_utf8(cfg, split, lambda: _map_columns(rows, cfg, split, local=path))
@@ -64,11 +59,12 @@ def load_table(cfg: DataConfig, split: str):
 
 def clean_table(table, max_words: int) -> tuple[object, int, int]:
     """clean() for an Arrow table: returns the kept table and the counts dropped as empty and as long."""
-    normalized = table.map(_normalize_batch, batched=True)
-    nonempty = normalized.filter(lambda b: [bool(s and t) for s, t in zip(b["src"], b["tgt"])], batched=True)
-    short = nonempty.filter(lambda b: [len(s.split()) <= max_words and len(t.split()) <= max_words
-                                       for s, t in zip(b["src"], b["tgt"])], batched=True)
-    return short, len(table) - len(nonempty), len(nonempty) - len(short)
+    import numpy as np
+
+    marked = table.map(_clean_batch, batched=True, fn_kwargs={"max_words": max_words})
+    kept = marked.filter(lambda b: [not why for why in b["dropped"]], batched=True).remove_columns("dropped")
+    _, empty, long = np.bincount(marked.with_format("numpy")["dropped"], minlength=3)
+    return kept, int(empty), int(long)
 
 
 def augment_table(table, max_k: int):
@@ -79,10 +75,6 @@ def augment_table(table, max_k: int):
     joined = [table.map(_join_batch, batched=True, batch_size=k * 1000, fn_kwargs={"k": k})
               for k in range(2, max_k + 1)]
     return datasets.concatenate_datasets([table, *joined]) if joined else table
-
-
-def _normalize_batch(batch: dict) -> dict:
-    return {"src": [_normalize(s) for s in batch["src"]], "tgt": [_normalize(t) for t in batch["tgt"]]}
 
 
 def _join_batch(batch: dict, k: int) -> dict:
@@ -102,16 +94,21 @@ def _read_utf8(cfg: DataConfig, split: str, read):
 
 def clean(pairs: list[Pair], max_words: int) -> Cleaned:
     """Strip whitespace; drop pairs with an empty side or a side longer than max_words."""
-    kept, empty, long = [], 0, 0
-    for src, tgt in pairs:
-        src, tgt = _normalize(src), _normalize(tgt)
-        if not src or not tgt:
-            empty += 1
-        elif len(src.split()) > max_words or len(tgt.split()) > max_words:
-            long += 1
-        else:
-            kept.append((src, tgt))
-    return Cleaned(kept, empty, long)
+    marked = _clean_batch({"src": [s for s, _ in pairs], "tgt": [t for _, t in pairs]}, max_words)
+    kept = [(s, t) for s, t, why in zip(marked["src"], marked["tgt"], marked["dropped"]) if not why]
+    return Cleaned(kept, marked["dropped"].count(EMPTY), marked["dropped"].count(LONG))
+
+
+EMPTY, LONG = 1, 2  # why cleaning drops a pair (0: it keeps it)
+
+
+def _clean_batch(batch: dict, max_words: int) -> dict:
+    """The cleaning of clean() and clean_table(), written once: each pair's sides with their
+    whitespace normalized, and why it is dropped (`dropped`: 0, EMPTY or LONG)."""
+    src, tgt = [_normalize(s) for s in batch["src"]], [_normalize(t) for t in batch["tgt"]]
+    dropped = [EMPTY if not s or not t else LONG if len(s.split()) > max_words or len(t.split()) > max_words else 0
+               for s, t in zip(src, tgt)]
+    return {"src": src, "tgt": tgt, "dropped": dropped}
 
 
 NO_LIMIT = 10**9  # evaluation keeps every non-empty pair, however long
@@ -135,48 +132,6 @@ def _normalize(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _split_sources(root: Path, split: str, cfg: DataConfig) -> tuple[Path, Path] | None:
-    """The parallel text files of a split in a local dataset dir, or None where datasets reads its
-    data files (each row of their JSON Lines checked as a sentence pair first: datasets would make
-    text of a number in a split after the first). Two sources for one split (val.jsonl beside
-    validation.jsonl, train.de/train.en beside train.jsonl) are a mistake in the input: refused."""
-    texts = []
-    for name in _SPLIT_ALIASES[split]:
-        src, tgt = root / f"{name}.{cfg.src_lang}", root / f"{name}.{cfg.tgt_lang}"
-        if src.exists() or tgt.exists():
-            if not (src.exists() and tgt.exists()):
-                missing = tgt if src.exists() else src
-                raise UserError(f"{missing} is missing: parallel text needs both {src.name} and {tgt.name}")
-            texts.append((src, tgt))
-    files = _data_files(root, split, cfg)
-    sources = [f"{src.name} with {tgt.name}" for src, tgt in texts] + [", ".join(p.name for p in group)
-                                                                         for group in files.values()]
-    if len(sources) > 1:
-        raise UserError(f"dataset {cfg.dataset} has two sources for its {split} split ({sources[0]}, and "
-                        f"{sources[1]}): keep one")
-    for path in (p for group in files.values() for p in group if p.suffix == ".jsonl"):
-        if bad := _bad_row_of(path, cfg):
-            raise UserError(bad)
-    return texts[0] if texts else None
-
-
-def _data_files(root: Path, split: str, cfg: DataConfig) -> dict[str, list[Path]]:
-    """The files under root that datasets takes for the split, by the name in theirs that makes
-    them so ("val" for val.jsonl, "train" for data/train-00000-of-00002.parquet); hidden files,
-    README.md and parallel text aside."""
-    found: dict[str, list[Path]] = {}
-    for path in sorted(root.rglob("*")):
-        parts = path.relative_to(root).parts
-        if not path.is_file() or any(part.startswith(".") for part in parts) or path.name == "README.md" \
-                or path.suffix in (f".{cfg.src_lang}", f".{cfg.tgt_lang}"):
-            continue
-        name = next((name for name in _SPLIT_ALIASES[split] for part in parts
-                     if re.search(rf"(^|[{_SEPARATORS}]){name}([{_SEPARATORS}]|$)", part)), None)
-        if name is not None:
-            found.setdefault(name, []).append(path)
-    return found
-
-
 def dataset_location(name: str | None) -> str | None:
     """A local dataset directory as an absolute path, so that a run's config finds it from any
     working directory; a hub id as given."""
@@ -188,29 +143,6 @@ def _local_path(name: str) -> Path | None:
     """The directory a dataset name points at, or None for a hub id (`user/name`)."""
     path = Path(os.path.expanduser(name))
     return path if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1 else None
-
-
-def _read_parallel_text(src_path: Path, tgt_path: Path) -> list[Pair]:
-    src, tgt = _read_lines(src_path), _read_lines(tgt_path)
-    if len(src) != len(tgt):
-        raise UserError(f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: "
-                        "parallel files must have one sentence per line, aligned")
-    return list(zip(src, tgt))
-
-
-def _read_lines(path: Path) -> list[str]:
-    """One sentence per line, lines ended by \n (a \r before it is dropped): a form feed, U+0085 or
-    U+2028 inside a sentence is part of it, and the count is that of `wc -l` (plus a last line
-    without \n)."""
-    try:
-        lines = path.read_bytes().decode("utf-8").split("\n")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path} is not valid UTF-8 (byte {e.start})") from None
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror}") from None
-    if lines[-1] == "":
-        lines.pop()  # the \n that ends the last line starts none
-    return [line.removesuffix("\r") for line in lines]
 
 
 def fingerprint(table, pairs: list[Pair]) -> str:
@@ -238,7 +170,7 @@ def _load_hub_split(cfg: DataConfig, split: str, local: Path | None):
         splits = datasets.load_dataset(cfg.dataset, cfg.dataset_config)
     except Exception as e:  # datasets raises many kinds: no network, bad files, bad config
         reason = first_line(e)
-        if local and (bad := _bad_row(local, cfg, split)):
+        if local and (bad := bad_row(local, cfg, split)):
             raise UserError(bad) from None
         if local:
             empty = sorted(p.name for p in local.iterdir() if p.is_file() and p.stat().st_size == 0)
@@ -247,55 +179,10 @@ def _load_hub_split(cfg: DataConfig, split: str, local: Path | None):
             raise UserError(f"cannot load dataset {cfg.dataset}: {reason}") from None
         raise UserError(f"cannot load {cfg.dataset!r} from the Hugging Face hub ({reason}); with no network, "
                         "point at a local copy with --dataset PATH or the SEQ2SEQ_DATASET variable") from None
-    name = next((n for n in _SPLIT_ALIASES[split] if n in splits), None)
+    name = next((n for n in SPLIT_ALIASES[split] if n in splits), None)
     if name is None:
         raise UserError(f"dataset {cfg.dataset} has no {split!r} split (it has: {', '.join(splits)})")
     return splits[name]
-
-
-def _bad_row(local: Path, cfg: DataConfig, split: str) -> str | None:
-    """Where local JSON Lines data goes wrong, as "FILE line N: what": the first row that is not
-    JSON, not an object, or holds something other than a sentence (or null) for a language. The
-    split's own files are read first."""
-    for path in sorted(local.glob("*.jsonl"), key=lambda p: (not p.name.startswith(_SPLIT_ALIASES[split]), p.name)):
-        if bad := _bad_row_of(path, cfg):
-            return bad
-    return None
-
-
-def _bad_row_of(path: Path, cfg: DataConfig) -> str | None:
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):  # lines end at \n only, as in the JSON Lines format
-            problem = _row_problem(raw, cfg)
-            if problem:
-                return f"{path} line {number}: {problem}"
-    return None
-
-
-def _row_problem(raw: bytes, cfg: DataConfig) -> str | None:
-    if not raw.strip():
-        return None
-    try:
-        row = json.loads(raw)
-    except UnicodeDecodeError:
-        return "not valid UTF-8"
-    except json.JSONDecodeError as e:
-        return f"not JSON ({e.msg} at column {e.colno})"
-    if not isinstance(row, dict):
-        return f"{_kind(row)} where a JSON object should be"
-    sides = row.get("translation", row)
-    if not isinstance(sides, dict):
-        return f"'translation' is {_kind(sides)}, not an object"
-    for lang in (cfg.src_lang, cfg.tgt_lang):
-        if sides.get(lang) is not None and not isinstance(sides[lang], str):
-            return f"{lang!r} is {_kind(sides[lang])}, not a sentence"
-    return None
-
-
-def _kind(value: object) -> str:
-    kinds = {list: "an array", dict: "an object", str: "a string", bool: "true or false", int: "a number",
-             float: "a number"}
-    return kinds.get(type(value), type(value).__name__)
 
 
 def _map_columns(rows, cfg: DataConfig, split: str, local: Path | None = None):
@@ -323,8 +210,8 @@ def _map_columns(rows, cfg: DataConfig, split: str, local: Path | None = None):
     def sentence(value: object, lang: str, row: int) -> str:
         if value is None or isinstance(value, str):
             return value or ""
-        raise UserError((local and _bad_row(local, cfg, split)) or
-                        f"dataset {cfg.dataset} ({split}) row {row + 1}: {lang!r} is {_kind(value)}, not a sentence")
+        raise UserError((local and bad_row(local, cfg, split)) or
+                        f"dataset {cfg.dataset} ({split}) row {row + 1}: {lang!r} is {kind(value)}, not a sentence")
 
     def to_pairs(b: dict, indices: list[int]) -> dict:
         src, tgt = sides(b)

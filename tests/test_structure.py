@@ -14,7 +14,7 @@ MAX_FUNCTION_LINES = 60
 MAX_CLASS_LINES = 150
 MAX_MODULE_LINES = 300
 # Still over their room, to be split (issue 27); each must leave this list once it fits.
-OVERSIZED_MODULES = {"cli.py", "data.py", "serve.py"}
+OVERSIZED_MODULES = {"cli.py", "serve.py"}
 # What `seq2seq compare` and `seq2seq report` run on: a table of runs is made where torch is not installed.
 REPORTING = ["seq2seq.compare", "seq2seq.report", "seq2seq.tables", "seq2seq.significance", "seq2seq.seeds",
              "seq2seq.examples", "seq2seq.plots", "seq2seq.metrics", "seq2seq.runfiles", "seq2seq.rundir",
