@@ -25,7 +25,7 @@ from matplotlib.image import imread
 from sacrebleu.metrics import BLEU
 from sacrebleu.significance import PairedTest
 
-from seq2seq.cli import TRANSLATE_CHUNK
+from seq2seq.commands.decoding import TRANSLATE_CHUNK
 from seq2seq.data import concatenate
 from seq2seq.compare import load_comparison
 from seq2seq.evaluate import attention_map, load_run

@@ -224,8 +224,9 @@ def test_health_answers_while_a_batch_decodes(runs):
     answered (were it on the loop, /health would wait for it, and the test would time out)."""
     import uvicorn
 
+    from seq2seq.batcher import Served, Settings
     from seq2seq.evaluate import load_run
-    from seq2seq.serve import Served, Settings, build_app, listen
+    from seq2seq.serve import build_app, listen
 
     run = Served("bahdanau", 0, load_run(runs["bahdanau"], "best", "cpu"))
     decoding, answered = threading.Event(), threading.Event()

@@ -162,7 +162,7 @@ def test_nbest_prints_n_scored_hypotheses_per_line_best_first(runs, run_cli):
 
 def test_nbest_numbers_the_input_lines_across_translate_chunks(runs, run_cli, monkeypatch):
     """translate streams a chunk of lines at a time: an index is that of the line in the whole input."""
-    monkeypatch.setattr("seq2seq.cli.TRANSLATE_CHUNK", 2)
+    monkeypatch.setattr("seq2seq.commands.decoding.TRANSLATE_CHUNK", 2)
     out = run_cli("translate", runs["bahdanau"], "--beam", 2, "--nbest", 2,
                   stdin="Ein Hund.\n\nZwei Katzen.\nDrei.\nVier.\n", in_process=True).out
     assert [line.split("\t")[0] for line in out.splitlines()] == ["0", "0", "2", "2", "3", "3", "4", "4"]
