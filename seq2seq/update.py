@@ -1,7 +1,9 @@
 """One update of the weights: the loss per target token of every rank's batch (label-smoothed),
 its gradients clipped to train.clip_norm, and AdamW (Loshchilov & Hutter 2019) at the rate the
-schedule (schedule.py) gives the update. Training's loop calls it once a batch, and so do the
-benchmarks (scripts/bench.py, bench_precision.py, profile_step.py), which need no run dir.
+schedule (schedule.py) gives the update. A model returns the loss summed over the batch's
+target tokens (loss.output_loss), label-smoothed as this step asks; its normalisation is done here.
+Training's loop calls it once a batch, and so do the benchmarks (scripts/bench.py,
+bench_precision.py, profile_step.py), which need no run dir.
 """
 
 from __future__ import annotations
