@@ -14,7 +14,8 @@ from seq2seq.commands import app, csv_ints
 from seq2seq.errors import UserError
 
 TRANSLATE_CHUNK = 1000  # lines read, translated and printed at a time
-THREADS_HELP = "CPU threads for decoding (default: torch's, from OMP_NUM_THREADS or the cores)"
+THREADS_HELP = ("CPU threads for decoding (default: torch's, from OMP_NUM_THREADS or the cores); an exported "
+                "model decodes that many batches at once")
 BATCH_TOKENS_HELP = "source tokens per decoding batch (default: the run's eval.batch_tokens)"
 BATCH_EXAMPLES_HELP = "sentences per decoding batch, instead of --batch-tokens"
 

@@ -66,8 +66,9 @@ class MetricsLine:
 
 
 @dataclass(kw_only=True)
-class Bucket:
-    """An eval report's scores of the test sentences whose source length falls in `range` (words)."""
+class Scores:
+    """A set of n test sentences' BLEU and reference NLL, each with its 95% interval, and the
+    hypotheses' length over the references'."""
 
     n: int
     bleu: float | None
@@ -77,23 +78,21 @@ class Bucket:
     nll_ci_low: float | None = None
     nll_ci_high: float | None = None
     len_ratio: float | None = None
+
+
+@dataclass(kw_only=True)
+class Bucket(Scores):
+    """An eval report's scores of the test sentences whose source length falls in `range` (words)."""
+
     range: str
 
 
 @dataclass(kw_only=True)
-class Probe:
+class Probe(Scores):
     """An eval report's scores of k consecutive test pairs joined into one (the concatenation probe)."""
 
     k: int
     src_words: float
-    n: int
-    bleu: float | None
-    ci_low: float | None
-    ci_high: float | None
-    nll: float | None = None
-    nll_ci_low: float | None = None
-    nll_ci_high: float | None = None
-    len_ratio: float | None = None
     position_nll: list[float | None] | None = None  # evaluate.py: the NLL by position in the reference
 
 
