@@ -17,7 +17,7 @@ from typing import Callable
 from seq2seq.errors import UserError
 from seq2seq.evaluate import LoadedRun
 from seq2seq.runfiles import read_report
-from seq2seq.search import fitted_ids
+from seq2seq.search import fit
 from seq2seq.tokenizer import EOS
 
 
@@ -136,8 +136,8 @@ class Served:
         found = engine.best(lines, settings, need_weights=attention)
         texts = tok.decode([h.tokens for h in found])
         out = []
-        sources = fitted_ids(engine.max_positions, tok, lines)
-        for line, src, full, h, text in zip(lines, sources, tok.encode(lines), found, texts):
+        ids = tok.encode(lines)
+        for line, src, full, h, text in zip(lines, fit(engine.max_positions, ids), ids, found, texts):
             sentence = {"source": line, "translation": text, "source_tokens": tok.pieces(src + [EOS]),
                         "tokens": tok.pieces(h.tokens + [EOS]), "logprobs": [round(p, 4) for p in h.logprobs],
                         "score": round(h.score, 4), "cut": len(full) > len(src)}

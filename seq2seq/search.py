@@ -210,7 +210,12 @@ def _decode(model: Seq2Seq, tok: Tokenizer, sources: list[str], device: torch.de
 def fitted_ids(max_positions: int | None, tok: Tokenizer, texts: list[str]) -> list[list[int]]:
     """Token ids of the texts (sources, or references scored by forced decoding), each cut to what a
     model's positions hold (EOS follows; None: no limit)."""
-    return [s[:max_ids(max_positions)] if max_positions else s for s in tok.encode(texts)]
+    return fit(max_positions, tok.encode(texts))
+
+
+def fit(max_positions: int | None, ids: list[list[int]]) -> list[list[int]]:
+    """Token id lists, each cut to what a model's positions hold (None: no limit)."""
+    return [s[:max_ids(max_positions)] if max_positions else s for s in ids]
 
 
 def count_cut(max_positions: int | None, tok: Tokenizer, sources: list[str]) -> int:
