@@ -219,6 +219,16 @@ def test_a_bad_request_gets_its_status_a_one_line_json_error_and_one_log_line(se
     assert server.get("/health")[0] == 200
 
 
+def test_a_source_longer_than_the_model_takes_is_cut_and_said_so(runs):
+    from seq2seq.batcher import Served
+    from seq2seq.evaluate import load_run
+
+    loaded = load_run(runs["transformer"], "best", "cpu")
+    short, long = Served("transformer", 0, loaded).decode(["eins zwei", " ".join(["eins zwei drei"] * 400)], 1, False)
+    assert not short["cut"] and long["cut"]
+    assert len(long["source_tokens"]) == loaded.engine.max_positions  # the ids its positions hold, then EOS
+
+
 def test_health_answers_while_a_batch_decodes(runs):
     """Decoding runs beside the event loop: here a decode that cannot finish until /health has
     answered (were it on the loop, /health would wait for it, and the test would time out)."""
