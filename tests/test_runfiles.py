@@ -1,10 +1,12 @@
 """A run's files are read through one schema (seq2seq.runfiles) with one migration: run dirs
 written by older versions load, compare, evaluate and resume.
 
-tests/old-run is a run made by the version before runfiles.py (a bahdanau of 4,038 parameters,
-trained 4 updates on conftest's toy data with `--set model.emb_dim=8 --set model.hidden_dim=8
---set model.attn_dim=8`, then `eval --concat 1,2 --bootstrap 100`; best.pt deleted to keep it
-small). Its run.json has no best_step: the migration reads it from metrics.jsonl.
+tests/old-run holds the files a run made by the version before runfiles.py wrote (a bahdanau of
+4,038 parameters, trained 4 updates on conftest's toy data with `--set model.emb_dim=8 --set
+model.hidden_dim=8 --set model.attn_dim=8`, then `eval --concat 1,2 --bootstrap 100`), less its
+outputs of training (spm.model and the checkpoints, whose format this change kept): a test that
+needs them trains the same config for them. Its run.json has no best_step: the migration reads it
+from metrics.jsonl.
 
 tests/pre-mark-run holds the run.json and config.yaml of docs/runs/study-k4/rnn as they were
 written, before run.json had this tool's mark (docs/runs/ itself went through the migration)."""
@@ -17,7 +19,7 @@ import pytest
 from seq2seq.errors import UserError
 from seq2seq.rundir import RunDir
 from seq2seq.runfiles import RunInfo, migrate_config, read_report, read_sentences
-from tests.conftest import ROOT, write_jsonl
+from tests.conftest import ROOT, cli, write_jsonl
 
 OLD_RUN = ROOT / "tests" / "old-run"
 PRE_MARK_RUN = ROOT / "tests" / "pre-mark-run"
@@ -27,6 +29,14 @@ DOCS_RUNS = ROOT / "docs" / "runs"
 @pytest.fixture
 def old_run(tmp_path):
     return shutil.copytree(OLD_RUN, tmp_path / "old-run")
+
+
+@pytest.fixture(scope="module")
+def old_run_training(tmp_path_factory):
+    """A run of old-run's config, trained as it was: the vocabulary and last checkpoint old-run leaves out."""
+    root = tmp_path_factory.mktemp("old-run-training")
+    cli("train", "--config", OLD_RUN / "config.yaml", "--dataset", write_jsonl(root / "toy"), "--run-dir", root / "run")
+    return root / "run"
 
 
 def test_an_older_run_compares_with_the_figures_its_eval_wrote(old_run, run_cli):
@@ -40,7 +50,10 @@ def test_an_older_run_compares_with_the_figures_its_eval_wrote(old_run, run_cli)
     assert [c["bleu"] for c in row["concat"]] == [c["bleu"] for c in report["concat"]]
 
 
-def test_an_older_run_resumes_and_evaluates(old_run, tmp_path, run_cli):
+def test_an_older_run_resumes_and_evaluates(old_run, old_run_training, tmp_path, run_cli):
+    for name in ("spm.model", "checkpoints/last.pt"):
+        (old_run / name).parent.mkdir(exist_ok=True)
+        shutil.copy(old_run_training / name, old_run / name)
     toy = write_jsonl(tmp_path / "toy")  # the data it was trained on, at another place
     before = (old_run / "metrics.jsonl").read_text()
     run_cli("train", "--resume", old_run, "--dataset", toy, "--max-steps", 6)
