@@ -15,8 +15,9 @@ The specification follows seq2seq/models/transformer.py, not CTranslate2's defau
 
 The directory holds CTranslate2's files (model.bin, config.json, shared_vocabulary.json), the
 run's spm.model and config.yaml (with eval.batch_tokens BATCH_TOKENS: CTranslate2 decodes as many
-batches at once as it has threads, so it is fastest on many small batches), and export.json: which run, checkpoint and step it holds, in
-which quantization. It is written beside its destination and renamed into place whole.
+batches at once as it has threads, so it is fastest on many small batches), and export.json:
+which run, checkpoint and step it holds, in which quantization. It is written beside its
+destination and renamed into place whole.
 """
 
 from __future__ import annotations
